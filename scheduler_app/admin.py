@@ -1,0 +1,280 @@
+"""The Django admin: jobs with their schedule, next run and recent runs; runs with output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from rest_framework import serializers
+
+from scheduler_app import services
+from scheduler_app.api.serializers import normalize_schedule, validate_payload, validate_timezone
+from scheduler_app.models import Job, Run
+
+STATUS_COLOURS = {
+    "succeeded": "#2e7d32",
+    "failed": "#c62828",
+    "timed_out": "#ef6c00",
+    "lost": "#6a1b9a",
+    "running": "#1565c0",
+    "queued": "#546e7a",
+    "cancelled": "#546e7a",
+    "skipped": "#9e9e9e",
+}
+
+
+def status_badge(value: str) -> str:
+    if not value:
+        return "-"
+    colour = STATUS_COLOURS.get(value, "#333")
+    return format_html('<b style="color:{}">{}</b>', colour, value.replace("_", " "))
+
+
+class ScheduleInput(forms.CharField):
+    """A schedule as typed: a phrase or cron string, or a JSON object."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return json.dumps(value)
+        return value
+
+    def to_python(self, value: Any) -> Any:
+        value = super().to_python(value)
+        if isinstance(value, str) and value.strip().startswith("{"):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise forms.ValidationError(f"not valid JSON: {exc}") from exc
+        return value
+
+
+class JobForm(forms.ModelForm):
+    """The same rules as the API: schedule, time zone and payload go through one validator."""
+
+    schedule = ScheduleInput(
+        help_text='e.g. "*/5 * * * *", "every 30 seconds", "daily at 10:30", or a JSON object '
+        'such as {"type": "interval", "every": 5, "unit": "minutes"}.'
+    )
+
+    class Meta:
+        model = Job
+        fields = [
+            "owner",
+            "name",
+            "description",
+            "tags",
+            "enabled",
+            "kind",
+            "payload",
+            "env",
+            "working_dir",
+            "schedule",
+            "timezone",
+            "timeout",
+            "max_retries",
+            "retry_delay",
+            "retry_backoff",
+            "concurrency_policy",
+            "priority",
+            "queue",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        try:
+            validate_timezone(data.get("timezone", "UTC"))
+            if "schedule" in data:
+                data["schedule"] = normalize_schedule(data["schedule"], data.get("timezone", "UTC"))
+            if "payload" in data:
+                data["payload"] = validate_payload(data.get("kind", "command"), data["payload"])
+        except serializers.ValidationError as exc:
+            detail = exc.detail
+            if isinstance(detail, dict):
+                for field, errors in detail.items():
+                    self.add_error(
+                        field if field in self.fields else None, [str(e) for e in errors]
+                    )
+            else:
+                self.add_error("timezone", [str(e) for e in detail])
+        return data
+
+
+class RecentRunInline(admin.TabularInline):
+    """The job's latest runs (not all of them: a busy job has thousands)."""
+
+    model = Run
+    verbose_name_plural = "recent runs"
+    fields = [
+        "run_link",
+        "trigger",
+        "attempt",
+        "colored_status",
+        "scheduled_for",
+        "started_at",
+        "duration",
+        "exit_code",
+        "worker",
+    ]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+    limit = 20
+
+    def get_formset(self, request: HttpRequest, obj: Job | None = None, **kwargs: Any):  # type: ignore[no-untyped-def]
+        self._job = obj
+        return super().get_formset(request, obj, **kwargs)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        runs = super().get_queryset(request)
+        job = getattr(self, "_job", None)
+        if job is None:
+            return runs.none()
+        recent = list(job.runs.values_list("id", flat=True)[: self.limit])
+        return runs.filter(id__in=recent)
+
+    @admin.display(description="run")
+    def run_link(self, run: Run) -> str:
+        return format_html(
+            '<a href="{}">#{}</a>', reverse("admin:scheduler_app_run_change", args=[run.id]), run.id
+        )
+
+    @admin.display(description="status")
+    def colored_status(self, run: Run) -> str:
+        return status_badge(run.status)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    form = JobForm
+    list_display = [
+        "name",
+        "owner",
+        "kind",
+        "schedule_text",
+        "status_text",
+        "next_run_at",
+        "last_run_at",
+        "last_status_badge",
+        "total_runs",
+        "failed_runs",
+        "queue",
+    ]
+    list_filter = ["enabled", "kind", "last_status", "queue", "owner"]
+    search_fields = ["name", "description", "payload"]
+    readonly_fields = [
+        "schedule_description",
+        "status",
+        "next_run_at",
+        "last_run_at",
+        "last_status",
+        "total_runs",
+        "failed_runs",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [RecentRunInline]
+    actions = ["pause", "resume", "run_now"]
+    list_select_related = ["owner"]
+    fieldsets = [
+        (None, {"fields": ["owner", "name", "description", "tags", "enabled", "status"]}),
+        ("What", {"fields": ["kind", "payload", "env", "working_dir"]}),
+        ("When", {"fields": ["schedule", "timezone", "schedule_description", "next_run_at"]}),
+        (
+            "How",
+            {
+                "fields": [
+                    "timeout",
+                    "max_retries",
+                    "retry_delay",
+                    "retry_backoff",
+                    "concurrency_policy",
+                    "priority",
+                    "queue",
+                ]
+            },
+        ),
+        (
+            "History",
+            {
+                "fields": [
+                    "last_run_at",
+                    "last_status",
+                    "total_runs",
+                    "failed_runs",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
+        ),
+    ]
+
+    @admin.display(description="schedule")
+    def schedule_text(self, job: Job) -> str:
+        return job.schedule_description
+
+    @admin.display(description="status")
+    def status_text(self, job: Job) -> str:
+        return job.status
+
+    @admin.display(description="last status", ordering="last_status")
+    def last_status_badge(self, job: Job) -> str:
+        return status_badge(job.last_status)
+
+    @admin.action(description="Pause selected jobs")
+    def pause(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        for job in queryset:
+            services.pause_job(job)
+        self.message_user(request, f"Paused {queryset.count()} jobs.", messages.SUCCESS)
+
+    @admin.action(description="Resume selected jobs")
+    def resume(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        for job in queryset:
+            services.resume_job(job)
+        self.message_user(request, f"Resumed {queryset.count()} jobs.", messages.SUCCESS)
+
+    @admin.action(description="Run selected jobs now")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        runs = [services.create_manual_run(job) for job in queryset]
+        self.message_user(request, f"Queued {len(runs)} runs.", messages.SUCCESS)
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "job",
+        "trigger",
+        "attempt",
+        "colored_status",
+        "scheduled_for",
+        "started_at",
+        "duration",
+        "exit_code",
+        "worker",
+    ]
+    list_filter = ["status", "trigger", "worker"]
+    search_fields = ["job__name", "output", "error"]
+    list_select_related = ["job"]
+    date_hierarchy = "scheduled_for"
+    readonly_fields = [field.name for field in Run._meta.fields]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def colored_status(self, run: Run) -> str:
+        return status_badge(run.status)
+
+    @admin.action(description="Cancel selected runs")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        cancelled = sum(services.cancel_run(run) for run in queryset)
+        self.message_user(request, f"Cancelled {cancelled} runs.", messages.SUCCESS)

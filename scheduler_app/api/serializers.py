@@ -1,0 +1,219 @@
+"""Validation and representation of jobs, runs and schedule previews.
+
+Every rule lives in one place that the admin form shares: the schedule in
+:mod:`scheduler_app.schedules`, the payload in the kind's executor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from scheduler_app import schedules
+from scheduler_app.models import Job, Run
+from workers import executors
+
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+SUPPORTED_POLICIES = (Job.ConcurrencyPolicy.FORBID, Job.ConcurrencyPolicy.ALLOW)
+
+
+@extend_schema_field(OpenApiTypes.ANY)
+class ScheduleField(serializers.JSONField):
+    """A schedule string ("*/5 * * * *", "every 30 seconds") or object ({"type": ...})."""
+
+
+def validate_timezone(value: str) -> str:
+    try:
+        schedules.get_zone(value)
+    except schedules.ScheduleError as exc:
+        raise serializers.ValidationError(str(exc)) from exc
+    return value
+
+
+def normalize_schedule(value: Any, zone_name: str) -> dict[str, Any]:
+    try:
+        return schedules.normalize(value, schedules.get_zone(zone_name), timezone.now())
+    except schedules.ScheduleError as exc:
+        raise serializers.ValidationError({"schedule": [str(exc)]}) from exc
+
+
+def validate_payload(kind: str, payload: Any) -> dict[str, Any]:
+    try:
+        executor = executors.for_kind(kind)
+    except executors.PayloadError as exc:
+        raise serializers.ValidationError({"kind": [str(exc)]}) from exc
+    try:
+        return executor.validate(payload)
+    except executors.PayloadError as exc:
+        raise serializers.ValidationError({"payload": [str(exc)]}) from exc
+
+
+class JobSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    schedule = ScheduleField()
+    timezone = serializers.CharField(default="UTC", validators=[validate_timezone])
+    status = serializers.CharField(read_only=True)
+    schedule_description = serializers.CharField(read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), default=list)
+    env = serializers.DictField(child=serializers.CharField(allow_blank=True), default=dict)
+    timeout = serializers.IntegerField(
+        min_value=1, max_value=settings.SCHEDULER_MAX_TIMEOUT, allow_null=True, required=False
+    )
+    max_retries = serializers.IntegerField(min_value=0, max_value=100, default=0)
+    retry_delay = serializers.IntegerField(min_value=0, max_value=86400, default=0)
+    priority = serializers.IntegerField(min_value=0, max_value=9, default=5)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "name",
+            "description",
+            "tags",
+            "kind",
+            "payload",
+            "schedule",
+            "timezone",
+            "enabled",
+            "status",
+            "timeout",
+            "max_retries",
+            "retry_delay",
+            "retry_backoff",
+            "concurrency_policy",
+            "priority",
+            "queue",
+            "env",
+            "working_dir",
+            "owner",
+            "schedule_description",
+            "next_run_at",
+            "last_run_at",
+            "last_status",
+            "total_runs",
+            "failed_runs",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "next_run_at",
+            "last_run_at",
+            "last_status",
+            "total_runs",
+            "failed_runs",
+            "created_at",
+            "updated_at",
+        ]
+        # Uniqueness per owner is checked in validate_name, with a clearer message.
+        validators: list[Any] = []
+
+    def validate_name(self, value: str) -> str:
+        owner = self.instance.owner if self.instance else self.context["request"].user
+        clash = Job.objects.filter(owner=owner, name=value)
+        if self.instance:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"you already have a job named {value!r}.")
+        return value
+
+    def validate_queue(self, value: str) -> str:
+        if not QUEUE_RE.match(value):
+            raise serializers.ValidationError(
+                "must be 1-64 letters, digits, '_', '-' or '.', the name of a worker queue."
+            )
+        return value
+
+    def validate_concurrency_policy(self, value: str) -> str:
+        if value not in SUPPORTED_POLICIES:
+            raise serializers.ValidationError(
+                f"{value!r} is not supported yet; use one of {', '.join(SUPPORTED_POLICIES)}."
+            )
+        return value
+
+    def validate_working_dir(self, value: str) -> str:
+        if value and not os.path.isabs(value):
+            raise serializers.ValidationError("must be an absolute path.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance: Job | None = self.instance
+        zone = attrs.get("timezone", instance.timezone if instance else "UTC")
+        if "schedule" in attrs or "timezone" in attrs:
+            raw = attrs.get("schedule", instance.schedule if instance else None)
+            if raw is None:
+                raise serializers.ValidationError({"schedule": ["This field is required."]})
+            attrs["schedule"] = normalize_schedule(raw, zone)
+        if "payload" in attrs or "kind" in attrs:
+            kind = attrs.get("kind", instance.kind if instance else Job.Kind.COMMAND)
+            payload = attrs.get("payload", instance.payload if instance else None)
+            attrs["payload"] = validate_payload(kind, payload)
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Job:
+        validated_data["owner"] = self.context["request"].user
+        return super().create(validated_data)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    job_name = serializers.CharField(source="job.name", read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "job",
+            "job_name",
+            "trigger",
+            "attempt",
+            "status",
+            "scheduled_for",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "duration",
+            "exit_code",
+            "worker",
+            "output",
+            "error",
+            "result",
+        ]
+        read_only_fields = fields
+
+
+class RunLogSerializer(serializers.ModelSerializer):
+    finished = serializers.BooleanField(source="is_finished", read_only=True)
+
+    class Meta:
+        model = Run
+        fields = ["id", "status", "finished", "output"]
+        read_only_fields = fields
+
+
+class PreviewSerializer(serializers.Serializer):
+    schedule = ScheduleField()
+    timezone = serializers.CharField(default="UTC", validators=[validate_timezone])
+    count = serializers.IntegerField(min_value=1, max_value=100, default=5)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs["schedule"] = normalize_schedule(attrs["schedule"], attrs["timezone"])
+        return attrs
+
+
+class NextRunsQuerySerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, max_value=100, default=5)
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"})
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()

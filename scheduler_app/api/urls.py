@@ -1,0 +1,17 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from scheduler_app.api import views
+
+router = DefaultRouter()
+router.register("jobs", views.JobViewSet, basename="job")
+router.register("runs", views.RunViewSet, basename="run")
+
+urlpatterns = [
+    path("health/", views.health, name="health"),
+    path("auth/token/", views.TokenLogin.as_view(), name="auth-token"),
+    path("next-runs/", views.upcoming_runs, name="next-runs"),
+    path("schedules/preview/", views.preview_schedule, name="schedule-preview"),
+    path("stats/", views.stats, name="stats"),
+    path("", include(router.urls)),
+]

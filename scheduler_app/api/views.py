@@ -1,0 +1,274 @@
+"""API views: function-sized, with the state changes in scheduler_app.services."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from datetime import datetime
+from typing import Any
+
+import django_filters
+import redis
+from django.conf import settings
+from django.db import connection
+from django.db.models import Avg, Count, Max, Q, QuerySet
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+
+from scheduler_app import schedules, services
+from scheduler_app.api.serializers import (
+    JobSerializer,
+    NextRunsQuerySerializer,
+    PreviewSerializer,
+    RunLogSerializer,
+    RunSerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+)
+from scheduler_app.models import Job, Run
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(schedules.UTC).isoformat().replace("+00:00", "Z")
+
+
+def jobs_of(user: Any) -> QuerySet[Job]:
+    """The jobs a user may see and change: their own, or all for staff."""
+    jobs = Job.objects.select_related("owner")
+    return jobs if user.is_staff else jobs.filter(owner=user)
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Job.Status.choices, method="filter_status")
+    search = django_filters.CharFilter(method="filter_search")
+
+    class Meta:
+        model = Job
+        fields = ["kind", "queue", "enabled", "last_status", "status", "search"]
+
+    def filter_status(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
+        if value == Job.Status.COMPLETED:
+            return queryset.filter(completed_at__isnull=False)
+        return queryset.filter(completed_at__isnull=True, enabled=value == Job.Status.ACTIVE)
+
+    def filter_search(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
+        return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
+
+
+class RunFilter(django_filters.FilterSet):
+    class Meta:
+        model = Run
+        fields = ["job", "status", "trigger", "worker"]
+
+
+class JobViewSet(viewsets.ModelViewSet):
+    serializer_class = JobSerializer
+    filterset_class = JobFilter
+
+    def get_queryset(self) -> QuerySet[Job]:
+        return jobs_of(self.request.user)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        job = services.pause_job(self.get_object())
+        return Response(JobSerializer(job, context={"request": request}).data)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        job = services.resume_job(self.get_object())
+        return Response(JobSerializer(job, context={"request": request}).data)
+
+    @extend_schema(request=None, responses={202: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, pk: str | None = None) -> Response:
+        run = services.create_manual_run(self.get_object())
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=RunSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def runs(self, request: Request, pk: str | None = None) -> Response:
+        runs = self.get_object().runs.select_related("job")
+        page = self.paginate_queryset(runs)
+        return self.get_paginated_response(RunSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("count", int, description="1-100, default 5")],
+        responses=inline_serializer("NextRuns", {"next_runs": serializers.ListField()}),
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], url_path="next-runs", filterset_class=None)
+    def next_runs(self, request: Request, pk: str | None = None) -> Response:
+        query = NextRunsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        job = self.get_object()
+        times = []
+        if job.is_scheduled:
+            after = max(job.schedule_reference, timezone.now())
+            times = schedules.upcoming(job.get_schedule(), after, query.validated_data["count"])
+        return Response({"next_runs": [iso(t) for t in times]})
+
+
+class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = RunSerializer
+    filterset_class = RunFilter
+
+    def get_queryset(self) -> QuerySet[Run]:
+        runs = Run.objects.select_related("job")
+        user = self.request.user
+        return runs if user.is_staff else runs.filter(job__owner=user)
+
+    @extend_schema(responses=RunLogSerializer, filters=False)
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def log(self, request: Request, pk: str | None = None) -> Response:
+        return Response(RunLogSerializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses=RunSerializer, filters=False)
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        if not services.cancel_run(run):
+            return Response(
+                {"detail": f"run {run.id} has already ended ({run.status}); nothing to cancel."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        run.refresh_from_db()
+        return Response(RunSerializer(run).data)
+
+
+@extend_schema(
+    request=PreviewSerializer,
+    responses=inline_serializer(
+        "Preview", {"description": serializers.CharField(), "next_runs": serializers.ListField()}
+    ),
+)
+@api_view(["POST"])
+def preview_schedule(request: Request) -> Response:
+    body = PreviewSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    data = body.validated_data
+    now = timezone.now()
+    schedule = schedules.build(data["schedule"], schedules.get_zone(data["timezone"]), now)
+    times = schedules.upcoming(schedule, now, data["count"])
+    return Response(
+        {
+            "schedule": data["schedule"],
+            "description": schedule.describe(),
+            "next_runs": [iso(t) for t in times],
+        }
+    )
+
+
+@extend_schema(
+    parameters=[OpenApiParameter("count", int, description="1-100, default 5")],
+    responses=inline_serializer("UpcomingRuns", {"next_runs": serializers.ListField()}),
+)
+@api_view(["GET"])
+def upcoming_runs(request: Request) -> Response:
+    """The next fire times over all the caller's scheduled jobs, soonest first.
+
+    The first N fire times can only come from the N jobs that fire soonest, so
+    only those are evaluated, however many jobs there are.
+    """
+    query = NextRunsQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    count = query.validated_data["count"]
+    now = timezone.now()
+    jobs = jobs_of(request.user).filter(next_run_at__isnull=False).order_by("next_run_at")[:count]
+    streams = [
+        (
+            (t, job.id, job.name)
+            for t in schedules.upcoming(job.get_schedule(), max(job.schedule_reference, now), count)
+        )
+        for job in jobs
+    ]
+    merged = heapq.merge(*streams)
+    upcoming = [
+        {"job": job_id, "job_name": name, "at": iso(t)}
+        for t, job_id, name in itertools.islice(merged, count)
+    ]
+    return Response({"next_runs": upcoming})
+
+
+@extend_schema(responses=inline_serializer("Stats", {"jobs": serializers.DictField()}))
+@api_view(["GET"])
+def stats(request: Request) -> Response:
+    jobs = jobs_of(request.user)
+    runs = Run.objects.filter(job__in=jobs)
+    by_status = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
+    finished = sum(by_status.get(s, 0) for s in (Run.Status.SUCCEEDED, *Run.RETRYABLE))
+    durations = runs.filter(duration__isnull=False).aggregate(
+        average=Avg("duration"), longest=Max("duration")
+    )
+    return Response(
+        {
+            "jobs": {
+                "total": jobs.count(),
+                "active": jobs.filter(enabled=True, completed_at__isnull=True).count(),
+                "paused": jobs.filter(enabled=False, completed_at__isnull=True).count(),
+                "completed": jobs.filter(completed_at__isnull=False).count(),
+            },
+            "runs": {"total": sum(by_status.values()), "by_status": by_status},
+            "success_rate": (by_status.get(Run.Status.SUCCEEDED, 0) / finished)
+            if finished
+            else None,
+            "duration_seconds": durations,
+        }
+    )
+
+
+@extend_schema(
+    auth=[],
+    responses=inline_serializer(
+        "Health",
+        {
+            "status": serializers.CharField(),
+            "database": serializers.CharField(),
+            "redis": serializers.CharField(),
+            "workers": serializers.IntegerField(),
+            "beat": serializers.CharField(),
+        },
+    ),
+)
+@api_view(["GET"])
+@permission_classes([permissions.AllowAny])
+def health(request: Request) -> Response:
+    """Liveness of each part: 200 when the database and Redis answer, 503 otherwise."""
+    report: dict[str, Any] = {"database": "ok", "redis": "ok", "workers": 0, "beat": "down"}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        report["database"] = f"error: {exc}"
+    try:
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
+        )
+        client.ping()
+        lock_key = settings.CELERY_REDBEAT_KEY_PREFIX + ":lock"
+        report["beat"] = "ok" if client.exists(lock_key) else "down"
+        from config.celery import app
+
+        report["workers"] = len(app.control.ping(timeout=0.5))
+    except redis.RedisError as exc:
+        report["redis"] = f"error: {exc}"
+    healthy = report["database"] == "ok" and report["redis"] == "ok"
+    report = {"status": "ok" if healthy else "degraded", **report}
+    return Response(report, status=status.HTTP_200_OK if healthy else 503)
+
+
+class TokenLogin(ObtainAuthToken):
+    """Exchange a username and password for an API token."""
+
+    throttle_classes = [AnonRateThrottle]
+
+    @extend_schema(request=TokenRequestSerializer, responses=TokenSerializer, auth=[])
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)

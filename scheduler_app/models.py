@@ -1,0 +1,205 @@
+"""Jobs (what to run and when) and runs (each time one ran). The database is the truth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from scheduler_app import schedules
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        COMMAND = "command"
+        COMMANDS = "commands"
+        SCRIPT = "script"
+        PYTHON = "python"
+        PYTEST = "pytest"
+        HTTP = "http"
+        CELERY = "celery"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+        COMPLETED = "completed"
+
+    class ConcurrencyPolicy(models.TextChoices):
+        FORBID = "forbid"
+        ALLOW = "allow"
+        REPLACE = "replace"
+        QUEUE_ONE = "queue_one"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.COMMAND)
+    payload = models.JSONField(default=dict)
+    schedule = models.JSONField(help_text="Canonical schedule object, see schedules.normalize().")
+    timezone = models.CharField(max_length=64, default="UTC")
+
+    enabled = models.BooleanField(default=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    max_retries = models.PositiveSmallIntegerField(default=0)
+    retry_delay = models.PositiveIntegerField(default=0, help_text="Seconds.")
+    retry_backoff = models.BooleanField(default=False)
+    concurrency_policy = models.CharField(
+        max_length=16, choices=ConcurrencyPolicy.choices, default=ConcurrencyPolicy.FORBID
+    )
+    priority = models.PositiveSmallIntegerField(default=5)
+    queue = models.CharField(max_length=64, default="default")
+    env = models.JSONField(default=dict, blank=True)
+    working_dir = models.CharField(max_length=500, blank=True)
+
+    # When the current schedule took effect (creation, a schedule change, a resume):
+    # interval grids start here and no fire time before it is due.
+    schedule_start = models.DateTimeField()
+    # The scheduled time of the latest fire; with schedule_start it rebuilds RedBeat.
+    last_fired_for = models.DateTimeField(null=True, blank=True)
+
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=16, blank=True)
+    total_runs = models.PositiveIntegerField(default=0)
+    failed_runs = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="job_name_unique_per_owner"),
+            models.CheckConstraint(condition=Q(priority__lte=9), name="job_priority_0_9"),
+        ]
+        indexes = [
+            models.Index(fields=["enabled", "next_run_at"], name="job_due_idx"),
+            models.Index(fields=["owner", "next_run_at"], name="job_owner_next_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        """Restart the schedule's clock when it changes or the job resumes; keep next_run_at true.
+
+        A changed schedule or a resumed job counts its fire times from now: no
+        burst of runs for times that passed while it was paused or different.
+        """
+        if self.schedule_start is None or self._timing() != getattr(self, "_loaded_timing", None):
+            self.schedule_start = timezone.now()
+        self.next_run_at = self.compute_next_run_at()
+        super().save(*args, **kwargs)
+        self._loaded_timing = self._timing()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_timing = instance._timing()
+        return instance
+
+    def _timing(self) -> tuple[object, ...]:
+        return (self.schedule, self.timezone, self.enabled)
+
+    @property
+    def status(self) -> str:
+        if self.completed_at:
+            return self.Status.COMPLETED
+        return self.Status.ACTIVE if self.enabled else self.Status.PAUSED
+
+    @property
+    def is_scheduled(self) -> bool:
+        """Whether beat should fire this job at all."""
+        return self.enabled and not self.completed_at and self.schedule.get("type") != "manual"
+
+    def get_schedule(self) -> schedules.Schedule:
+        anchor = self.schedule_start or timezone.now()
+        return schedules.build(self.schedule, schedules.get_zone(self.timezone), anchor)
+
+    @property
+    def schedule_description(self) -> str:
+        return self.get_schedule().describe() if self.schedule else ""
+
+    @property
+    def schedule_reference(self) -> datetime:
+        """The instant after which the next fire time is counted."""
+        if self.last_fired_for and self.last_fired_for > self.schedule_start:
+            return self.last_fired_for
+        return self.schedule_start
+
+    def compute_next_run_at(self) -> datetime | None:
+        if not self.is_scheduled:
+            return None
+        return self.get_schedule().next_after(self.schedule_reference.astimezone(UTC))
+
+
+class Run(models.Model):
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+        RETRY = "retry"
+        DEPENDENCY = "dependency"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        TIMED_OUT = "timed_out"
+        CANCELLED = "cancelled"
+        SKIPPED = "skipped"
+        LOST = "lost"
+
+    FINISHED = (
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.TIMED_OUT,
+        Status.CANCELLED,
+        Status.SKIPPED,
+        Status.LOST,
+    )
+    RETRYABLE = (Status.FAILED, Status.TIMED_OUT, Status.LOST)
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    scheduled_for = models.DateTimeField()
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    exit_code = models.IntegerField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        constraints = [
+            # A doubled dispatch (two beats, a redelivery) cannot make a doubled run.
+            models.UniqueConstraint(
+                fields=["job", "scheduled_for", "attempt"], name="run_identity_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["job", "-queued_at"], name="run_job_recent_idx"),
+            models.Index(fields=["status", "queued_at"], name="run_status_idx"),
+            models.Index(fields=["worker", "status"], name="run_worker_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}@{self.scheduled_for:%Y-%m-%dT%H:%M:%S} #{self.attempt}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

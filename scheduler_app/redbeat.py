@@ -1,0 +1,207 @@
+"""The one place that talks to RedBeat: job entries in Redis, and the beat scheduler.
+
+Redis is an index of the Job table. Each scheduled job has one RedBeat entry,
+``<prefix>job:<id>``, whose schedule is a :class:`JobSchedule`: the job's
+canonical schedule evaluated by :mod:`scheduler_app.schedules`, the same code the
+preview and ``next_run_at`` use. :func:`reconcile` rebuilds every entry from the
+database; beat runs it when it starts, and ``manage.py sync_schedules`` on demand.
+
+When an entry is due, :class:`JobScheduler` sends ``workers.fire_job(job_id,
+scheduled_for)`` to the job's queue; ``scheduled_for`` is the fire time that
+became due, so the worker creates the run for exactly that time, once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from celery.schedules import BaseSchedule, schedstate
+from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
+from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redis
+
+from scheduler_app import schedules
+
+logger = logging.getLogger(__name__)
+
+FIRE_TASK = "workers.fire_job"
+_SCHEDULE_TYPE = "scheduler_app.JobSchedule"
+
+
+class JobSchedule(BaseSchedule):
+    """A job's schedule as beat sees it: a canonical spec, a zone and the instant it began."""
+
+    def __init__(self, spec: dict[str, Any], timezone: str, start: datetime, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.spec, self.timezone, self.start = spec, timezone, start
+        self._schedule = schedules.build(spec, schedules.get_zone(timezone), start)
+
+    def fire_time(self, last_run_at: datetime) -> datetime | None:
+        """The first fire time after the last one beat sent."""
+        return self._schedule.next_after(last_run_at.astimezone(UTC))
+
+    def remaining_estimate(self, last_run_at: datetime) -> timedelta | None:  # type: ignore[override]
+        fire = self.fire_time(last_run_at)
+        return None if fire is None else fire - self.now()
+
+    def is_due(self, last_run_at: datetime) -> schedstate:
+        now = self.now()
+        fire = self.fire_time(last_run_at)
+        if fire is None:
+            return schedstate(False, None)
+        if fire <= now:
+            following = self._schedule.next_after(now)
+            return schedstate(True, (following - now).total_seconds() if following else None)
+        return schedstate(False, (fire - now).total_seconds())
+
+    def __repr__(self) -> str:
+        return f"<JobSchedule {self.spec} {self.timezone}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JobSchedule):
+            return NotImplemented
+        return (self.spec, self.timezone, self.start) == (other.spec, other.timezone, other.start)
+
+    def __hash__(self) -> int:
+        return hash((json.dumps(self.spec, sort_keys=True), self.timezone, self.start))
+
+
+class JobScheduleEncoder(RedBeatJSONEncoder):
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, JobSchedule):
+            return {
+                "__type__": _SCHEDULE_TYPE,
+                "spec": obj.spec,
+                "timezone": obj.timezone,
+                "start": obj.start.isoformat(),
+            }
+        return super().default(obj)
+
+
+class JobScheduleDecoder(RedBeatJSONDecoder):
+    def dict_to_object(self, d: dict[str, Any]) -> Any:
+        if d.get("__type__") == _SCHEDULE_TYPE:
+            return JobSchedule(d["spec"], d["timezone"], datetime.fromisoformat(d["start"]))
+        return super().dict_to_object(d)
+
+
+class JobEntry(RedBeatSchedulerEntry):
+    """A RedBeat entry that can store a JobSchedule, and whose last run only moves forward."""
+
+    @staticmethod
+    def decode_definition(definition: str) -> dict[str, Any]:
+        return json.loads(definition, cls=JobScheduleDecoder)
+
+    def save(self) -> JobEntry:
+        definition = {
+            "name": self.name,
+            "task": self.task,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "schedule": self.schedule,
+            "enabled": self.enabled,
+        }
+        stored = self.load_meta(self.key, app=self.app).get("last_run_at")
+        if stored is not None and stored > self.last_run_at:
+            self.last_run_at = stored
+        meta = {"last_run_at": self.last_run_at, "total_run_count": self.total_run_count}
+        with get_redis(self.app).pipeline() as pipe:
+            pipe.hset(self.key, "definition", json.dumps(definition, cls=JobScheduleEncoder))
+            pipe.hset(self.key, "meta", json.dumps(meta, cls=RedBeatJSONEncoder))
+            pipe.zadd(self.app.redbeat_conf.schedule_key, {self.key: self.score})
+            pipe.execute()
+        return self
+
+
+class JobScheduler(RedBeatScheduler):
+    """RedBeat, plus: rebuild job entries at start, and tell each fire its scheduled time."""
+
+    Entry = JobEntry
+
+    def setup_schedule(self) -> None:
+        super().setup_schedule()
+        import django
+
+        django.setup()
+        saved, removed = reconcile(self.app)
+        logger.info("beat: reconciled schedules: %d job entries saved, %d removed", saved, removed)
+
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any):  # type: ignore[no-untyped-def]
+        if isinstance(entry.schedule, JobSchedule):
+            last = entry.last_run_at or self.app.now()
+            fire = entry.schedule.fire_time(last)
+            if fire is not None:
+                entry.kwargs = {**(entry.kwargs or {}), "scheduled_for": fire.isoformat()}
+        return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+
+
+def entry_name(job_id: int) -> str:
+    return f"job:{job_id}"
+
+
+def _app() -> Celery:
+    from config.celery import app
+
+    return app
+
+
+def save_entry(job: Any, app: Celery | None = None) -> None:
+    app = app or _app()
+    entry = JobEntry(
+        name=entry_name(job.id),
+        task=FIRE_TASK,
+        schedule=JobSchedule(job.schedule, job.timezone, job.schedule_start),
+        args=[job.id],
+        options={"queue": job.queue, "priority": job.priority},
+        app=app,
+    )
+    entry.last_run_at = job.schedule_reference
+    entry.save()
+
+
+def remove_entry(job_id: int, app: Celery | None = None) -> None:
+    app = app or _app()
+    JobEntry(name=entry_name(job_id), app=app).delete()
+
+
+def sync_job(job_id: int) -> None:
+    """Make the job's RedBeat entry match its row: saved while scheduled, gone otherwise."""
+    from scheduler_app.models import Job
+
+    job = Job.objects.filter(id=job_id).first()
+    if job is not None and job.is_scheduled:
+        save_entry(job)
+    else:
+        remove_entry(job_id)
+
+
+def reconcile(app: Celery | None = None) -> tuple[int, int]:
+    """Rebuild every job entry from the database; remove entries of jobs not scheduled.
+
+    Returns (entries saved, entries removed).
+    """
+    from scheduler_app.models import Job
+
+    app = app or _app()
+    get_redis(app)  # binds app.redbeat_conf
+    prefix = app.redbeat_conf.key_prefix + "job:"
+    saved = 0
+    scheduled_ids: set[int] = set()
+    for job in Job.objects.filter(enabled=True, completed_at__isnull=True).iterator():
+        if job.is_scheduled:
+            save_entry(job, app)
+            scheduled_ids.add(job.id)
+            saved += 1
+    client = get_redis(app)
+    stale = [
+        key
+        for key in client.zrange(app.redbeat_conf.schedule_key, 0, -1)
+        if key.startswith(prefix) and int(key[len(prefix) :]) not in scheduled_ids
+    ]
+    for key in stale:
+        remove_entry(int(key[len(prefix) :]), app)
+    return saved, len(stale)

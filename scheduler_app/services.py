@@ -1,0 +1,201 @@
+"""State changes of jobs and runs, as plain functions that tasks, views and tests call.
+
+Every change that more than one process may attempt at once is guarded in the
+database: a unique constraint (a run is created once per job, time and attempt)
+or a conditional UPDATE whose row count says who won.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from scheduler_app.models import Job, Run
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = 24 * 3600
+
+
+def fire_scheduled(job_id: int, scheduled_for: datetime) -> Run | None:
+    """The run for a fire time of a job; None when it exists already or the job is gone.
+
+    A job still running under ``forbid`` gets a ``skipped`` run instead, so the
+    missed fire time stays visible.
+    """
+    job = Job.objects.filter(id=job_id).first()
+    if job is None or not job.is_scheduled:
+        return None
+    running = job.runs.filter(status=Run.Status.RUNNING).order_by("id").first()
+    skip = running is not None and job.concurrency_policy == Job.ConcurrencyPolicy.FORBID
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                job=job,
+                trigger=Run.Trigger.SCHEDULE,
+                scheduled_for=scheduled_for,
+                status=Run.Status.SKIPPED if skip else Run.Status.QUEUED,
+                error=f"skipped: run {running.id} is still running" if skip and running else "",
+                finished_at=timezone.now() if skip else None,
+            )
+    except IntegrityError:
+        logger.info("job %s already fired for %s; duplicate ignored", job_id, scheduled_for)
+        return None
+    _advance_schedule(job, scheduled_for)
+    if skip:
+        _complete_if_once(run)
+    return run
+
+
+def _advance_schedule(job: Job, scheduled_for: datetime) -> None:
+    """Record the fire time; only ever forward, whatever order fires are processed in."""
+    job.last_fired_for = scheduled_for
+    Job.objects.filter(Q(last_fired_for__isnull=True) | Q(last_fired_for__lt=scheduled_for)).filter(
+        id=job.id
+    ).update(last_fired_for=scheduled_for, next_run_at=job.compute_next_run_at())
+    if job.schedule.get("type") == "once":
+        # Beat has no more fire times for it; the job completes when its run ends.
+        Job.objects.filter(id=job.id).update(next_run_at=None)
+
+
+def create_manual_run(job: Job) -> Run:
+    """A run the user asked for now, whatever the schedule; queued on the job's queue."""
+    with transaction.atomic():
+        run = Run.objects.create(job=job, trigger=Run.Trigger.MANUAL, scheduled_for=timezone.now())
+        enqueue(run)
+    return run
+
+
+def enqueue(run: Run, countdown: float = 0) -> None:
+    """Send the run to a worker of its job's queue once the transaction commits."""
+    from workers.tasks import execute_run
+
+    queue, priority = run.job.queue, run.job.priority
+    transaction.on_commit(
+        lambda: execute_run.apply_async(
+            (run.id,), queue=queue, priority=priority, countdown=countdown
+        )
+    )
+
+
+def claim_run(run_id: int, worker: str) -> Run | None:
+    """Mark a queued run as running; None when another worker got there first."""
+    updated = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING, started_at=timezone.now(), worker=worker
+    )
+    return Run.objects.select_related("job").get(id=run_id) if updated else None
+
+
+def finish_run(
+    run: Run,
+    status: str,
+    *,
+    exit_code: int | None = None,
+    output: str = "",
+    error: str = "",
+    result: dict | None = None,
+) -> Run:
+    """Record how a run ended, keep the job's figures true, and queue a retry if due."""
+    now = timezone.now()
+    with transaction.atomic():
+        # A run cancelled while it ran stays cancelled, whatever the process said.
+        current = Run.objects.select_for_update().get(id=run.id)
+        if current.status == Run.Status.CANCELLED:
+            status = Run.Status.CANCELLED
+        elif current.is_finished:
+            return current
+        duration = (now - current.started_at).total_seconds() if current.started_at else None
+        Run.objects.filter(id=run.id).update(
+            status=status,
+            finished_at=now,
+            duration=duration,
+            exit_code=exit_code,
+            output=output,
+            error=error,
+            result=result,
+        )
+        failed = status in Run.RETRYABLE
+        Job.objects.filter(id=run.job_id).update(
+            last_run_at=current.started_at or now,
+            last_status=status,
+            total_runs=F("total_runs") + 1,
+            failed_runs=F("failed_runs") + (1 if failed else 0),
+        )
+        retry = _create_retry(current) if failed else None
+        if retry is None:
+            _complete_if_once(current)
+    run.refresh_from_db()
+    return run
+
+
+def _create_retry(run: Run) -> Run | None:
+    job = run.job
+    if run.attempt > job.max_retries:
+        return None
+    try:
+        with transaction.atomic():
+            retry = Run.objects.create(
+                job=job,
+                trigger=Run.Trigger.RETRY,
+                scheduled_for=run.scheduled_for,
+                attempt=run.attempt + 1,
+            )
+    except IntegrityError:
+        return None
+    enqueue(retry, countdown=retry_delay(job, run.attempt))
+    return retry
+
+
+def _complete_if_once(run: Run) -> None:
+    """A one-time job is done when the last attempt of its scheduled run has ended."""
+    job = Job.objects.get(id=run.job_id)
+    if job.schedule.get("type") == "once" and run.trigger != Run.Trigger.MANUAL:
+        job.completed_at = timezone.now()
+        job.save()
+
+
+def cancel_run(run: Run) -> bool:
+    """Stop a queued or running run; False when it had already ended.
+
+    A queued run ends here; a running one is stopped by the node that runs it,
+    which sees the status change at its next output flush (about a second).
+    """
+    reason = "cancelled by user"
+    ended = Run.objects.filter(id=run.id, status=Run.Status.QUEUED).update(
+        status=Run.Status.CANCELLED, error=reason, finished_at=timezone.now()
+    )
+    stopping = Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
+        status=Run.Status.CANCELLED, error=reason
+    )
+    return bool(ended or stopping)
+
+
+def mark_lost(worker: str) -> int:
+    """Runs a node had running when it (re)started died with its old process: they are lost."""
+    lost = 0
+    for run in Run.objects.filter(worker=worker, status=Run.Status.RUNNING).select_related("job"):
+        finish_run(run, Run.Status.LOST, error=f"worker {worker} stopped while the run was going")
+        lost += 1
+    return lost
+
+
+def pause_job(job: Job) -> Job:
+    job.enabled = False
+    job.save()
+    return job
+
+
+def resume_job(job: Job) -> Job:
+    job.enabled = True
+    job.save()
+    return job
+
+
+def retry_delay(job: Job, attempt: int) -> float:
+    """Seconds before the retry of ``attempt``: fixed, or doubling with ``retry_backoff``."""
+    delay = job.retry_delay * (2 ** (attempt - 1) if job.retry_backoff else 1)
+    return float(min(delay, MAX_RETRY_DELAY))

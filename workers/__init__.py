@@ -1,0 +1,1 @@
+"""Celery tasks and the executors that run each kind of job."""

@@ -1,0 +1,65 @@
+"""Thin Celery tasks: load the run, call the executor, save the outcome.
+
+Both tasks acknowledge late, so a message is not lost with a worker killed
+mid-run; the run's unique identity and the conditional claim make a
+redelivered message harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from scheduler_app import services
+from scheduler_app.models import Run
+from workers import executors
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="workers.fire_job", bind=True, acks_late=True, reject_on_worker_lost=True)
+def fire_job(self: Any, job_id: int, scheduled_for: str | None = None) -> None:
+    """Sent by beat when a job is due: create the run for that fire time once, and run it."""
+    when = datetime.fromisoformat(scheduled_for) if scheduled_for else self.app.now()
+    run = services.fire_scheduled(job_id, when)
+    if run is not None and run.status == Run.Status.QUEUED:
+        _run(run.id, self.request.hostname)
+
+
+@shared_task(name="workers.execute_run", bind=True, acks_late=True, reject_on_worker_lost=True)
+def execute_run(self: Any, run_id: int) -> None:
+    """Run a queued run (run now, a retry)."""
+    _run(run_id, self.request.hostname)
+
+
+def _run(run_id: int, worker: str) -> None:
+    run = services.claim_run(run_id, worker=worker)
+    if run is None:  # claimed elsewhere, cancelled, or a redelivery
+        return
+    try:
+        outcome = executors.for_kind(run.job.kind).execute(run)
+    except Exception as exc:
+        logger.exception("run %s of job %s crashed in the executor", run.id, run.job_id)
+        outcome = executors.Outcome(Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+    services.finish_run(
+        run,
+        outcome.status,
+        exit_code=outcome.exit_code,
+        output=outcome.output,
+        error=outcome.error,
+        result=outcome.result,
+    )
+
+
+@worker_ready.connect
+def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
+    """A node starting up holds no runs: any it had running died with its last process."""
+    lost = services.mark_lost(sender.hostname)
+    if lost:
+        logger.warning(
+            "%d runs of %s were running when it stopped; marked lost", lost, sender.hostname
+        )
