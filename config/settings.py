@@ -127,13 +127,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
-
 # REST API
 REST_FRAMEWORK = {
     # Token first, so a request without credentials gets 401 with WWW-Authenticate.
@@ -186,7 +179,7 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
-CELERY_BEAT_SCHEDULER = "scheduler_app.beat:JobScheduler"
+CELERY_BEAT_SCHEDULER = "scheduler_app.redbeat:JobScheduler"
 # Beat wakes at least this often, so a job created a moment ago fires on time.
 CELERY_BEAT_MAX_LOOP_INTERVAL = envint("BEAT_MAX_LOOP_INTERVAL", 1)
 CELERY_REDBEAT_REDIS_URL = REDIS_URL

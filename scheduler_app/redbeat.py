@@ -22,6 +22,7 @@ from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redis
+from redis.exceptions import LockNotOwnedError
 
 from scheduler_app import schedules
 
@@ -129,6 +130,24 @@ class JobScheduler(RedBeatScheduler):
         django.setup()
         saved, removed = reconcile(self.app)
         logger.info("beat: reconciled schedules: %d job entries saved, %d removed", saved, removed)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One beat tick; survives Redis losing its data (a restart without persistence).
+
+        Redis forgetting everything also drops beat's lock: instead of dying, take the
+        lock again (waiting, as a standby beat does, if another beat has it now) and
+        rebuild the job entries from the database.
+        """
+        try:
+            return super().tick(*args, **kwargs)
+        except LockNotOwnedError:
+            logger.warning(
+                "beat: lost the RedBeat lock (Redis restarted or flushed?); re-acquiring"
+            )
+            self.lock.acquire()
+            saved, _ = reconcile(self.app)
+            logger.warning("beat: lock re-acquired; %d job entries rebuilt", saved)
+            return 0.0
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any):  # type: ignore[no-untyped-def]
         if isinstance(entry.schedule, JobSchedule):
