@@ -1,0 +1,38 @@
+"""Start a private Redis before Django reads its settings, so REDIS_URL points at it.
+
+Loaded with ``-p tests.redis_plugin`` (pyproject addopts): pytest-django sets
+Django up while the initial conftests load, which is too late for a conftest to
+change the environment. ``TEST_REDIS_URL`` uses a running Redis instead; the
+tests flush it, so never point it at one that holds anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from scheduler_app.embedded_redis import EmbeddedRedis, free_port
+
+_SERVER = pytest.StashKey[EmbeddedRedis]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser, args):  # type: ignore[no-untyped-def]
+    if os.environ.get("TEST_REDIS_URL"):
+        os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+    else:
+        data_dir = Path(tempfile.mkdtemp(prefix="scheduler-test-redis-"))
+        server = EmbeddedRedis.start(data_dir, free_port(), persist=False)
+        early_config.stash[_SERVER] = server
+        os.environ["REDIS_URL"] = server.url
+    os.environ.setdefault("DEBUG", "1")
+    return (yield)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_SERVER, None)
+    if server is not None:
+        server.stop()

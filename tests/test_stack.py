@@ -1,0 +1,181 @@
+"""End to end: jobs made through the API, fired by real beat, run by a real worker.
+
+Nothing here is mocked: a private Redis, ``celery beat`` with the RedBeat
+scheduler and ``celery worker`` run as separate processes on the test database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psutil
+import pytest
+
+from scheduler_app.models import Job, Run
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.stack
+
+
+def create_job(api, **fields) -> dict:
+    response = api.post("/api/v1/jobs/", fields, format="json")
+    assert response.status_code == 201, response.data
+    return response.data
+
+
+def wait_runs(job_id: int, count: int, timeout: float = 30, **filters) -> list[Run]:
+    def enough() -> list[Run] | None:
+        """enough runs are recorded"""
+        runs = list(
+            Run.objects.filter(job_id=job_id, **filters).order_by("scheduled_for", "attempt")
+        )
+        return runs if len(runs) >= count else None
+
+    return wait_for(enough, timeout=timeout)
+
+
+def processes_running(*cmdline: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if proc.info["cmdline"] == list(cmdline):
+            found.append(proc)
+    return found
+
+
+def test_it_runs_an_interval_job_on_its_schedule(live, api):
+    job = create_job(
+        api,
+        name="tick",
+        payload={"command": "echo tick $SCHEDULER_ATTEMPT"},
+        schedule="every 2 seconds",
+    )
+
+    first, second = wait_runs(job["id"], 2, status=Run.Status.SUCCEEDED)[:2]
+
+    assert (first.output, first.exit_code, first.trigger, first.attempt) == (
+        "tick 1\n",
+        0,
+        "schedule",
+        1,
+    )
+    assert first.worker.startswith("w1@")
+    assert second.scheduled_for - first.scheduled_for == timedelta(seconds=2)
+    assert first.started_at >= first.scheduled_for
+    assert first.duration is not None and first.duration >= 0
+    job_row = Job.objects.get(id=job["id"])
+    assert job_row.total_runs >= 2
+    assert job_row.last_status == Run.Status.SUCCEEDED
+    assert job_row.next_run_at > second.scheduled_for
+    response = api.get(f"/api/v1/jobs/{job['id']}/runs/")
+    assert response.status_code == 200
+    assert (
+        response.data["results"][0]["scheduled_for"]
+        >= response.data["results"][-1]["scheduled_for"]
+    )
+
+
+def test_it_retries_a_failed_run_as_new_attempts_then_completes_a_once_job(live, api):
+    at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    job = create_job(
+        api,
+        name="flaky",
+        payload={"command": "echo attempt $SCHEDULER_ATTEMPT; exit 1"},
+        schedule={"type": "once", "at": at},
+        max_retries=2,
+        retry_delay=1,
+    )
+
+    runs = wait_runs(job["id"], 3, status=Run.Status.FAILED)
+
+    assert [(r.attempt, r.trigger, r.exit_code) for r in runs] == [
+        (1, "schedule", 1),
+        (2, "retry", 1),
+        (3, "retry", 1),
+    ]
+    assert [r.output for r in runs] == ["attempt 1\n", "attempt 2\n", "attempt 3\n"]
+    assert len({r.scheduled_for for r in runs}) == 1
+    assert runs[0].scheduled_for == datetime.fromisoformat(at)
+    for previous, retry in zip(runs, runs[1:], strict=False):
+        assert (retry.started_at - previous.finished_at).total_seconds() >= 0.9
+    job_row = wait_for(lambda: Job.objects.filter(id=job["id"], completed_at__isnull=False).first())
+    assert (job_row.status, job_row.failed_runs, job_row.total_runs) == ("completed", 3, 3)
+    assert job_row.next_run_at is None
+
+
+def test_a_timeout_kills_the_whole_process_group(live, api):
+    job = create_job(
+        api,
+        name="slow",
+        payload={"command": "sleep 317 & sleep 318; echo never"},
+        schedule="manual",
+        timeout=2,
+    )
+    response = api.post(f"/api/v1/jobs/{job['id']}/run/")
+    assert response.status_code == 202
+    assert response.data["trigger"] == "manual"
+
+    (run,) = wait_runs(job["id"], 1, timeout=20, status=Run.Status.TIMED_OUT)
+
+    assert 2 <= run.duration < 10
+    assert "never" not in run.output
+    assert "timed out after 2 s" in run.error
+    assert processes_running("sleep", "317") == []
+    assert processes_running("sleep", "318") == []
+
+
+def test_cancel_stops_a_running_run_on_its_worker(live, api):
+    job = create_job(
+        api, name="long", payload={"command": "echo started; sleep 319"}, schedule="manual"
+    )
+    run_id = api.post(f"/api/v1/jobs/{job['id']}/run/").data["id"]
+    wait_runs(job["id"], 1, status=Run.Status.RUNNING)
+    wait_for(lambda: processes_running("sleep", "319"))
+
+    response = api.post(f"/api/v1/runs/{run_id}/cancel/")
+
+    assert response.status_code == 200
+    run = wait_for(
+        lambda: Run.objects.filter(id=run_id, finished_at__isnull=False).first(), timeout=15
+    )
+    assert run.status == Run.Status.CANCELLED
+    assert run.output == "started\n"
+    assert processes_running("sleep", "319") == []
+    assert api.post(f"/api/v1/runs/{run_id}/cancel/").status_code == 409
+
+
+def test_pausing_stops_runs_and_resuming_restarts_them(live, api):
+    job = create_job(api, name="pulse", payload={"command": "true"}, schedule="every 1 seconds")
+    wait_runs(job["id"], 1, status=Run.Status.SUCCEEDED)
+
+    assert api.post(f"/api/v1/jobs/{job['id']}/pause/").data["status"] == "paused"
+    paused_at = datetime.now(UTC)
+    # Absence of runs can only be seen over time: watch for three intervals.
+    wait_for(lambda: datetime.now(UTC) > paused_at + timedelta(seconds=3), timeout=5)
+    assert not Run.objects.filter(job_id=job["id"], queued_at__gt=paused_at + timedelta(seconds=1))
+
+    assert api.post(f"/api/v1/jobs/{job['id']}/resume/").data["status"] == "active"
+    resumed_at = datetime.now(UTC)
+    wait_runs(job["id"], 1, status=Run.Status.SUCCEEDED, scheduled_for__gt=resumed_at)
+
+
+def test_a_flushed_redis_and_a_restarted_beat_lose_no_schedule(live, api, redis_client):
+    job = create_job(api, name="survivor", payload={"command": "true"}, schedule="every 2 seconds")
+    wait_runs(job["id"], 1, status=Run.Status.SUCCEEDED)
+
+    live.stop("beat")
+    redis_client.flushall()
+    live.start_beat()
+    restarted_at = datetime.now(UTC)
+
+    wait_runs(job["id"], 2, status=Run.Status.SUCCEEDED, scheduled_for__gt=restarted_at)
+
+
+def test_beat_rebuilds_the_schedule_when_redis_is_flushed_under_it(live, api, redis_client):
+    job = create_job(api, name="steady", payload={"command": "true"}, schedule="every 2 seconds")
+    wait_runs(job["id"], 1, status=Run.Status.SUCCEEDED)
+
+    redis_client.flushall()
+    flushed_at = datetime.now(UTC)
+
+    wait_runs(job["id"], 2, status=Run.Status.SUCCEEDED, scheduled_for__gt=flushed_at)
+    assert "re-acquiring" in live.log("beat")
