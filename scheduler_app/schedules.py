@@ -241,8 +241,9 @@ def _parse_phrase(text: str) -> dict[str, Any]:
             return _normalize_object(
                 {"type": "weekly", "days_of_week": [WEEKDAYS.index(day)], "time": time}
             )
-    if len(phrase.split()) in (5, 6) and not phrase[0].isalpha():
-        return {"type": "cron", "expression": " ".join(text.split())}
+    if phrase[0].isdigit() or phrase[0] in "*?":
+        # Looks like cron: let the cron validator say exactly what is wrong with it.
+        return _cron_object({"expression": text})
     raise ScheduleError(
         f"could not understand {text!r}. Use a cron expression ('*/5 * * * *'), "
         "'every N seconds|minutes|hours|days|weeks', 'hourly', 'daily', "

@@ -6,6 +6,7 @@ scheduler and ``celery worker`` run as separate processes on the test database.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import psutil
@@ -95,7 +96,7 @@ def test_it_retries_a_failed_run_as_new_attempts_then_completes_a_once_job(live,
     assert [r.output for r in runs] == ["attempt 1\n", "attempt 2\n", "attempt 3\n"]
     assert len({r.scheduled_for for r in runs}) == 1
     assert runs[0].scheduled_for == datetime.fromisoformat(at)
-    for previous, retry in zip(runs, runs[1:], strict=False):
+    for previous, retry in itertools.pairwise(runs):
         assert (retry.started_at - previous.finished_at).total_seconds() >= 0.9
     job_row = wait_for(lambda: Job.objects.filter(id=job["id"], completed_at__isnull=False).first())
     assert (job_row.status, job_row.failed_runs, job_row.total_runs) == ("completed", 3, 3)

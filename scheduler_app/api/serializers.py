@@ -111,6 +111,7 @@ class JobSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {"payload": {"required": True}}
         # Uniqueness per owner is checked in validate_name, with a clearer message.
         validators: list[Any] = []
 
@@ -144,16 +145,23 @@ class JobSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance: Job | None = self.instance
-        zone = attrs.get("timezone", instance.timezone if instance else "UTC")
+        errors: dict[str, Any] = {}
         if "schedule" in attrs or "timezone" in attrs:
+            zone = attrs.get("timezone", instance.timezone if instance else "UTC")
             raw = attrs.get("schedule", instance.schedule if instance else None)
-            if raw is None:
-                raise serializers.ValidationError({"schedule": ["This field is required."]})
-            attrs["schedule"] = normalize_schedule(raw, zone)
+            try:
+                attrs["schedule"] = normalize_schedule(raw, zone)
+            except serializers.ValidationError as exc:
+                errors.update(exc.detail)
         if "payload" in attrs or "kind" in attrs:
             kind = attrs.get("kind", instance.kind if instance else Job.Kind.COMMAND)
             payload = attrs.get("payload", instance.payload if instance else None)
-            attrs["payload"] = validate_payload(kind, payload)
+            try:
+                attrs["payload"] = validate_payload(kind, payload)
+            except serializers.ValidationError as exc:
+                errors.update(exc.detail)
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Job:

@@ -44,6 +44,13 @@ def jobs_of(user: Any) -> QuerySet[Job]:
     return jobs if user.is_staff else jobs.filter(owner=user)
 
 
+def job_upcoming(job: Job, now: datetime, count: int) -> list[datetime]:
+    """The job's next ``count`` fire times: those beat will fire, from the same schedule."""
+    if not job.is_scheduled:
+        return []
+    return schedules.upcoming(job.get_schedule(), max(job.schedule_reference, now), count)
+
+
 class JobFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Job.Status.choices, method="filter_status")
     search = django_filters.CharFilter(method="filter_search")
@@ -109,10 +116,7 @@ class JobViewSet(viewsets.ModelViewSet):
         query = NextRunsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         job = self.get_object()
-        times = []
-        if job.is_scheduled:
-            after = max(job.schedule_reference, timezone.now())
-            times = schedules.upcoming(job.get_schedule(), after, query.validated_data["count"])
+        times = job_upcoming(job, timezone.now(), query.validated_data["count"])
         return Response({"next_runs": [iso(t) for t in times]})
 
 
@@ -182,13 +186,7 @@ def upcoming_runs(request: Request) -> Response:
     count = query.validated_data["count"]
     now = timezone.now()
     jobs = jobs_of(request.user).filter(next_run_at__isnull=False).order_by("next_run_at")[:count]
-    streams = [
-        (
-            (t, job.id, job.name)
-            for t in schedules.upcoming(job.get_schedule(), max(job.schedule_reference, now), count)
-        )
-        for job in jobs
-    ]
+    streams = [[(t, job.id, job.name) for t in job_upcoming(job, now, count)] for job in jobs]
     merged = heapq.merge(*streams)
     upcoming = [
         {"job": job_id, "job_name": name, "at": iso(t)}

@@ -1,0 +1,243 @@
+"""The REST API: auth, ownership, validation messages, and the read endpoints."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from scheduler_app.models import Job, Run
+
+JOB = {"name": "backup", "payload": {"command": "echo hi"}, "schedule": "*/5 * * * *"}
+
+
+@pytest.fixture
+def job(api) -> dict:
+    response = api.post("/api/v1/jobs/", JOB, format="json")
+    assert response.status_code == 201, response.data
+    return response.data
+
+
+def test_it_refuses_requests_without_credentials(db):
+    response = APIClient().get("/api/v1/jobs/")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_it_exchanges_a_password_for_a_token(user):
+    client = APIClient()
+    response = client.post(
+        "/api/v1/auth/token/", {"username": "alice", "password": "alice-password-1"}, format="json"
+    )
+    assert response.status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Token {response.data['token']}")
+    assert client.get("/api/v1/jobs/").status_code == 200
+    bad = APIClient().post("/api/v1/auth/token/", {"username": "alice", "password": "nope"})
+    assert bad.status_code == 400
+
+
+def test_it_creates_a_job_with_defaults_and_derived_fields(api, job):
+    assert job["schedule"] == {"type": "cron", "expression": "*/5 * * * *"}
+    assert job["payload"] == {"command": "echo hi", "shell": "/bin/sh"}
+    assert job["schedule_description"] == "Every 5 minutes"
+    assert (job["status"], job["owner"], job["queue"], job["timezone"]) == (
+        "active",
+        "alice",
+        "default",
+        "UTC",
+    )
+    assert job["next_run_at"].endswith(("0:00Z", "5:00Z"))
+    assert (job["total_runs"], job["failed_runs"], job["last_run_at"]) == (0, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"schedule": "0 0 31 2 *"}, "schedule", "never fires"),
+        ({"schedule": "61 * * * *"}, "schedule", "invalid cron expression"),
+        (
+            {"schedule": {"type": "interval", "every": -5, "unit": "minutes"}},
+            "schedule",
+            "'every' must be a positive whole number",
+        ),
+        ({"timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
+        ({"kind": "teleport"}, "kind", "is not a valid choice"),
+        ({"kind": "http"}, "kind", "not supported"),
+        ({"payload": {}}, "payload", "'command' is required"),
+        ({"payload": {"command": "ls", "shell": "bash"}}, "payload", "absolute path"),
+        ({"timeout": 0}, "timeout", "greater than or equal to 1"),
+        ({"priority": 12}, "priority", "less than or equal to 9"),
+        ({"max_retries": -1}, "max_retries", "greater than or equal to 0"),
+        ({"queue": "no spaces"}, "queue", "letters, digits"),
+        ({"concurrency_policy": "replace"}, "concurrency_policy", "not supported yet"),
+        ({"working_dir": "relative/dir"}, "working_dir", "absolute path"),
+        ({"env": {"A": ["list"]}}, "env", "Not a valid string"),
+        ({"name": ""}, "name", "may not be blank"),
+    ],
+)
+def test_bad_input_gets_a_400_naming_the_field(api, change, field, message):
+    response = api.post("/api/v1/jobs/", {**JOB, **change}, format="json")
+    assert response.status_code == 400
+    assert list(response.data) == [field]
+    assert message in str(response.data[field]), response.data
+
+
+def test_a_missing_schedule_and_payload_are_named(api):
+    response = api.post("/api/v1/jobs/", {"name": "x"}, format="json")
+    assert response.status_code == 400
+    assert set(response.data) == {"payload", "schedule"}
+
+
+def test_names_are_unique_per_owner(api, job, other_user):
+    again = api.post("/api/v1/jobs/", JOB, format="json")
+    assert again.status_code == 400
+    assert again.data == {"name": ["you already have a job named 'backup'."]}
+    bob = APIClient()
+    bob.force_authenticate(other_user)
+    assert bob.post("/api/v1/jobs/", JOB, format="json").status_code == 201
+
+
+def test_a_user_sees_only_their_own_jobs_and_runs(api, job, other_user):
+    bob = APIClient()
+    bob.force_authenticate(other_user)
+    assert bob.get("/api/v1/jobs/").data["count"] == 0
+    for method, path in [
+        ("get", ""),
+        ("patch", ""),
+        ("delete", ""),
+        ("post", "pause/"),
+        ("post", "run/"),
+        ("get", "runs/"),
+        ("get", "next-runs/"),
+    ]:
+        response = getattr(bob, method)(f"/api/v1/jobs/{job['id']}/{path}", {}, format="json")
+        assert response.status_code == 404, (method, path)
+    run = Run.objects.create(job_id=job["id"], trigger="manual", scheduled_for="2026-01-01T00:00Z")
+    assert bob.get(f"/api/v1/runs/{run.id}/").status_code == 404
+    assert bob.get(f"/api/v1/runs/{run.id}/log/").status_code == 404
+
+
+def test_staff_see_every_job(api, job, other_user):
+    other_user.is_staff = True
+    other_user.save()
+    staff = APIClient()
+    staff.force_authenticate(other_user)
+    assert [j["name"] for j in staff.get("/api/v1/jobs/").data["results"]] == ["backup"]
+
+
+def test_it_updates_pauses_and_resumes_a_job(api, job):
+    url = f"/api/v1/jobs/{job['id']}/"
+    patched = api.patch(
+        url, {"schedule": "every 10 minutes", "timezone": "Europe/Paris"}, format="json"
+    )
+    assert patched.status_code == 200, patched.data
+    assert patched.data["schedule"] == {"type": "interval", "every": 10, "unit": "minutes"}
+    paused = api.post(url + "pause/")
+    assert (paused.data["status"], paused.data["enabled"], paused.data["next_run_at"]) == (
+        "paused",
+        False,
+        None,
+    )
+    resumed = api.post(url + "resume/")
+    assert resumed.data["status"] == "active" and resumed.data["next_run_at"]
+    assert api.delete(url).status_code == 204
+    assert not Job.objects.filter(id=job["id"]).exists()
+
+
+def test_it_lists_with_pagination_and_filters(api):
+    for i in range(3):
+        api.post("/api/v1/jobs/", {**JOB, "name": f"job-{i}"}, format="json")
+    api.post("/api/v1/jobs/job-0/pause/")
+    page = api.get("/api/v1/jobs/?page_size=2")
+    assert (page.data["count"], len(page.data["results"])) == (3, 2)
+    assert page.data["next"].endswith("page=2&page_size=2")
+    first_id = page.data["results"][0]["id"]
+    api.post(f"/api/v1/jobs/{first_id}/pause/")
+    assert [j["id"] for j in api.get("/api/v1/jobs/?status=paused").data["results"]] == [first_id]
+    assert api.get("/api/v1/jobs/?status=sleeping").status_code == 400
+    assert api.get("/api/v1/jobs/?search=job-2").data["count"] == 1
+
+
+def test_next_runs_of_a_job_and_of_all_jobs(api, job):
+    response = api.get(f"/api/v1/jobs/{job['id']}/next-runs/?count=3")
+    times = response.data["next_runs"]
+    assert len(times) == 3 and times[0] == job["next_run_at"]
+    assert times == sorted(times)
+    assert api.get(f"/api/v1/jobs/{job['id']}/next-runs/?count=0").status_code == 400
+    api.post(
+        "/api/v1/jobs/", {**JOB, "name": "often", "schedule": "every 1 minutes"}, format="json"
+    )
+    upcoming = api.get("/api/v1/next-runs/?count=10").data["next_runs"]
+    assert len(upcoming) == 10
+    assert [u["at"] for u in upcoming] == sorted(u["at"] for u in upcoming)
+    assert {u["job_name"] for u in upcoming} == {"backup", "often"}
+
+
+def test_preview_shows_description_and_times(api):
+    response = api.post(
+        "/api/v1/schedules/preview/",
+        {"schedule": "0 9 * * 1-5", "timezone": "Europe/Paris", "count": 2},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert response.data["description"] == "At 09:00, Monday through Friday"
+    assert [t[11:] for t in response.data["next_runs"]] in (
+        ["08:00:00Z"] * 2,
+        ["07:00:00Z"] * 2,
+        ["08:00:00Z", "07:00:00Z"],
+    )
+    bad = api.post("/api/v1/schedules/preview/", {"schedule": "whenever"}, format="json")
+    assert bad.status_code == 400 and "could not understand" in str(bad.data["schedule"])
+
+
+def test_run_now_returns_202_with_a_queued_manual_run(api, job, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = api.post(f"/api/v1/jobs/{job['id']}/run/")
+    assert response.status_code == 202
+    assert (response.data["trigger"], response.data["status"], response.data["attempt"]) == (
+        "manual",
+        "queued",
+        1,
+    )
+    assert len(callbacks) == 1  # the message to the worker is sent only after the commit
+    log = api.get(f"/api/v1/runs/{response.data['id']}/log/")
+    assert log.data == {
+        "id": response.data["id"],
+        "status": "queued",
+        "finished": False,
+        "output": "",
+    }
+    cancelled = api.post(f"/api/v1/runs/{response.data['id']}/cancel/")
+    assert cancelled.data["status"] == "cancelled" and cancelled.data["finished_at"]
+
+
+def test_health_needs_no_login_and_reports_each_part(db):
+    response = APIClient().get("/api/v1/health/")
+    assert response.status_code == 200
+    assert set(response.data) == {"status", "database", "redis", "workers", "beat"}
+    assert (response.data["status"], response.data["database"], response.data["redis"]) == (
+        "ok",
+        "ok",
+        "ok",
+    )
+
+
+def test_the_openapi_schema_and_docs_are_served(db):
+    schema = APIClient().get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/jobs/{id}/next-runs/" in schema.content
+    assert APIClient().get("/api/docs/").status_code == 200
+
+
+def test_stats_counts_runs_by_status(api, job):
+    for status in ("succeeded", "succeeded", "failed"):
+        Run.objects.create(
+            job_id=job["id"],
+            trigger="manual",
+            status=status,
+            duration=2.0,
+            scheduled_for=f"2026-01-01T00:00:0{Run.objects.count()}Z",
+        )
+    data = api.get("/api/v1/stats/").data
+    assert data["runs"] == {"total": 3, "by_status": {"succeeded": 2, "failed": 1}}
+    assert data["success_rate"] == pytest.approx(2 / 3)
+    assert data["jobs"]["total"] == 1

@@ -1,0 +1,184 @@
+"""The schedule module: every form, parsed and evaluated, and what it refuses."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scheduler_app import schedules
+from scheduler_app.schedules import ScheduleError, build, normalize, upcoming
+
+NOW = datetime(2026, 3, 2, 10, 0, 7, tzinfo=UTC)  # a Monday
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def fires(value, zone="UTC", count=3, after=NOW):
+    tz = ZoneInfo(zone)
+    spec = normalize(value, tz, NOW)
+    return [t.isoformat() for t in upcoming(build(spec, tz, NOW), after, count)]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "*/5 * * * *",
+            ["2026-03-02T10:05:00+00:00", "2026-03-02T10:10:00+00:00", "2026-03-02T10:15:00+00:00"],
+        ),
+        (
+            "0 9 * * 1-5",
+            ["2026-03-03T09:00:00+00:00", "2026-03-04T09:00:00+00:00", "2026-03-05T09:00:00+00:00"],
+        ),
+        (
+            "0 9 * * mon-fri",
+            ["2026-03-03T09:00:00+00:00", "2026-03-04T09:00:00+00:00", "2026-03-05T09:00:00+00:00"],
+        ),
+        (
+            "@daily",
+            ["2026-03-03T00:00:00+00:00", "2026-03-04T00:00:00+00:00", "2026-03-05T00:00:00+00:00"],
+        ),
+        (
+            "*/20 * * * * *",
+            ["2026-03-02T10:00:20+00:00", "2026-03-02T10:00:40+00:00", "2026-03-02T10:01:00+00:00"],
+        ),
+        (
+            {"type": "cron", "expression": "0 0 1 * *"},
+            ["2026-04-01T00:00:00+00:00", "2026-05-01T00:00:00+00:00", "2026-06-01T00:00:00+00:00"],
+        ),
+        (
+            "every 30 seconds",
+            ["2026-03-02T10:00:37+00:00", "2026-03-02T10:01:07+00:00", "2026-03-02T10:01:37+00:00"],
+        ),
+        (
+            "every 2 hours",
+            ["2026-03-02T12:00:07+00:00", "2026-03-02T14:00:07+00:00", "2026-03-02T16:00:07+00:00"],
+        ),
+        (
+            {"type": "interval", "every": 5, "unit": "minutes", "start_at": "2026-03-02T10:02:00Z"},
+            ["2026-03-02T10:02:00+00:00", "2026-03-02T10:07:00+00:00", "2026-03-02T10:12:00+00:00"],
+        ),
+        (
+            "hourly",
+            ["2026-03-02T11:00:00+00:00", "2026-03-02T12:00:00+00:00", "2026-03-02T13:00:00+00:00"],
+        ),
+        (
+            {"type": "hourly", "minute": 15},
+            ["2026-03-02T10:15:00+00:00", "2026-03-02T11:15:00+00:00", "2026-03-02T12:15:00+00:00"],
+        ),
+        (
+            "Daily at 10:30",
+            ["2026-03-02T10:30:00+00:00", "2026-03-03T10:30:00+00:00", "2026-03-04T10:30:00+00:00"],
+        ),
+        (
+            "monday at 09:00",
+            ["2026-03-09T09:00:00+00:00", "2026-03-16T09:00:00+00:00", "2026-03-23T09:00:00+00:00"],
+        ),
+        (
+            {"type": "weekly", "days_of_week": [0, 2, 4], "time": "02:00"},
+            ["2026-03-04T02:00:00+00:00", "2026-03-06T02:00:00+00:00", "2026-03-09T02:00:00+00:00"],
+        ),
+        (
+            {"type": "monthly", "day_of_month": -1, "time": "23:00"},
+            ["2026-03-31T23:00:00+00:00", "2026-04-30T23:00:00+00:00", "2026-05-31T23:00:00+00:00"],
+        ),
+        ({"type": "once", "at": "2026-12-01T09:00:00Z"}, ["2026-12-01T09:00:00+00:00"]),
+        ("manual", []),
+    ],
+)
+def test_it_computes_fire_times_for_every_form(value, expected):
+    assert fires(value) == expected
+
+
+def test_cron_is_read_in_the_jobs_time_zone():
+    # 09:00 in New York is 14:00 UTC in winter (EST) and 13:00 UTC after 8 March 2026 (EDT).
+    assert fires(
+        "0 9 * * *", "America/New_York", count=2, after=datetime(2026, 3, 7, 15, 0, tzinfo=UTC)
+    ) == ["2026-03-08T13:00:00+00:00", "2026-03-09T13:00:00+00:00"]
+
+
+def test_a_naive_once_time_is_read_in_the_jobs_time_zone():
+    assert fires({"type": "once", "at": "2026-12-01T09:00:00"}, "Europe/Paris") == [
+        "2026-12-01T08:00:00+00:00"
+    ]
+
+
+def test_intervals_ignore_daylight_saving_changes():
+    spec = normalize("every 1 hours", ZoneInfo("Europe/London"), NOW)
+    start = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # clocks go forward at 01:00 UTC
+    times = upcoming(build(spec, ZoneInfo("Europe/London"), start), start, 3)
+    assert [t - start for t in times] == [timedelta(hours=h) for h in (1, 2, 3)]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0 0 31 2 *", "never fires"),
+        ("61 * * * *", "invalid cron expression"),
+        ("* * *", "has 3 fields"),
+        ("every -5 minutes", "could not understand"),
+        ("every 5 fortnights", "could not understand"),
+        ("sometimes", "could not understand"),
+        ("", "must not be empty"),
+        ({"type": "interval", "every": -5, "unit": "minutes"}, "'every' must be a positive"),
+        ({"type": "interval", "every": 0}, "'every' must be a positive"),
+        ({"type": "interval", "every": 5, "unit": "fortnights"}, "'unit' must be one of"),
+        ({"type": "once", "at": "2020-01-01T00:00:00Z"}, "is in the past"),
+        ({"type": "once", "at": "tomorrow"}, "not an ISO 8601"),
+        ({"type": "once"}, "needs 'at'"),
+        ({"type": "cron"}, "needs 'expression'"),
+        ({"type": "weekly", "days_of_week": [7], "time": "02:00"}, "'days_of_week'"),
+        ({"type": "daily", "time": "25:00"}, "'time' must be HH:MM"),
+        ({"type": "monthly", "day_of_month": 32}, "'day_of_month'"),
+        ({"type": "yearly"}, "'type' must be one of"),
+        (42, "must be a string"),
+    ],
+)
+def test_it_refuses_what_it_cannot_run_with_a_message(value, message):
+    with pytest.raises(ScheduleError, match=message):
+        normalize(value, UTC_ZONE, NOW)
+
+
+def test_unknown_time_zones_are_refused():
+    with pytest.raises(ScheduleError, match="unknown time zone 'Mars/Olympus'"):
+        schedules.get_zone("Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    ("value", "description"),
+    [
+        ("0 9 * * 1-5", "At 09:00, Monday through Friday"),
+        ("every 5 minutes", "Every 5 minutes"),
+        ("every 1 hours", "Every hour"),
+        ("@daily", "At 00:00"),
+        ("manual", "Manually, never on a schedule"),
+    ],
+)
+def test_it_describes_schedules_in_words(value, description):
+    spec = normalize(value, UTC_ZONE, NOW)
+    assert build(spec, UTC_ZONE, NOW).describe() == description
+
+
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.dictionaries(
+            st.sampled_from(
+                ["type", "every", "unit", "at", "expression", "time", "days_of_week", "minute"]
+            ),
+            st.one_of(
+                st.text(max_size=10),
+                st.integers(-100, 100),
+                st.none(),
+                st.sampled_from(["cron", "interval", "once", "daily", "weekly", "monthly"]),
+            ),
+        ),
+    )
+)
+def test_random_input_only_ever_raises_a_schedule_error(value):
+    with contextlib.suppress(ScheduleError):
+        normalize(value, UTC_ZONE, NOW)
