@@ -157,3 +157,8 @@ def live(stack: Stack, transactional_db, redis_client) -> Iterator[Stack]:
         job.delete()
     if "beat" not in stack.procs:  # a test stopped it
         stack.start_beat()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

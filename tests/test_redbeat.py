@@ -1,0 +1,109 @@
+"""The RedBeat side, against the real (private) Redis: entries, encoding, reconcile."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from scheduler_app import redbeat
+from scheduler_app.models import Job
+from scheduler_app.redbeat import JobEntry, JobSchedule
+
+pytestmark = pytest.mark.django_db(transaction=True)
+KEY = "redbeat:job:{}"
+
+
+@pytest.fixture(autouse=True)
+def empty_redis(redis_client):
+    redis_client.flushdb()
+    yield
+    redis_client.flushdb()
+
+
+def make_job(user, **fields) -> Job:
+    defaults = {
+        "name": "j",
+        "payload": {"command": "true"},
+        "schedule": {"type": "interval", "every": 10, "unit": "seconds"},
+    }
+    return Job.objects.create(owner=user, **{**defaults, **fields})
+
+
+def load(job_id: int) -> JobEntry:
+    from config.celery import app
+
+    return JobEntry.from_key(KEY.format(job_id), app=app)
+
+
+def test_saving_a_job_writes_its_entry_after_commit(user, redis_client):
+    job = make_job(user, queue="reports", priority=7)
+    entry = load(job.id)
+    assert entry.task == "workers.fire_job"
+    assert entry.args == [job.id]
+    assert entry.options == {"queue": "reports", "priority": 7}
+    assert entry.schedule == JobSchedule(job.schedule, "UTC", job.schedule_start)
+    assert entry.last_run_at == job.schedule_start
+    assert redis_client.zscore("redbeat::schedule", KEY.format(job.id)) == pytest.approx(
+        (job.schedule_start + timedelta(seconds=10)).timestamp(), abs=1
+    )
+
+
+def test_pausing_completing_or_deleting_removes_the_entry(user, redis_client):
+    job = make_job(user)
+    job.enabled = False
+    job.save()
+    assert not redis_client.exists(KEY.format(job.id))
+    job.enabled = True
+    job.save()
+    assert redis_client.exists(KEY.format(job.id))
+    job.delete()
+    assert not redis_client.exists(KEY.format(job.id))
+    manual = make_job(user, name="m", schedule={"type": "manual"})
+    assert not redis_client.exists(KEY.format(manual.id))
+
+
+def test_the_schedule_survives_a_round_trip_through_json(user):
+    job = make_job(
+        user, schedule={"type": "cron", "expression": "0 9 * * 1-5"}, timezone="Europe/Paris"
+    )
+    raw = json.dumps({"schedule": load(job.id).schedule}, cls=redbeat.JobScheduleEncoder)
+    decoded = json.loads(raw, cls=redbeat.JobScheduleDecoder)["schedule"]
+    after = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)  # a Friday
+    assert decoded.fire_time(after) == datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
+
+
+def test_is_due_tells_beat_the_fire_time_and_the_wait(user):
+    job = make_job(user)
+    schedule = load(job.id).schedule
+    start = job.schedule_start
+    schedule.nowfun = lambda: start + timedelta(seconds=4)
+    assert schedule.is_due(start) == (False, pytest.approx(6))
+    schedule.nowfun = lambda: start + timedelta(seconds=10.5)
+    assert schedule.is_due(start) == (True, pytest.approx(9.5))
+
+
+def test_reconcile_rebuilds_a_flushed_redis_from_the_database(user, redis_client):
+    active = make_job(user, name="a")
+    fired_for = active.schedule_start + timedelta(seconds=30)
+    Job.objects.filter(id=active.id).update(last_fired_for=fired_for)
+    paused = make_job(user, name="p", enabled=False)
+    redis_client.flushdb()
+    redis_client.hset(KEY.format(paused.id), "definition", "{}")
+    redis_client.zadd("redbeat::schedule", {KEY.format(paused.id): 1})
+
+    assert redbeat.reconcile() == (1, 1)
+
+    assert load(active.id).last_run_at == fired_for
+    assert not redis_client.exists(KEY.format(paused.id))
+
+
+def test_an_entry_never_moves_back_in_time(user):
+    job = make_job(user)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    entry = load(job.id)
+    entry.last_run_at = later
+    entry.save()
+    redbeat.save_entry(Job.objects.get(id=job.id))
+    assert load(job.id).last_run_at == later

@@ -1,0 +1,130 @@
+"""Run state changes, called directly: once-only creation, claims, retries, completion."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from scheduler_app import services
+from scheduler_app.models import Job, Run
+
+AT = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def job(user) -> Job:
+    return Job.objects.create(
+        owner=user,
+        name="j",
+        payload={"command": "true"},
+        schedule={"type": "interval", "every": 1, "unit": "minutes"},
+        max_retries=2,
+        retry_delay=10,
+        retry_backoff=True,
+    )
+
+
+def test_a_fire_time_makes_one_run_however_often_it_is_sent(job):
+    first = services.fire_scheduled(job.id, AT)
+    again = services.fire_scheduled(job.id, AT)
+    assert first is not None and again is None
+    assert Run.objects.filter(job=job).count() == 1
+    job.refresh_from_db()
+    assert job.last_fired_for == AT
+    # The interval's grid starts when the job was made, so the next time is within a minute.
+    assert AT < job.next_run_at <= AT + timedelta(minutes=1)
+    assert job.next_run_at == job.get_schedule().next_after(AT)
+
+
+def test_the_schedule_only_moves_forward(job):
+    services.fire_scheduled(job.id, AT + timedelta(minutes=1))
+    services.fire_scheduled(job.id, AT)  # a late message for an earlier time
+    job.refresh_from_db()
+    assert job.last_fired_for == AT + timedelta(minutes=1)
+
+
+def test_only_one_worker_claims_a_run(job):
+    run = services.fire_scheduled(job.id, AT)
+    assert services.claim_run(run.id, "w1@a").worker == "w1@a"
+    assert services.claim_run(run.id, "w2@b") is None
+
+
+def test_forbid_records_a_skipped_run_while_one_is_running(job):
+    running = services.fire_scheduled(job.id, AT)
+    services.claim_run(running.id, "w1@a")
+    skipped = services.fire_scheduled(job.id, AT + timedelta(minutes=1))
+    assert skipped.status == Run.Status.SKIPPED
+    assert skipped.error == f"skipped: run {running.id} is still running"
+    job.concurrency_policy = Job.ConcurrencyPolicy.ALLOW
+    job.save()
+    allowed = services.fire_scheduled(job.id, AT + timedelta(minutes=2))
+    assert allowed.status == Run.Status.QUEUED
+
+
+def test_a_failure_queues_a_retry_with_backoff(job, django_capture_on_commit_callbacks):
+    run = services.fire_scheduled(job.id, AT)
+    services.claim_run(run.id, "w1@a")
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.finish_run(run, Run.Status.FAILED, exit_code=1, error="exited with code 1.")
+    retry = Run.objects.get(job=job, attempt=2)
+    assert (retry.trigger, retry.status, retry.scheduled_for) == ("retry", "queued", AT)
+    assert len(callbacks) == 1
+    assert [services.retry_delay(job, n) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]
+    job.refresh_from_db()
+    assert (job.total_runs, job.failed_runs, job.last_status) == (1, 1, "failed")
+
+
+def test_no_retry_after_the_last_attempt_or_a_success(job):
+    run = Run.objects.create(job=job, trigger="retry", scheduled_for=AT, attempt=3)
+    services.claim_run(run.id, "w1@a")
+    services.finish_run(run, Run.Status.FAILED, exit_code=1)
+    ok = services.fire_scheduled(job.id, AT + timedelta(minutes=1))
+    services.claim_run(ok.id, "w1@a")
+    services.finish_run(ok, Run.Status.SUCCEEDED, exit_code=0)
+    assert Run.objects.filter(job=job).count() == 2
+
+
+def test_a_run_cancelled_while_running_stays_cancelled(job):
+    run = services.fire_scheduled(job.id, AT)
+    services.claim_run(run.id, "w1@a")
+    assert services.cancel_run(run)
+    finished = services.finish_run(run, Run.Status.FAILED, exit_code=-15, output="partial")
+    assert (finished.status, finished.output) == ("cancelled", "partial")
+    assert not services.cancel_run(run)
+
+
+def test_a_once_job_completes_after_its_run(user):
+    job = Job.objects.create(
+        owner=user,
+        name="once",
+        payload={"command": "true"},
+        schedule={"type": "once", "at": AT.isoformat()},
+    )
+    assert job.next_run_at == AT
+    run = services.fire_scheduled(job.id, AT)
+    services.claim_run(run.id, "w1@a")
+    services.finish_run(run, Run.Status.SUCCEEDED, exit_code=0)
+    job.refresh_from_db()
+    assert (job.status, job.next_run_at, job.is_scheduled) == ("completed", None, False)
+
+
+def test_a_restarted_worker_marks_its_running_runs_lost(job):
+    run = services.fire_scheduled(job.id, AT)
+    services.claim_run(run.id, "w1@a")
+    assert services.mark_lost("w1@a") == 1
+    run.refresh_from_db()
+    assert run.status == Run.Status.LOST
+    assert Run.objects.get(job=job, attempt=2).trigger == "retry"
+
+
+def test_changing_the_schedule_or_resuming_restarts_its_clock(job):
+    start = job.schedule_start
+    job.description = "no timing change"
+    job.save()
+    assert job.schedule_start == start
+    job.enabled = False
+    job.save()
+    job.enabled = True
+    job.save()
+    assert job.schedule_start > start
