@@ -95,6 +95,7 @@ DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Web, beat and workers are separate processes writing one file: WAL lets readers
     # go on during a write, IMMEDIATE takes the write lock up front (no upgrade
     # deadlocks) and the timeout makes writers wait instead of failing.

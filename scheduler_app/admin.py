@@ -29,6 +29,18 @@ STATUS_COLOURS = {
 }
 
 
+RUN_COLUMNS = [
+    "trigger",
+    "attempt",
+    "colored_status",
+    "scheduled_for",
+    "started_at",
+    "duration",
+    "exit_code",
+    "worker",
+]
+
+
 def status_badge(value: str) -> str:
     if not value:
         return "-"
@@ -105,22 +117,18 @@ class JobForm(forms.ModelForm):
         return data
 
 
-class RecentRunInline(admin.TabularInline):
+class RunColumns:
+    @admin.display(description="status", ordering="status")
+    def colored_status(self, run: Run) -> str:
+        return status_badge(run.status)
+
+
+class RecentRunInline(RunColumns, admin.TabularInline):
     """The job's latest runs (not all of them: a busy job has thousands)."""
 
     model = Run
     verbose_name_plural = "recent runs"
-    fields = [
-        "run_link",
-        "trigger",
-        "attempt",
-        "colored_status",
-        "scheduled_for",
-        "started_at",
-        "duration",
-        "exit_code",
-        "worker",
-    ]
+    fields = ["run_link", *RUN_COLUMNS]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -145,10 +153,6 @@ class RecentRunInline(admin.TabularInline):
         return format_html(
             '<a href="{}">#{}</a>', reverse("admin:scheduler_app_run_change", args=[run.id]), run.id
         )
-
-    @admin.display(description="status")
-    def colored_status(self, run: Run) -> str:
-        return status_badge(run.status)
 
 
 @admin.register(Job)
@@ -247,19 +251,8 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "job",
-        "trigger",
-        "attempt",
-        "colored_status",
-        "scheduled_for",
-        "started_at",
-        "duration",
-        "exit_code",
-        "worker",
-    ]
+class RunAdmin(RunColumns, admin.ModelAdmin):
+    list_display = ["id", "job", *RUN_COLUMNS]
     list_filter = ["status", "trigger", "worker"]
     search_fields = ["job__name", "output", "error"]
     list_select_related = ["job"]
@@ -269,10 +262,6 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
-
-    @admin.display(description="status", ordering="status")
-    def colored_status(self, run: Run) -> str:
-        return status_badge(run.status)
 
     @admin.action(description="Cancel selected runs")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:

@@ -103,7 +103,9 @@ def finish_run(
     now = timezone.now()
     with transaction.atomic():
         # A run cancelled while it ran stays cancelled, whatever the process said.
-        current = Run.objects.select_for_update().get(id=run.id)
+        current = Run.objects.select_for_update().filter(id=run.id).first()
+        if current is None:  # deleted with its job while it ran
+            return run
         if current.status == Run.Status.CANCELLED:
             status = Run.Status.CANCELLED
         elif current.is_finished:
