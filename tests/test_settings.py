@@ -1,0 +1,36 @@
+"""Settings refuse to start unsafely, and the system checks catch a broken broker setting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from django.core.checks import run_checks
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    return subprocess.run(
+        [sys.executable, "-c", "import config.settings"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
+    result = load_settings(DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_it_starts_with_a_secret_key_or_in_debug():
+    assert load_settings(DEBUG="0", SECRET_KEY="x" * 50).returncode == 0
+    assert load_settings(DEBUG="1").returncode == 0
+
+
+def test_a_visibility_timeout_shorter_than_a_job_is_an_error(settings):
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    assert [e.id for e in run_checks()] == ["scheduler_app.E001"]
