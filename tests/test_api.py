@@ -241,3 +241,9 @@ def test_stats_counts_runs_by_status(api, job):
     assert data["runs"] == {"total": 3, "by_status": {"succeeded": 2, "failed": 1}}
     assert data["success_rate"] == pytest.approx(2 / 3)
     assert data["jobs"]["total"] == 1
+
+
+def test_the_schema_is_valid_and_has_no_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
