@@ -54,12 +54,10 @@ def fire_scheduled(job_id: int, scheduled_for: datetime) -> Run | None:
 def _advance_schedule(job: Job, scheduled_for: datetime) -> None:
     """Record the fire time; only ever forward, whatever order fires are processed in."""
     job.last_fired_for = scheduled_for
-    Job.objects.filter(Q(last_fired_for__isnull=True) | Q(last_fired_for__lt=scheduled_for)).filter(
-        id=job.id
-    ).update(last_fired_for=scheduled_for, next_run_at=job.compute_next_run_at())
-    if job.schedule.get("type") == "once":
-        # Beat has no more fire times for it; the job completes when its run ends.
-        Job.objects.filter(id=job.id).update(next_run_at=None)
+    later = Q(last_fired_for__isnull=True) | Q(last_fired_for__lt=scheduled_for)
+    Job.objects.filter(later, id=job.id).update(
+        last_fired_for=scheduled_for, next_run_at=job.compute_next_run_at()
+    )
 
 
 def create_manual_run(job: Job) -> Run:
