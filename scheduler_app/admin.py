@@ -35,7 +35,7 @@ RUN_COLUMNS = [
     "colored_status",
     "scheduled_for",
     "started_at",
-    "duration",
+    "seconds",
     "exit_code",
     "worker",
 ]
@@ -70,8 +70,9 @@ class JobForm(forms.ModelForm):
     """The same rules as the API: schedule, time zone and payload go through one validator."""
 
     schedule = ScheduleInput(
+        widget=forms.TextInput(attrs={"size": 70}),
         help_text='e.g. "*/5 * * * *", "every 30 seconds", "daily at 10:30", or a JSON object '
-        'such as {"type": "interval", "every": 5, "unit": "minutes"}.'
+        'such as {"type": "interval", "every": 5, "unit": "minutes"}.',
     )
 
     class Meta:
@@ -122,6 +123,10 @@ class RunColumns:
     def colored_status(self, run: Run) -> str:
         return status_badge(run.status)
 
+    @admin.display(description="duration", ordering="duration")
+    def seconds(self, run: Run) -> str:
+        return "-" if run.duration is None else f"{run.duration:.2f} s"
+
 
 class RecentRunInline(RunColumns, admin.TabularInline):
     """The job's latest runs (not all of them: a busy job has thousands)."""
@@ -160,15 +165,12 @@ class JobAdmin(admin.ModelAdmin):
     form = JobForm
     list_display = [
         "name",
-        "owner",
-        "kind",
         "schedule_text",
         "status_text",
         "next_run_at",
         "last_run_at",
         "last_status_badge",
-        "total_runs",
-        "failed_runs",
+        "run_counts",
         "queue",
     ]
     list_filter = ["enabled", "kind", "last_status", "queue", "owner"]
@@ -219,6 +221,13 @@ class JobAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    class Media:
+        css = {"all": ["scheduler_app/admin.css"]}
+
+    @admin.display(description="runs (failed)")
+    def run_counts(self, job: Job) -> str:
+        return f"{job.total_runs} ({job.failed_runs})"
 
     @admin.display(description="schedule")
     def schedule_text(self, job: Job) -> str:

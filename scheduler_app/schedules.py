@@ -144,7 +144,7 @@ class ManualSchedule:
         return None
 
     def describe(self) -> str:
-        return "Manually, never on a schedule"
+        return "Manually"
 
 
 def validate_cron(expression: str, zone: ZoneInfo) -> None:

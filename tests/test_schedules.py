@@ -155,7 +155,7 @@ def test_unknown_time_zones_are_refused():
         ("every 5 minutes", "Every 5 minutes"),
         ("every 1 hours", "Every hour"),
         ("@daily", "At 00:00"),
-        ("manual", "Manually, never on a schedule"),
+        ("manual", "Manually"),
     ],
 )
 def test_it_describes_schedules_in_words(value, description):
