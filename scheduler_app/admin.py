@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from rest_framework import serializers
 
-from scheduler_app import services
+from scheduler_app import schedules, services
 from scheduler_app.api.serializers import normalize_schedule, validate_payload, validate_timezone
-from scheduler_app.models import Job, Run
+from scheduler_app.models import Calendar, Job, Run
 
 STATUS_COLOURS = {
     "succeeded": "#2e7d32",
@@ -89,6 +89,14 @@ class JobForm(forms.ModelForm):
             "working_dir",
             "schedule",
             "timezone",
+            "start_at",
+            "end_at",
+            "window",
+            "jitter",
+            "calendar",
+            "calendar_policy",
+            "misfire_grace",
+            "catchup",
             "timeout",
             "max_retries",
             "retry_delay",
@@ -106,6 +114,10 @@ class JobForm(forms.ModelForm):
                 data["schedule"] = normalize_schedule(data["schedule"], data.get("timezone", "UTC"))
             if "payload" in data:
                 data["payload"] = validate_payload(data.get("kind", "command"), data["payload"])
+            if data.get("window"):
+                data["window"] = schedules.normalize_window(data["window"])
+        except schedules.ScheduleError as exc:
+            self.add_error("window", str(exc))
         except serializers.ValidationError as exc:
             detail = exc.detail
             if isinstance(detail, dict):
@@ -192,7 +204,22 @@ class JobAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["owner", "name", "description", "tags", "enabled", "status"]}),
         ("What", {"fields": ["kind", "payload", "env", "working_dir"]}),
-        ("When", {"fields": ["schedule", "timezone", "schedule_description", "next_run_at"]}),
+        (
+            "When",
+            {
+                "fields": [
+                    "schedule",
+                    "timezone",
+                    "schedule_description",
+                    "next_run_at",
+                    ("start_at", "end_at"),
+                    "window",
+                    "jitter",
+                    ("calendar", "calendar_policy"),
+                    ("misfire_grace", "catchup"),
+                ]
+            },
+        ),
         (
             "How",
             {
@@ -276,3 +303,14 @@ class RunAdmin(RunColumns, admin.ModelAdmin):
     def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         cancelled = sum(services.cancel_run(run) for run in queryset)
         self.message_user(request, f"Cancelled {cancelled} runs.", messages.SUCCESS)
+
+
+@admin.register(Calendar)
+class CalendarAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "date_count", "updated_at"]
+    search_fields = ["name", "description"]
+    list_filter = ["owner"]
+
+    @admin.display(description="dates")
+    def date_count(self, calendar: Calendar) -> int:
+        return len(calendar.dates)

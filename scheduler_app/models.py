@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from scheduler_app import schedules
+
+
+class Calendar(models.Model):
+    """Named dates (public holidays, freeze days) that jobs skip or move away from."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendars"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    dates = models.JSONField(default=list, help_text="Dates as YYYY-MM-DD, in each job's zone.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="calendar_name_unique_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not isinstance(self.dates, list):
+            raise ValidationError({"dates": "must be a list of dates as YYYY-MM-DD."})
+        for day in self.dates:
+            try:
+                date.fromisoformat(day)
+            except (TypeError, ValueError):
+                raise ValidationError({"dates": f"{day!r} is not a date as YYYY-MM-DD."}) from None
+
+    def excluded(self) -> frozenset[date]:
+        return frozenset(date.fromisoformat(day) for day in self.dates)
 
 
 class Job(models.Model):
@@ -26,6 +61,15 @@ class Job(models.Model):
         ACTIVE = "active"
         PAUSED = "paused"
         COMPLETED = "completed"
+
+    class CalendarPolicy(models.TextChoices):
+        SKIP = "skip"
+        SHIFT = "shift"
+
+    class Catchup(models.TextChoices):
+        SKIP = "skip"
+        ONCE = "once"
+        ALL = "all"
 
     class ConcurrencyPolicy(models.TextChoices):
         FORBID = "forbid"
@@ -44,8 +88,26 @@ class Job(models.Model):
     payload = models.JSONField(default=dict)
     schedule = models.JSONField(help_text="Canonical schedule object, see schedules.normalize().")
     timezone = models.CharField(max_length=64, default="UTC")
+    start_at = models.DateTimeField(null=True, blank=True, help_text="No fire time before.")
+    end_at = models.DateTimeField(null=True, blank=True, help_text="No fire time after.")
+    window = models.JSONField(
+        null=True, blank=True, help_text='Allowed window: {"days_of_week", "start", "end"}.'
+    )
+    jitter = models.PositiveIntegerField(default=0, help_text="Seconds; a fixed offset per job.")
+    calendar = models.ForeignKey(
+        Calendar, on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
+    )
+    calendar_policy = models.CharField(
+        max_length=8, choices=CalendarPolicy.choices, default=CalendarPolicy.SKIP
+    )
+    misfire_grace = models.PositiveIntegerField(
+        default=60, help_text="Seconds late before a fire time counts as missed."
+    )
+    catchup = models.CharField(max_length=8, choices=Catchup.choices, default=Catchup.ONCE)
 
     enabled = models.BooleanField(default=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
@@ -89,16 +151,28 @@ class Job(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        """Restart the schedule's clock when it changes or the job resumes; keep next_run_at true.
+        """Restart the schedule's clock when it changes; note pauses; keep next_run_at true.
 
-        A changed schedule or a resumed job counts its fire times from now: no
-        burst of runs for times that passed while it was paused or different.
+        A changed schedule counts its fire times from now. A paused job keeps its
+        clock: the times it missed while paused are handled by ``catchup``.
         """
-        if self.schedule_start is None or self._timing() != getattr(self, "_loaded_timing", None):
-            self.schedule_start = timezone.now()
+        loaded = getattr(self, "_loaded_timing", None)
+        now = timezone.now()
+        if self.schedule_start is None or loaded is None or loaded[:2] != self._timing()[:2]:
+            self.schedule_start = now
+        if loaded is not None and loaded[2] != self.enabled:
+            if self.enabled:
+                self.resumed_at = now
+            else:
+                self.paused_at = now
+        inserting = self.pk is None
         self.next_run_at = self.compute_next_run_at()
         super().save(*args, **kwargs)
         self._loaded_timing = self._timing()
+        if inserting and self.jitter:
+            # The jitter offset is seeded by the id, which exists only now.
+            self.next_run_at = self.compute_next_run_at()
+            Job.objects.filter(pk=self.pk).update(next_run_at=self.next_run_at)
 
     @classmethod
     def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
@@ -120,13 +194,37 @@ class Job(models.Model):
         """Whether beat should fire this job at all."""
         return self.enabled and not self.completed_at and self.schedule.get("type") != "manual"
 
+    def beat_params(self) -> dict[str, object]:
+        """Everything beat needs to compute this job's fire times, as plain values."""
+        return {
+            "spec": self.schedule,
+            "timezone": self.timezone,
+            "anchor": (self.schedule_start or timezone.now()).isoformat(),
+            "start_at": self.start_at.isoformat() if self.start_at else None,
+            "end_at": self.end_at.isoformat() if self.end_at else None,
+            "jitter": self.jitter,
+            "seed": f"job:{self.pk}",
+        }
+
     def get_schedule(self) -> schedules.Schedule:
-        anchor = self.schedule_start or timezone.now()
-        return schedules.build(self.schedule, schedules.get_zone(self.timezone), anchor)
+        """The fire times, as beat evaluates them."""
+        return schedules.from_beat_params(self.beat_params())
+
+    def timing(self) -> schedules.Timing:
+        """The fire times and what happens at each (allowed window, calendar)."""
+        calendar = self.calendar
+        return schedules.Timing(
+            self.get_schedule(),
+            schedules.get_zone(self.timezone),
+            schedules.Window.from_spec(self.window) if self.window else None,
+            calendar.excluded() if calendar else frozenset(),
+            calendar.name if calendar else "",
+            self.calendar_policy,
+        )
 
     @property
     def schedule_description(self) -> str:
-        return self.get_schedule().describe() if self.schedule else ""
+        return self.timing().describe() if self.schedule else ""
 
     @property
     def schedule_reference(self) -> datetime:
@@ -138,7 +236,7 @@ class Job(models.Model):
     def compute_next_run_at(self) -> datetime | None:
         if not self.is_scheduled:
             return None
-        return self.get_schedule().next_after(self.schedule_reference.astimezone(UTC))
+        return self.timing().next_run(self.schedule_reference.astimezone(UTC))
 
 
 class Run(models.Model):
@@ -156,6 +254,7 @@ class Run(models.Model):
         TIMED_OUT = "timed_out"
         CANCELLED = "cancelled"
         SKIPPED = "skipped"
+        MISSED = "missed"
         LOST = "lost"
 
     FINISHED = (
@@ -164,6 +263,7 @@ class Run(models.Model):
         Status.TIMED_OUT,
         Status.CANCELLED,
         Status.SKIPPED,
+        Status.MISSED,
         Status.LOST,
     )
     RETRYABLE = (Status.FAILED, Status.TIMED_OUT, Status.LOST)

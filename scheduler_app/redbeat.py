@@ -33,12 +33,12 @@ _SCHEDULE_TYPE = "scheduler_app.JobSchedule"
 
 
 class JobSchedule(BaseSchedule):
-    """A job's schedule as beat sees it: a canonical spec, a zone and the instant it began."""
+    """A job's fire times as beat sees them, from the plain values of Job.beat_params()."""
 
-    def __init__(self, spec: dict[str, Any], timezone: str, start: datetime, **kwargs: Any):
+    def __init__(self, params: dict[str, Any], **kwargs: Any):
         super().__init__(**kwargs)
-        self.spec, self.timezone, self.start = spec, timezone, start
-        self._schedule = schedules.build(spec, schedules.get_zone(timezone), start)
+        self.params = params
+        self._schedule = schedules.from_beat_params(params)
 
     def fire_time(self, last_run_at: datetime) -> datetime | None:
         """The first fire time after the last one beat sent."""
@@ -59,33 +59,28 @@ class JobSchedule(BaseSchedule):
         return schedstate(False, (fire - now).total_seconds())
 
     def __repr__(self) -> str:
-        return f"<JobSchedule {self.spec} {self.timezone}>"
+        return f"<JobSchedule {self.params['spec']} {self.params['timezone']}>"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JobSchedule):
             return NotImplemented
-        return (self.spec, self.timezone, self.start) == (other.spec, other.timezone, other.start)
+        return self.params == other.params
 
     def __hash__(self) -> int:
-        return hash((json.dumps(self.spec, sort_keys=True), self.timezone, self.start))
+        return hash(json.dumps(self.params, sort_keys=True))
 
 
 class JobScheduleEncoder(RedBeatJSONEncoder):
     def default(self, obj: Any) -> Any:
         if isinstance(obj, JobSchedule):
-            return {
-                "__type__": _SCHEDULE_TYPE,
-                "spec": obj.spec,
-                "timezone": obj.timezone,
-                "start": obj.start.isoformat(),
-            }
+            return {"__type__": _SCHEDULE_TYPE, "params": obj.params}
         return super().default(obj)
 
 
 class JobScheduleDecoder(RedBeatJSONDecoder):
     def dict_to_object(self, d: dict[str, Any]) -> Any:
         if d.get("__type__") == _SCHEDULE_TYPE:
-            return JobSchedule(d["spec"], d["timezone"], datetime.fromisoformat(d["start"]))
+            return JobSchedule(d["params"])
         return super().dict_to_object(d)
 
 
@@ -154,7 +149,11 @@ class JobScheduler(RedBeatScheduler):
             last = entry.last_run_at or self.app.now()
             fire = entry.schedule.fire_time(last)
             if fire is not None:
-                entry.kwargs = {**(entry.kwargs or {}), "scheduled_for": fire.isoformat()}
+                entry.kwargs = {
+                    **(entry.kwargs or {}),
+                    "scheduled_for": fire.isoformat(),
+                    "sent_at": self.app.now().isoformat(),
+                }
         return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
 
 
@@ -173,7 +172,7 @@ def save_entry(job: Any, app: Celery | None = None) -> None:
     entry = JobEntry(
         name=entry_name(job.id),
         task=FIRE_TASK,
-        schedule=JobSchedule(job.schedule, job.timezone, job.schedule_start),
+        schedule=JobSchedule(job.beat_params()),
         args=[job.id],
         options={"queue": job.queue, "priority": job.priority},
         app=app,

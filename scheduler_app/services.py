@@ -8,10 +8,9 @@ or a conditional UPDATE whose row count says who won.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from scheduler_app.models import Job, Run
@@ -19,45 +18,6 @@ from scheduler_app.models import Job, Run
 logger = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 24 * 3600
-
-
-def fire_scheduled(job_id: int, scheduled_for: datetime) -> Run | None:
-    """The run for a fire time of a job; None when it exists already or the job is gone.
-
-    A job still running under ``forbid`` gets a ``skipped`` run instead, so the
-    missed fire time stays visible.
-    """
-    job = Job.objects.filter(id=job_id).first()
-    if job is None or not job.is_scheduled:
-        return None
-    running = job.runs.filter(status=Run.Status.RUNNING).order_by("id").first()
-    skip = running is not None and job.concurrency_policy == Job.ConcurrencyPolicy.FORBID
-    try:
-        with transaction.atomic():
-            run = Run.objects.create(
-                job=job,
-                trigger=Run.Trigger.SCHEDULE,
-                scheduled_for=scheduled_for,
-                status=Run.Status.SKIPPED if skip else Run.Status.QUEUED,
-                error=f"skipped: run {running.id} is still running" if skip and running else "",
-                finished_at=timezone.now() if skip else None,
-            )
-    except IntegrityError:
-        logger.info("job %s already fired for %s; duplicate ignored", job_id, scheduled_for)
-        return None
-    _advance_schedule(job, scheduled_for)
-    if skip:
-        _complete_if_once(run)
-    return run
-
-
-def _advance_schedule(job: Job, scheduled_for: datetime) -> None:
-    """Record the fire time; only ever forward, whatever order fires are processed in."""
-    job.last_fired_for = scheduled_for
-    later = Q(last_fired_for__isnull=True) | Q(last_fired_for__lt=scheduled_for)
-    Job.objects.filter(later, id=job.id).update(
-        last_fired_for=scheduled_for, next_run_at=job.compute_next_run_at()
-    )
 
 
 def create_manual_run(job: Job) -> Run:
@@ -126,8 +86,8 @@ def finish_run(
             failed_runs=F("failed_runs") + (1 if failed else 0),
         )
         retry = _create_retry(current) if failed else None
-        if retry is None:
-            _complete_if_once(current)
+        if retry is None and current.trigger != Run.Trigger.MANUAL:
+            complete_if_done(current.job_id)
     run.refresh_from_db()
     return run
 
@@ -150,12 +110,18 @@ def _create_retry(run: Run) -> Run | None:
     return retry
 
 
-def _complete_if_once(run: Run) -> None:
-    """A one-time job is done when the last attempt of its scheduled run has ended."""
-    job = Job.objects.get(id=run.job_id)
-    if job.schedule.get("type") == "once" and run.trigger != Run.Trigger.MANUAL:
-        job.completed_at = timezone.now()
-        job.save()
+def complete_if_done(job_id: int) -> None:
+    """A job whose schedule has no fire time left (a once job after its run, a past
+    ``end_at``) is completed when its last run has ended."""
+    job = Job.objects.filter(id=job_id).first()
+    if job is None or not job.is_scheduled:
+        return
+    if job.get_schedule().next_after(job.schedule_reference) is not None:
+        return
+    if job.runs.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING]).exists():
+        return
+    job.completed_at = timezone.now()
+    job.save()
 
 
 def cancel_run(run: Run) -> bool:

@@ -43,7 +43,7 @@ def test_saving_a_job_writes_its_entry_after_commit(user, redis_client):
     assert entry.task == "workers.fire_job"
     assert entry.args == [job.id]
     assert entry.options == {"queue": "reports", "priority": 7}
-    assert entry.schedule == JobSchedule(job.schedule, "UTC", job.schedule_start)
+    assert entry.schedule == JobSchedule(job.beat_params())
     assert entry.last_run_at == job.schedule_start
     assert redis_client.zscore("redbeat::schedule", KEY.format(job.id)) == pytest.approx(
         (job.schedule_start + timedelta(seconds=10)).timestamp(), abs=1

@@ -128,7 +128,7 @@ def test_intervals_ignore_daylight_saving_changes():
         ({"type": "interval", "every": 0}, "'every' must be a positive"),
         ({"type": "interval", "every": 5, "unit": "fortnights"}, "'unit' must be one of"),
         ({"type": "once", "at": "2020-01-01T00:00:00Z"}, "is in the past"),
-        ({"type": "once", "at": "tomorrow"}, "not an ISO 8601"),
+        ({"type": "once", "at": "tomorrow"}, "must be an ISO 8601"),
         ({"type": "once"}, "needs 'at'"),
         ({"type": "cron"}, "needs 'expression'"),
         ({"type": "weekly", "days_of_week": [7], "time": "02:00"}, "'days_of_week'"),

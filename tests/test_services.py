@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler_app import services
+from scheduler_app import firing, services
 from scheduler_app.models import Job, Run
 
 AT = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -25,9 +25,15 @@ def job(user) -> Job:
     )
 
 
+def fire(job: Job, at: datetime) -> Run | None:
+    """Fire ``job`` for ``at`` as beat would, on time; the run to start, if any."""
+    runs = firing.fire_due(job.id, at, sent_at=at)
+    return runs[0] if runs else None
+
+
 def test_a_fire_time_makes_one_run_however_often_it_is_sent(job):
-    first = services.fire_scheduled(job.id, AT)
-    again = services.fire_scheduled(job.id, AT)
+    first = fire(job, AT)
+    again = fire(job, AT)
     assert first is not None and again is None
     assert Run.objects.filter(job=job).count() == 1
     job.refresh_from_db()
@@ -38,32 +44,33 @@ def test_a_fire_time_makes_one_run_however_often_it_is_sent(job):
 
 
 def test_the_schedule_only_moves_forward(job):
-    services.fire_scheduled(job.id, AT + timedelta(minutes=1))
-    services.fire_scheduled(job.id, AT)  # a late message for an earlier time
+    fire(job, AT + timedelta(minutes=1))
+    fire(job, AT)  # a late message for an earlier time
     job.refresh_from_db()
     assert job.last_fired_for == AT + timedelta(minutes=1)
 
 
 def test_only_one_worker_claims_a_run(job):
-    run = services.fire_scheduled(job.id, AT)
+    run = fire(job, AT)
     assert services.claim_run(run.id, "w1@a").worker == "w1@a"
     assert services.claim_run(run.id, "w2@b") is None
 
 
 def test_forbid_records_a_skipped_run_while_one_is_running(job):
-    running = services.fire_scheduled(job.id, AT)
+    running = fire(job, AT)
     services.claim_run(running.id, "w1@a")
-    skipped = services.fire_scheduled(job.id, AT + timedelta(minutes=1))
+    assert fire(job, AT + timedelta(minutes=1)) is None
+    skipped = Run.objects.get(job=job, scheduled_for=AT + timedelta(minutes=1))
     assert skipped.status == Run.Status.SKIPPED
     assert skipped.error == f"skipped: run {running.id} is still running"
     job.concurrency_policy = Job.ConcurrencyPolicy.ALLOW
     job.save()
-    allowed = services.fire_scheduled(job.id, AT + timedelta(minutes=2))
+    allowed = fire(job, AT + timedelta(minutes=2))
     assert allowed.status == Run.Status.QUEUED
 
 
 def test_a_failure_queues_a_retry_with_backoff(job, django_capture_on_commit_callbacks):
-    run = services.fire_scheduled(job.id, AT)
+    run = fire(job, AT)
     services.claim_run(run.id, "w1@a")
     with django_capture_on_commit_callbacks() as callbacks:
         services.finish_run(run, Run.Status.FAILED, exit_code=1, error="exited with code 1.")
@@ -79,14 +86,15 @@ def test_no_retry_after_the_last_attempt_or_a_success(job):
     run = Run.objects.create(job=job, trigger="retry", scheduled_for=AT, attempt=3)
     services.claim_run(run.id, "w1@a")
     services.finish_run(run, Run.Status.FAILED, exit_code=1)
-    ok = services.fire_scheduled(job.id, AT + timedelta(minutes=1))
+    ok = fire(job, AT + timedelta(minutes=1))
+    assert ok is not None
     services.claim_run(ok.id, "w1@a")
     services.finish_run(ok, Run.Status.SUCCEEDED, exit_code=0)
     assert Run.objects.filter(job=job).count() == 2
 
 
 def test_a_run_cancelled_while_running_stays_cancelled(job):
-    run = services.fire_scheduled(job.id, AT)
+    run = fire(job, AT)
     services.claim_run(run.id, "w1@a")
     assert services.cancel_run(run)
     finished = services.finish_run(run, Run.Status.FAILED, exit_code=-15, output="partial")
@@ -102,7 +110,7 @@ def test_a_once_job_completes_after_its_run(user):
         schedule={"type": "once", "at": AT.isoformat()},
     )
     assert job.next_run_at == AT
-    run = services.fire_scheduled(job.id, AT)
+    run = fire(job, AT)
     services.claim_run(run.id, "w1@a")
     services.finish_run(run, Run.Status.SUCCEEDED, exit_code=0)
     job.refresh_from_db()
@@ -110,7 +118,7 @@ def test_a_once_job_completes_after_its_run(user):
 
 
 def test_a_restarted_worker_marks_its_running_runs_lost(job):
-    run = services.fire_scheduled(job.id, AT)
+    run = fire(job, AT)
     services.claim_run(run.id, "w1@a")
     assert services.mark_lost("w1@a") == 1
     run.refresh_from_db()
@@ -118,7 +126,7 @@ def test_a_restarted_worker_marks_its_running_runs_lost(job):
     assert Run.objects.get(job=job, attempt=2).trigger == "retry"
 
 
-def test_changing_the_schedule_or_resuming_restarts_its_clock(job):
+def test_changing_the_schedule_restarts_its_clock_but_a_pause_does_not(job):
     start = job.schedule_start
     job.description = "no timing change"
     job.save()
@@ -126,5 +134,9 @@ def test_changing_the_schedule_or_resuming_restarts_its_clock(job):
     job.enabled = False
     job.save()
     job.enabled = True
+    job.save()
+    assert job.schedule_start == start
+    assert job.paused_at <= job.resumed_at
+    job.schedule = {"type": "interval", "every": 2, "unit": "minutes"}
     job.save()
     assert job.schedule_start > start

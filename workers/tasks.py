@@ -14,7 +14,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 
-from scheduler_app import services
+from scheduler_app import firing, services
 from scheduler_app.models import Run
 from workers import executors
 
@@ -22,12 +22,17 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="workers.fire_job", bind=True, acks_late=True, reject_on_worker_lost=True)
-def fire_job(self: Any, job_id: int, scheduled_for: str | None = None) -> None:
-    """Sent by beat when a job is due: create the run for that fire time once, and run it."""
+def fire_job(
+    self: Any, job_id: int, scheduled_for: str | None = None, sent_at: str | None = None
+) -> None:
+    """Sent by beat when a job is due: record the due fire times once, and run what is due."""
     when = datetime.fromisoformat(scheduled_for) if scheduled_for else self.app.now()
-    run = services.fire_scheduled(job_id, when)
-    if run is not None and run.status == Run.Status.QUEUED:
-        _run(run.id, self.request.hostname)
+    sent = datetime.fromisoformat(sent_at) if sent_at else self.app.now()
+    runs = firing.fire_due(job_id, when, sent)
+    for extra in runs[1:]:  # catchup "all": the others go to any worker of the queue
+        services.enqueue(extra)
+    if runs:
+        _run(runs[0].id, self.request.hostname)
 
 
 @shared_task(name="workers.execute_run", bind=True, acks_late=True, reject_on_worker_lost=True)

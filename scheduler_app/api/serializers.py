@@ -17,7 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from scheduler_app import schedules
-from scheduler_app.models import Job, Run
+from scheduler_app.models import Calendar, Job, Run
 from workers import executors
 
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -69,6 +69,12 @@ class JobSerializer(serializers.ModelSerializer):
     max_retries = serializers.IntegerField(min_value=0, max_value=100, default=0)
     retry_delay = serializers.IntegerField(min_value=0, max_value=86400, default=0)
     priority = serializers.IntegerField(min_value=0, max_value=9, default=5)
+    jitter = serializers.IntegerField(min_value=0, max_value=86400, default=0)
+    misfire_grace = serializers.IntegerField(min_value=0, max_value=30 * 86400, default=60)
+    window = serializers.JSONField(required=False, allow_null=True)
+    calendar = serializers.PrimaryKeyRelatedField(
+        queryset=Calendar.objects.all(), required=False, allow_null=True
+    )
 
     class Meta:
         model = Job
@@ -87,6 +93,14 @@ class JobSerializer(serializers.ModelSerializer):
             "max_retries",
             "retry_delay",
             "retry_backoff",
+            "start_at",
+            "end_at",
+            "window",
+            "jitter",
+            "calendar",
+            "calendar_policy",
+            "misfire_grace",
+            "catchup",
             "concurrency_policy",
             "priority",
             "queue",
@@ -138,6 +152,18 @@ class JobSerializer(serializers.ModelSerializer):
             )
         return value
 
+    def validate_calendar(self, value: Calendar | None) -> Calendar | None:
+        user = self.context["request"].user
+        if value is not None and value.owner_id != user.id and not user.is_staff:
+            raise serializers.ValidationError(f'Invalid pk "{value.pk}" - object does not exist.')
+        return value
+
+    def validate_window(self, value: Any) -> Any:
+        try:
+            return schedules.normalize_window(value)
+        except schedules.ScheduleError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
     def validate_working_dir(self, value: str) -> str:
         if value and not os.path.isabs(value):
             raise serializers.ValidationError("must be an absolute path.")
@@ -160,6 +186,10 @@ class JobSerializer(serializers.ModelSerializer):
                 attrs["payload"] = validate_payload(kind, payload)
             except serializers.ValidationError as exc:
                 errors.update(exc.detail)
+        start = attrs.get("start_at", instance.start_at if instance else None)
+        end = attrs.get("end_at", instance.end_at if instance else None)
+        if start and end and end <= start:
+            errors["end_at"] = ["must be later than start_at."]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
@@ -208,10 +238,50 @@ class PreviewSerializer(serializers.Serializer):
     schedule = ScheduleField()
     timezone = serializers.CharField(default="UTC", validators=[validate_timezone])
     count = serializers.IntegerField(min_value=1, max_value=100, default=5)
+    start_at = serializers.DateTimeField(required=False, allow_null=True)
+    end_at = serializers.DateTimeField(required=False, allow_null=True)
+    window = serializers.JSONField(required=False, allow_null=True)
+    jitter = serializers.IntegerField(min_value=0, max_value=86400, default=0)
+    calendar = serializers.PrimaryKeyRelatedField(
+        queryset=Calendar.objects.all(), required=False, allow_null=True
+    )
+    calendar_policy = serializers.ChoiceField(Job.CalendarPolicy.choices, default="skip")
+
+    validate_window = JobSerializer.validate_window
+    validate_calendar = JobSerializer.validate_calendar
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs["schedule"] = normalize_schedule(attrs["schedule"], attrs["timezone"])
+        if attrs.get("start_at") and attrs.get("end_at") and attrs["end_at"] <= attrs["start_at"]:
+            raise serializers.ValidationError({"end_at": ["must be later than start_at."]})
         return attrs
+
+
+class CalendarSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    dates = serializers.ListField(child=serializers.DateField(), allow_empty=True, max_length=5000)
+
+    class Meta:
+        model = Calendar
+        fields = ["id", "name", "description", "dates", "owner", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+        validators: list[Any] = []
+
+    def validate_name(self, value: str) -> str:
+        owner = self.instance.owner if self.instance else self.context["request"].user
+        clash = Calendar.objects.filter(owner=owner, name=value)
+        if self.instance:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"you already have a calendar named {value!r}.")
+        return value
+
+    def validate_dates(self, value: list[Any]) -> list[str]:
+        return sorted({day.isoformat() for day in value})
+
+    def create(self, validated_data: dict[str, Any]) -> Calendar:
+        validated_data["owner"] = self.context["request"].user
+        return super().create(validated_data)
 
 
 class NextRunsQuerySerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ from scheduler_app.api import views
 router = DefaultRouter()
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("runs", views.RunViewSet, basename="run")
+router.register("calendars", views.CalendarViewSet, basename="calendar")
 
 urlpatterns = [
     path("health/", views.health, name="health"),

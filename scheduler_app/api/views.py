@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import django_filters
@@ -23,6 +23,7 @@ from rest_framework.throttling import AnonRateThrottle
 
 from scheduler_app import schedules, services
 from scheduler_app.api.serializers import (
+    CalendarSerializer,
     JobSerializer,
     NextRunsQuerySerializer,
     PreviewSerializer,
@@ -31,7 +32,7 @@ from scheduler_app.api.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
-from scheduler_app.models import Job, Run
+from scheduler_app.models import Calendar, Job, Run
 
 
 def iso(moment: datetime) -> str:
@@ -45,10 +46,11 @@ def jobs_of(user: Any) -> QuerySet[Job]:
 
 
 def job_upcoming(job: Job, now: datetime, count: int) -> list[datetime]:
-    """The job's next ``count`` fire times: those beat will fire, from the same schedule."""
+    """The job's next ``count`` runs: the fire times beat will send, after window and calendar."""
     if not job.is_scheduled:
         return []
-    return schedules.upcoming(job.get_schedule(), max(job.schedule_reference, now), count)
+    runs, _ = job.timing().plan(max(job.schedule_reference, now), count)
+    return runs
 
 
 class JobFilter(django_filters.FilterSet):
@@ -123,6 +125,33 @@ class JobViewSet(viewsets.ModelViewSet):
         return Response({"next_runs": [iso(t) for t in times]})
 
 
+class CalendarViewSet(viewsets.ModelViewSet):
+    """Exclusion calendars: dates (holidays, freezes) that jobs skip or move away from."""
+
+    queryset = Calendar.objects.none()  # for the schema; requests use get_queryset
+    serializer_class = CalendarSerializer
+
+    def get_queryset(self) -> QuerySet[Calendar]:
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        calendars = Calendar.objects.select_related("owner")
+        user = self.request.user
+        return calendars if user.is_staff else calendars.filter(owner=user)
+
+    def perform_update(self, serializer: CalendarSerializer) -> None:
+        calendar = serializer.save()
+        for job in calendar.jobs.all():
+            job.save()  # its next run may move with the dates
+
+    def perform_destroy(self, instance: Calendar) -> None:
+        if instance.jobs.exists():
+            names = ", ".join(instance.jobs.values_list("name", flat=True)[:5])
+            raise serializers.ValidationError(
+                {"calendar": [f"still used by jobs: {names}; change them first."]}
+            )
+        instance.delete()
+
+
 class RunViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Run.objects.none()  # for the schema; requests use get_queryset
     serializer_class = RunSerializer
@@ -156,22 +185,63 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
 @extend_schema(
     request=PreviewSerializer,
     responses=inline_serializer(
-        "Preview", {"description": serializers.CharField(), "next_runs": serializers.ListField()}
+        "Preview",
+        {
+            "schedule": serializers.JSONField(),
+            "timezone": serializers.CharField(),
+            "description": serializers.CharField(),
+            "next_runs": serializers.ListField(child=serializers.CharField()),
+            "next_runs_local": serializers.ListField(child=serializers.CharField()),
+            "skipped": serializers.ListField(child=serializers.DictField()),
+            "warnings": serializers.ListField(child=serializers.CharField()),
+        },
     ),
 )
 @api_view(["POST"])
 def preview_schedule(request: Request) -> Response:
-    body = PreviewSerializer(data=request.data)
+    """The next runs of a schedule (UTC and local), what policy skips, and what to watch for."""
+    body = PreviewSerializer(data=request.data, context={"request": request})
     body.is_valid(raise_exception=True)
     data = body.validated_data
     now = timezone.now()
-    schedule = schedules.build(data["schedule"], schedules.get_zone(data["timezone"]), now)
-    times = schedules.upcoming(schedule, now, data["count"])
+    zone = schedules.get_zone(data["timezone"])
+    calendar = data.get("calendar")
+    timing = schedules.Timing(
+        schedules.fire_schedule(
+            data["schedule"], zone, now, start_at=data.get("start_at"), end_at=data.get("end_at"),
+            jitter=schedules.job_jitter(data["jitter"], "preview"),
+        ),
+        zone,
+        schedules.Window.from_spec(data["window"]) if data.get("window") else None,
+        calendar.excluded() if calendar else frozenset(),
+        calendar.name if calendar else "",
+        data["calendar_policy"],
+    )  # fmt: skip
+    runs, skipped = timing.plan(now, data["count"])
+    horizon = max([now + timedelta(days=366), *runs])
+    warnings = schedules.dst_warnings(data["schedule"], zone, now, horizon)
+    if not runs and data["schedule"]["type"] != "manual":
+        bound = " before end_at" if data.get("end_at") else ""
+        warnings.append(
+            f"This schedule never runs{bound}"
+            + (": every fire time is skipped by the window or calendar." if skipped else ".")
+        )
     return Response(
         {
             "schedule": data["schedule"],
-            "description": schedule.describe(),
-            "next_runs": [iso(t) for t in times],
+            "timezone": zone.key,
+            "description": timing.describe(),
+            "next_runs": [iso(t) for t in runs],
+            "next_runs_local": [t.astimezone(zone).isoformat() for t in runs],
+            "skipped": [
+                {
+                    "at": iso(s.fire_time),
+                    "local": s.fire_time.astimezone(zone).isoformat(),
+                    "reason": s.skip_reason,
+                }
+                for s in skipped[:20]
+            ],
+            "warnings": warnings,
         }
     )
 

@@ -1,0 +1,146 @@
+"""What a fire time becomes: runs, skips by policy, and missed times.
+
+Beat sends ``fire_job(job, scheduled_for, sent_at)`` for the first fire time it
+found due. Every fire time from it up to ``sent_at`` is due now; the ones more
+than ``misfire_grace`` seconds old were missed (beat, Redis or the job was
+down or paused) and ``catchup`` decides how many of those still run: ``skip``
+none, ``once`` the latest (the default), ``all`` each, up to a bound. Missed
+times that do not run are recorded as ``missed`` runs, so none is silently lost.
+Each time that runs then meets the job's window, calendar and concurrency
+policy, which may record it as ``skipped`` (with the reason) or shift it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from scheduler_app import schedules, services
+from scheduler_app.models import Job, Run
+
+logger = logging.getLogger(__name__)
+
+CATCHUP_ALL_LIMIT = 100  # runs, for catchup "all"
+MISSED_RECORD_LIMIT = 100  # missed times recorded one by one; the rest are counted
+DUE_SCAN_LIMIT = 10_000  # fire times looked at for one late fire
+
+
+def fire_due(job_id: int, scheduled_for: datetime, sent_at: datetime | None = None) -> list[Run]:
+    """Record every due fire time of the job; return the runs to start now."""
+    job = Job.objects.select_related("calendar").filter(id=job_id).first()
+    if job is None or not job.is_scheduled:
+        return []
+    sent_at = sent_at or timezone.now()
+    due = due_times(job.get_schedule(), scheduled_for, sent_at)
+    to_run, missed = split_missed(due, sent_at, job.misfire_grace, job.catchup)
+    _record_missed(job, missed)
+    timing = job.timing()
+    starting = [run for t in to_run if (run := _run_for(job, timing.decide(t)))]
+    _advance_schedule(job, due[-1])
+    if not starting:
+        services.complete_if_done(job.id)
+    return starting
+
+
+def due_times(schedule: schedules.Schedule, first: datetime, until: datetime) -> list[datetime]:
+    """``first`` and every later fire time up to ``until``."""
+    times = [first]
+    while len(times) < DUE_SCAN_LIMIT:
+        fire = schedule.next_after(times[-1])
+        if fire is None or fire > until:
+            break
+        times.append(fire)
+    return times
+
+
+def split_missed(
+    due: list[datetime], sent_at: datetime, grace: int, catchup: str
+) -> tuple[list[datetime], list[datetime]]:
+    """(times that run, times missed), by the job's ``misfire_grace`` and ``catchup``."""
+    late = [t for t in due if (sent_at - t).total_seconds() > grace]
+    on_time = [t for t in due if t not in late]
+    if catchup == Job.Catchup.SKIP:
+        run_late: list[datetime] = []
+    elif catchup == Job.Catchup.ONCE:
+        run_late = [] if on_time else late[-1:]
+    else:
+        run_late = late[-CATCHUP_ALL_LIMIT:]
+    missed = [t for t in late if t not in run_late]
+    return sorted(run_late + on_time), missed
+
+
+def missed_reason(job: Job, moment: datetime) -> str:
+    while_paused = (
+        job.paused_at
+        and job.paused_at <= moment
+        and (job.resumed_at is None or job.resumed_at < job.paused_at or moment <= job.resumed_at)
+    )
+    cause = "the job was paused" if while_paused else "the scheduler was not running"
+    return f"missed: {cause} at this time (catchup={job.catchup})"
+
+
+def _record_missed(job: Job, missed: list[datetime]) -> None:
+    if not missed:
+        return
+    recorded, rest = missed[:MISSED_RECORD_LIMIT], missed[MISSED_RECORD_LIMIT:]
+    now = timezone.now()
+    for index, moment in enumerate(recorded):
+        last = index == len(recorded) - 1
+        result = None
+        if last and rest:
+            result = {"also_missed": len(rest), "until": rest[-1].isoformat()}
+        _create(job, moment, Run.Status.MISSED, missed_reason(job, moment), now, result)
+
+
+def _run_for(job: Job, decision: schedules.Decision) -> Run | None:
+    """The run a decision makes; returned only when it should start now."""
+    now = timezone.now()
+    if decision.run_at is None:
+        _create(
+            job, decision.fire_time, Run.Status.SKIPPED, f"skipped: {decision.skip_reason}", now
+        )
+        return None
+    running = job.runs.filter(status=Run.Status.RUNNING).order_by("id").first()
+    if running and job.concurrency_policy == Job.ConcurrencyPolicy.FORBID:
+        reason = f"skipped: run {running.id} is still running"
+        _create(job, decision.run_at, Run.Status.SKIPPED, reason, now)
+        return None
+    run = _create(job, decision.run_at, Run.Status.QUEUED)
+    if run is not None and decision.run_at != decision.fire_time:
+        # Shifted by the calendar to a later day: start it then.
+        services.enqueue(run, countdown=max((decision.run_at - now).total_seconds(), 0))
+        return None
+    return run
+
+
+def _create(
+    job: Job,
+    scheduled_for: datetime,
+    status: str,
+    error: str = "",
+    finished_at: datetime | None = None,
+    result: dict | None = None,
+) -> Run | None:
+    """The run for this time, once: None when it exists already (a duplicate fire)."""
+    try:
+        with transaction.atomic():
+            return Run.objects.create(
+                job=job, trigger=Run.Trigger.SCHEDULE, scheduled_for=scheduled_for,
+                status=status, error=error, finished_at=finished_at, result=result,
+            )  # fmt: skip
+    except IntegrityError:
+        logger.info("job %s already has a run for %s; duplicate ignored", job.id, scheduled_for)
+        return None
+
+
+def _advance_schedule(job: Job, fired_for: datetime) -> None:
+    """Record the latest fire time; only ever forward, whatever order fires arrive in."""
+    job.last_fired_for = fired_for
+    later = Q(last_fired_for__isnull=True) | Q(last_fired_for__lt=fired_for)
+    Job.objects.filter(later, id=job.id).update(
+        last_fired_for=fired_for, next_run_at=job.compute_next_run_at()
+    )
