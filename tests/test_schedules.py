@@ -182,3 +182,87 @@ def test_it_describes_schedules_in_words(value, description):
 def test_random_input_only_ever_raises_a_schedule_error(value):
     with contextlib.suppress(ScheduleError):
         normalize(value, UTC_ZONE, NOW)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("0 0 L * *", ["2026-03-31", "2026-04-30", "2026-05-31"]),
+        ("0 0 15W * *", ["2026-03-16", "2026-04-15", "2026-05-15"]),  # 15 March is a Sunday
+        ("0 0 * * 1#2", ["2026-03-09", "2026-04-13", "2026-05-11"]),  # second Monday
+        ("0 0 * * 5L", ["2026-03-27", "2026-04-24", "2026-05-29"]),  # last Friday (Quartz)
+        ("0 0 * * L5", ["2026-03-27", "2026-04-24", "2026-05-29"]),
+        ("0 0 ? * MON", ["2026-03-09", "2026-03-16", "2026-03-23"]),
+        ("0 0 1 jan *", ["2027-01-01", "2028-01-01", "2029-01-01"]),
+        ("0 0 * * 7", ["2026-03-08", "2026-03-15", "2026-03-22"]),  # 7 is Sunday too
+        # Vixie rule: a restricted day-of-month OR a restricted day-of-week.
+        ("0 0 13 * 5", ["2026-03-06", "2026-03-13", "2026-03-20"]),
+        ("@monthly", ["2026-04-01", "2026-05-01", "2026-06-01"]),
+        ("@yearly", ["2027-01-01", "2028-01-01", "2029-01-01"]),
+        ("0 0 29 2 *", ["2028-02-29", "2032-02-29", "2036-02-29"]),
+    ],
+)
+def test_the_full_cron_dialect(expression, expected):
+    assert [t[:10] for t in fires(expression)] == expected
+
+
+@pytest.mark.parametrize(
+    ("phrase", "spec"),
+    [
+        ("weekdays at 9:00", {"type": "weekly", "days_of_week": [0, 1, 2, 3, 4], "time": "09:00"}),
+        (
+            "every monday, wednesday at 18:15",
+            {"type": "weekly", "days_of_week": [0, 2], "time": "18:15"},
+        ),
+        ("Mon, Wed and Fri at 7pm", {"type": "weekly", "days_of_week": [0, 2, 4], "time": "19:00"}),
+        ("weekends at noon", {"type": "weekly", "days_of_week": [5, 6], "time": "12:00"}),
+        ("every day at 6:30am", {"type": "daily", "time": "06:30"}),
+        ("at 23:59", {"type": "daily", "time": "23:59"}),
+        ("first day of month at 00:00", {"type": "monthly", "day_of_month": 1, "time": "00:00"}),
+        (
+            "last day of the month at 18:00",
+            {"type": "monthly", "day_of_month": -1, "time": "18:00"},
+        ),
+        (
+            "every month on the 15th at 08:00",
+            {"type": "monthly", "day_of_month": 15, "time": "08:00"},
+        ),
+        ("every 15 mins", {"type": "interval", "every": 15, "unit": "minutes"}),
+        ("every minute", {"type": "interval", "every": 1, "unit": "minutes"}),
+        ("every other day", {"type": "interval", "every": 2, "unit": "days"}),
+        ("every 2 weeks", {"type": "interval", "every": 2, "unit": "weeks"}),
+        ("EVERY 30 SECONDS", {"type": "interval", "every": 30, "unit": "seconds"}),
+        ("weekly", {"type": "weekly", "days_of_week": [0], "time": "00:00"}),
+        ("monthly", {"type": "monthly", "day_of_month": 1, "time": "00:00"}),
+        (
+            ["weekdays at 09:00", "saturday at 12:00"],
+            {
+                "type": "union",
+                "schedules": [
+                    {"type": "weekly", "days_of_week": [0, 1, 2, 3, 4], "time": "09:00"},
+                    {"type": "weekly", "days_of_week": [5], "time": "12:00"},
+                ],
+            },
+        ),
+    ],
+)
+def test_phrases_users_type(phrase, spec):
+    assert normalize(phrase, UTC_ZONE, NOW) == spec
+
+
+def test_an_unparseable_phrase_says_what_was_understood():
+    with pytest.raises(ScheduleError) as error:
+        normalize("every mondy at 9:00", UTC_ZONE, NOW)
+    assert "understood 'every at 9:00', but not 'mondy'" in str(error.value)
+
+
+def test_a_union_fires_each_instant_once():
+    spec = normalize(["0 9 * * *", "0 9 * * 1-5", "every 12 hours"], UTC_ZONE, NOW)
+    times = upcoming(build(spec, UTC_ZONE, NOW), NOW, 6)
+    assert len(times) == len(set(times)) == 6
+    assert times == sorted(times)
+
+
+def test_union_members_report_their_errors_with_their_place():
+    with pytest.raises(ScheduleError, match=r"schedule 2 of the list: .*never fires"):
+        normalize(["0 9 * * *", "0 0 30 2 *"], UTC_ZONE, NOW)

@@ -39,10 +39,15 @@ def normalize(value: Any, zone: ZoneInfo, now: datetime | None = None) -> dict[s
     """
     now = now or datetime.now(UTC)
     spec = normalize_value(value)
-    build(spec, zone, now)
-    for member in spec["schedules"] if spec["type"] == "union" else [spec]:
+    members = spec["schedules"] if spec["type"] == "union" else [spec]
+    for index, member in enumerate(members):
+        place = f"schedule {index + 1} of the list: " if len(members) > 1 else ""
+        try:
+            build(member, zone, now)
+        except ScheduleError as exc:
+            raise ScheduleError(f"{place}{exc}") from exc
         if member["type"] == "once" and instant(member["at"], zone) <= now:
-            raise ScheduleError(f"'at' {member['at']} is in the past.")
+            raise ScheduleError(f"{place}'at' {member['at']} is in the past.")
     return spec
 
 
