@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from scheduler_app.models import Job, Run
@@ -247,3 +249,34 @@ def test_the_schema_is_valid_and_has_no_warnings(tmp_path):
     from django.core.management import call_command
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.dictionaries(
+        st.sampled_from(
+            [
+                "schedule",
+                "timezone",
+                "count",
+                "start_at",
+                "end_at",
+                "window",
+                "jitter",
+                "calendar_policy",
+            ]
+        ),
+        st.recursive(
+            st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.text(max_size=12)),
+            lambda inner: st.one_of(
+                st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+            ),
+            max_leaves=6,
+        ),
+    )
+)
+def test_preview_answers_any_body_with_a_result_or_a_400(api, body):
+    response = api.post("/api/v1/schedules/preview/", body, format="json")
+    assert response.status_code in (200, 400), response.data

@@ -180,3 +180,53 @@ def test_beat_rebuilds_the_schedule_when_redis_is_flushed_under_it(live, api, re
 
     wait_runs(job["id"], 2, status=Run.Status.SUCCEEDED, scheduled_for__gt=flushed_at)
     assert "re-acquiring" in live.log("beat")
+
+
+def test_beat_fires_a_seconds_cron_and_a_once_job_at_the_previewed_seconds(live, api):
+    preview = api.post(
+        "/api/v1/schedules/preview/", {"schedule": "*/3 * * * * *", "count": 20}, format="json"
+    ).data["next_runs"]
+    at = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+    cron = create_job(api, name="3s", payload={"command": "true"}, schedule="*/3 * * * * *")
+    once = create_job(
+        api,
+        name="once",
+        payload={"command": "true"},
+        schedule={"type": "once", "at": at.isoformat()},
+    )
+    assert once["next_run_at"] == at.isoformat().replace("+00:00", "Z")
+
+    runs = wait_runs(cron["id"], 3, status=Run.Status.SUCCEEDED)
+    (once_run,) = wait_runs(once["id"], 1, status=Run.Status.SUCCEEDED)
+
+    fired = [r.scheduled_for.isoformat().replace("+00:00", "Z") for r in runs]
+    assert set(fired) <= set(preview)
+    assert [b.scheduled_for - a.scheduled_for for a, b in itertools.pairwise(runs)] == [
+        timedelta(seconds=3)
+    ] * (len(runs) - 1)
+    assert once_run.scheduled_for == at
+    for run in [*runs, once_run]:
+        assert timedelta(0) <= run.started_at - run.scheduled_for < timedelta(seconds=2)
+
+
+def test_fire_times_missed_while_beat_was_down_are_recorded_not_lost(live, api):
+    job = create_job(
+        api,
+        name="gap",
+        payload={"command": "true"},
+        schedule="every 1 seconds",
+        misfire_grace=1,
+        catchup="skip",
+    )
+    wait_runs(job["id"], 1, status=Run.Status.SUCCEEDED)
+    live.stop("beat")
+    stopped_at = datetime.now(UTC)
+    wait_for(lambda: datetime.now(UTC) > stopped_at + timedelta(seconds=4), timeout=6)
+    live.start_beat()
+
+    missed = wait_runs(job["id"], 3, status=Run.Status.MISSED)
+    assert all(
+        r.error == "missed: the scheduler was not running at this time (catchup=skip)"
+        for r in missed
+    )
+    wait_runs(job["id"], 1, status=Run.Status.SUCCEEDED, scheduled_for__gt=missed[-1].scheduled_for)
