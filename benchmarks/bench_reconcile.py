@@ -12,16 +12,18 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scheduler_app.embedded_redis import EmbeddedRedis
+
 N_JOBS = [100, 1000]
 
 
-def setup() -> None:
+def setup() -> EmbeddedRedis:
     tmp = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
     os.environ["VAR_DIR"] = str(tmp)
     os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ.setdefault("DEBUG", "1")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from scheduler_app.embedded_redis import EmbeddedRedis, free_port
+    from scheduler_app.embedded_redis import free_port
 
     server = EmbeddedRedis.start(tmp / "redis", free_port(), persist=False)
     os.environ["REDIS_URL"] = server.url
@@ -32,10 +34,18 @@ def setup() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    return server
 
 
 def main() -> None:
-    setup()
+    server = setup()
+    try:
+        measure()
+    finally:
+        server.stop()
+
+
+def measure() -> None:
     import redis
     from django.conf import settings
     from django.contrib.auth import get_user_model

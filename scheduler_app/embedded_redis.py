@@ -70,7 +70,12 @@ class EmbeddedRedis:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--save", "", "--appendonly", "no"]
-        server = cls(subprocess.Popen(args, stdin=subprocess.DEVNULL), port)
+        server = cls(
+            subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ),
+            port,
+        )
         server.wait_ready()
         return server
 
