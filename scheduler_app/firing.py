@@ -35,10 +35,10 @@ def fire_due(job_id: int, scheduled_for: datetime, sent_at: datetime | None = No
     if job is None or not job.is_scheduled:
         return []
     sent_at = sent_at or timezone.now()
-    due = due_times(job.get_schedule(), scheduled_for, sent_at)
+    timing = job.timing()
+    due = due_times(timing.schedule, scheduled_for, sent_at)
     to_run, missed = split_missed(due, sent_at, job.misfire_grace, job.catchup)
     _record_missed(job, missed)
-    timing = job.timing()
     starting = [run for t in to_run if (run := _run_for(job, timing.decide(t)))]
     _advance_schedule(job, due[-1])
     if not starting:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -104,7 +104,3 @@ def _times(moments: list[datetime]) -> str:
     if len(moments) == 1:
         return f"{moments[0]:%H:%M:%S}".removesuffix(":00")
     return f"{len(moments)} fire times ({moments[0]:%H:%M}-{moments[-1]:%H:%M})"
-
-
-def as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
