@@ -55,7 +55,27 @@ def validate_payload(kind: str, payload: Any) -> dict[str, Any]:
         raise serializers.ValidationError({"payload": [str(exc)]}) from exc
 
 
-class JobSerializer(serializers.ModelSerializer):
+class OwnedSerializer(serializers.ModelSerializer):
+    """A row owned by the requesting user, its name unique among that owner's rows."""
+
+    noun = "object"
+
+    def validate_name(self, value: str) -> str:
+        owner = self.instance.owner if self.instance else self.context["request"].user
+        clash = self.Meta.model.objects.filter(owner=owner, name=value)
+        if self.instance:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"you already have a {self.noun} named {value!r}.")
+        return value
+
+    def create(self, validated_data: dict[str, Any]) -> Any:
+        validated_data["owner"] = self.context["request"].user
+        return super().create(validated_data)
+
+
+class JobSerializer(OwnedSerializer):
+    noun = "job"
     owner = serializers.CharField(source="owner.username", read_only=True)
     schedule = ScheduleField()
     timezone = serializers.CharField(default="UTC", validators=[validate_timezone])
@@ -129,15 +149,6 @@ class JobSerializer(serializers.ModelSerializer):
         # Uniqueness per owner is checked in validate_name, with a clearer message.
         validators: list[Any] = []
 
-    def validate_name(self, value: str) -> str:
-        owner = self.instance.owner if self.instance else self.context["request"].user
-        clash = Job.objects.filter(owner=owner, name=value)
-        if self.instance:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(f"you already have a job named {value!r}.")
-        return value
-
     def validate_queue(self, value: str) -> str:
         if not QUEUE_RE.match(value):
             raise serializers.ValidationError(
@@ -193,10 +204,6 @@ class JobSerializer(serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
-
-    def create(self, validated_data: dict[str, Any]) -> Job:
-        validated_data["owner"] = self.context["request"].user
-        return super().create(validated_data)
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -257,7 +264,8 @@ class PreviewSerializer(serializers.Serializer):
         return attrs
 
 
-class CalendarSerializer(serializers.ModelSerializer):
+class CalendarSerializer(OwnedSerializer):
+    noun = "calendar"
     owner = serializers.CharField(source="owner.username", read_only=True)
     dates = serializers.ListField(child=serializers.DateField(), allow_empty=True, max_length=5000)
 
@@ -267,21 +275,8 @@ class CalendarSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
         validators: list[Any] = []
 
-    def validate_name(self, value: str) -> str:
-        owner = self.instance.owner if self.instance else self.context["request"].user
-        clash = Calendar.objects.filter(owner=owner, name=value)
-        if self.instance:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(f"you already have a calendar named {value!r}.")
-        return value
-
     def validate_dates(self, value: list[Any]) -> list[str]:
         return sorted({day.isoformat() for day in value})
-
-    def create(self, validated_data: dict[str, Any]) -> Calendar:
-        validated_data["owner"] = self.context["request"].user
-        return super().create(validated_data)
 
 
 class NextRunsQuerySerializer(serializers.Serializer):
