@@ -266,3 +266,11 @@ def test_a_union_fires_each_instant_once():
 def test_union_members_report_their_errors_with_their_place():
     with pytest.raises(ScheduleError, match=r"schedule 2 of the list: .*never fires"):
         normalize(["0 9 * * *", "0 0 30 2 *"], UTC_ZONE, NOW)
+
+
+def test_jenkins_h_fields_are_fixed_per_job():
+    spec = normalize("H H(0-5) * * *", UTC_ZONE, NOW)
+    first = {seed: build(spec, UTC_ZONE, NOW, seed).next_after(NOW) for seed in ("job:1", "job:2")}
+    assert first["job:1"] != first["job:2"]
+    assert all(t.hour <= 5 for t in first.values())
+    assert build(spec, UTC_ZONE, NOW, "job:1").next_after(NOW) == first["job:1"]

@@ -45,12 +45,14 @@ class CronSchedule:
     """A cron expression read on the wall clock of ``zone`` (see zones for DST).
 
     5 fields, or 6 with seconds first; names, lists, ranges, steps, ``L``, ``W``,
-    ``#``, ``?``. When both day-of-month and day-of-week are restricted, a day
-    matching either fires (the Vixie cron rule).
+    ``#``, ``?``, and Jenkins' ``H`` (a value fixed per job, from ``seed``). When
+    both day-of-month and day-of-week are restricted, a day matching either fires
+    (the Vixie cron rule).
     """
 
     expression: str
     zone: ZoneInfo
+    seed: str = ""  # resolves Jenkins-style H fields: the same job always gets the same value
 
     def __post_init__(self) -> None:
         try:
@@ -66,6 +68,7 @@ class CronSchedule:
             start,
             second_at_beginning=len(self.expression.split()) == 6,
             max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES,
+            hash_id=self.seed.encode() or b"-",
         )
 
     def next_after(self, after: datetime) -> datetime | None:

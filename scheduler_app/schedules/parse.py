@@ -38,6 +38,7 @@ _CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _EVERY_RE = re.compile(r"^every\s+(?:(\d+|other)\s+)?([a-z]+)$")
 _AT_SPLIT = re.compile(r"\s+at\s+")
 _ORDINAL_RE = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)?$")
+_JENKINS_H = re.compile(r"^h(\(\d+-\d+\))?(/\d+)?$")
 _SINGLE_RANGE = re.compile(r"\b(\d+)-\1\b(?!/)")
 _QUARTZ_LAST_DOW = re.compile(r"^([0-7])l$", re.IGNORECASE)
 EXAMPLES = (
@@ -82,7 +83,7 @@ def parse_phrase(text: str) -> dict[str, Any]:
     phrase = " ".join(text.strip().lower().replace(",", " , ").split()).replace(" ,", ",")
     if not phrase:
         raise ScheduleError("must not be empty.")
-    if phrase[0].isdigit() or phrase[0] in "*?":
+    if phrase[0].isdigit() or phrase[0] in "*?" or _JENKINS_H.match(phrase.split()[0]):
         # Looks like cron: let the cron parser say exactly what is wrong with it.
         return _cron_object({"expression": text})
     if phrase in CRON_ALIASES:

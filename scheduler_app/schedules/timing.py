@@ -36,11 +36,12 @@ _CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 MAX_PLAN_STEPS = 5000
 
 
-def build(spec: dict[str, Any], zone: ZoneInfo, anchor: datetime) -> Schedule:
-    """The schedule of a canonical object; ``anchor`` is when it took effect."""
+def build(spec: dict[str, Any], zone: ZoneInfo, anchor: datetime, seed: str = "") -> Schedule:
+    """The schedule of a canonical object; ``anchor`` is when it took effect, ``seed``
+    fixes a job's Jenkins-style ``H`` cron fields."""
     kind = spec["type"]
     if kind == "cron":
-        return CronSchedule(spec["expression"], zone)
+        return CronSchedule(spec["expression"], zone, seed)
     if kind in ("hourly", "daily", "weekly", "monthly"):
         return CronSchedule(_calendar_to_cron(spec), zone)
     if kind == "interval":
@@ -53,7 +54,9 @@ def build(spec: dict[str, Any], zone: ZoneInfo, anchor: datetime) -> Schedule:
     if kind == "manual":
         return ManualSchedule()
     if kind == "union":
-        return UnionSchedule(tuple(build(member, zone, anchor) for member in spec["schedules"]))
+        return UnionSchedule(
+            tuple(build(member, zone, anchor, seed) for member in spec["schedules"])
+        )
     raise ScheduleError(f"unknown schedule type {kind!r}.")
 
 
@@ -65,9 +68,10 @@ def fire_schedule(
     start_at: datetime | None = None,
     end_at: datetime | None = None,
     jitter: timedelta = timedelta(0),
+    seed: str = "",
 ) -> Schedule:
     """The fire times beat evaluates: the schedule, bounded, then moved by the jitter."""
-    schedule = build(spec, zone, anchor)
+    schedule = build(spec, zone, anchor, seed)
     if start_at or end_at:
         schedule = BoundedSchedule(schedule, start_at, end_at)
     if jitter:
@@ -251,4 +255,5 @@ def from_beat_params(params: dict[str, Any]) -> Schedule:
         start_at=moment("start_at"),
         end_at=moment("end_at"),
         jitter=job_jitter(params.get("jitter") or 0, params.get("seed") or ""),
+        seed=params.get("seed") or "",
     )
