@@ -100,7 +100,7 @@ def test_a_fire_time_outside_the_window_is_a_skipped_run(user):
     run = Run.objects.get(job=job)
     assert (run.status, run.error) == (
         "skipped",
-        "skipped: outside the allowed window (Mon 10:00-12:00 UTC)",
+        "skipped: outside the allowed window (10:00-12:00 on Mon in UTC)",
     )
     assert run.finished_at is not None
     assert (

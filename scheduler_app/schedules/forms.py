@@ -145,7 +145,8 @@ class UnionSchedule:
         return min(fires, default=None)
 
     def describe(self) -> str:
-        return "; and ".join(member.describe() for member in self.members)
+        first, *rest = (member.describe() for member in self.members)
+        return "; and ".join([first, *(text[:1].lower() + text[1:] for text in rest)])
 
 
 @dataclass(frozen=True)

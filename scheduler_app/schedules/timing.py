@@ -127,8 +127,26 @@ class Window:
         )
 
     def describe(self) -> str:
-        days = ", ".join(DAY_NAMES[d] for d in self.days)
-        return f"{days} {self.start:%H:%M}-{self.end:%H:%M}"
+        days = describe_days(self.days)
+        return f"{self.start:%H:%M}-{self.end:%H:%M} " + (
+            days if len(self.days) == 7 else f"on {days}"
+        )
+
+
+def describe_days(days: tuple[int, ...]) -> str:
+    """(0, 1, 2, 3, 4, 6) -> 'Mon-Fri, Sun'; all seven -> 'every day'."""
+    if len(days) == 7:
+        return "every day"
+    runs: list[list[int]] = []
+    for day in sorted(days):
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(
+        DAY_NAMES[run[0]] if len(run) == 1 else f"{DAY_NAMES[run[0]]}-{DAY_NAMES[run[-1]]}"
+        for run in runs
+    )
 
 
 def normalize_window(value: Any) -> dict[str, Any] | None:
@@ -184,7 +202,7 @@ class Timing:
     def decide(self, fire_time: datetime) -> Decision:
         local = zones.wall(fire_time, self.zone)
         if self.window and not self.window.allows(local):
-            reason = f"outside the allowed window ({self.window.describe()} {self.zone.key})"
+            reason = f"outside the allowed window ({self.window.describe()} in {self.zone.key})"
             return Decision(fire_time, None, reason)
         if local.date() not in self.excluded:
             return Decision(fire_time, fire_time)
