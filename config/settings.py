@@ -194,3 +194,5 @@ SCHEDULER_OUTPUT_LIMIT = envint("SCHEDULER_OUTPUT_LIMIT", 64 * 1024)
 SCHEDULER_KILL_GRACE = envint("SCHEDULER_KILL_GRACE", 5)
 SCHEDULER_LOG_FLUSH_SECONDS = float(os.environ.get("SCHEDULER_LOG_FLUSH_SECONDS", "1.0"))
 SCHEDULER_MAX_TIMEOUT = envint("SCHEDULER_MAX_TIMEOUT", 24 * 3600)
+# Scripts, pytest paths and working directories must lie under one of these.
+SCHEDULER_ALLOWED_DIRS = envlist("SCHEDULER_ALLOWED_DIRS", str(VAR_DIR / "jobs"))

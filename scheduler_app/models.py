@@ -111,6 +111,8 @@ class Job(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    max_memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    max_cpu_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_retries = models.PositiveSmallIntegerField(default=0)
     retry_delay = models.PositiveIntegerField(default=0, help_text="Seconds.")
     retry_backoff = models.BooleanField(default=False)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import psutil
 
-from workers.executors.process import OutputTail, run_process
+from workers.executors.process import Limits, OutputBuffer, run_process
 
 
 def run(command: str, timeout: float | None = None, heartbeat=lambda out: True, limit=1 << 16):
@@ -36,13 +37,41 @@ def test_it_captures_output_and_the_exit_code():
     )
 
 
-def test_it_keeps_the_tail_and_says_how_much_was_cut():
+def test_it_keeps_the_head_and_the_tail_and_says_how_much_was_cut():
     result = run("seq 1 2000", limit=100)
-    assert result.output.startswith("[... 8793 bytes of earlier output cut ...]\n")
+    assert result.output.startswith("1\n2\n3\n")
+    assert "\n[... 8793 bytes cut ...]\n" in result.output
     assert result.output.endswith("1999\n2000\n")
-    tail = OutputTail(4)
-    tail.append(b"abcdef")
-    assert tail.text() == "[... 2 bytes of earlier output cut ...]\ncdef"
+    buffer = OutputBuffer(4)
+    buffer.append(b"abcdef")
+    assert buffer.text() == "ab\n[... 2 bytes cut ...]\nef"
+
+
+def test_memory_and_cpu_limits_stop_the_child():
+    big = run_process(
+        ["python3", "-c", "x = bytearray(300 * 1024 * 1024); print('allocated')"],
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        cwd=None,
+        timeout=30,
+        output_limit=4096,
+        kill_grace=1,
+        flush_every=0.1,
+        heartbeat=lambda out: True,
+        limits=Limits(memory_mb=100),
+    )
+    assert big.exit_code != 0 and "MemoryError" in big.output and "allocated" not in big.output
+    spin = run_process(
+        ["/bin/sh", "-c", "while :; do :; done"],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=None,
+        timeout=30,
+        output_limit=4096,
+        kill_grace=1,
+        flush_every=0.1,
+        heartbeat=lambda out: True,
+        limits=Limits(cpu_seconds=1),
+    )
+    assert spin.exit_code == -signal.SIGXCPU and not spin.timed_out
 
 
 def test_a_timeout_kills_the_group_even_children_that_ignore_term():

@@ -68,3 +68,9 @@ def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
         logger.warning(
             "%d runs of %s were running when it stopped; marked lost", lost, sender.hostname
         )
+
+
+@shared_task(name="workers.echo")
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Returns what it is given: a task for trying the ``celery`` job kind."""
+    return {"args": list(args), "kwargs": kwargs}

@@ -19,9 +19,47 @@ from rest_framework import serializers
 from scheduler_app import schedules
 from scheduler_app.models import Calendar, Job, Run
 from workers import executors
+from workers.executors.base import allowed_path
+from workers.executors.child import MASK
 
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 SUPPORTED_POLICIES = (Job.ConcurrencyPolicy.FORBID, Job.ConcurrencyPolicy.ALLOW)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class EnvField(serializers.JSONField):
+    """Environment variables: {"NAME": "value"} or {"NAME": {"value": "...", "secret": true}}.
+
+    Secret values are stored, passed to the job and masked as *** in its output;
+    the API never shows them again.
+    """
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        data = super().to_internal_value(data)
+        if not isinstance(data, dict):
+            raise serializers.ValidationError('must be an object such as {"NAME": "value"}.')
+        for name, value in data.items():
+            if not _ENV_NAME.match(name):
+                raise serializers.ValidationError(f"{name!r} is not a valid variable name.")
+            if isinstance(value, dict):
+                if not isinstance(value.get("value"), str) or set(value) - {"value", "secret"}:
+                    raise serializers.ValidationError(
+                        f'{name}: use a string, or {{"value": "...", "secret": true}}.'
+                    )
+            elif not isinstance(value, str):
+                raise serializers.ValidationError(f"{name}: Not a valid string.")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return {
+            name: {"value": MASK, "secret": True}
+            if isinstance(item, dict) and item.get("secret")
+            else item
+            for name, item in (value or {}).items()
+        }
 
 
 @extend_schema_field(OpenApiTypes.ANY)
@@ -82,7 +120,13 @@ class JobSerializer(OwnedSerializer):
     status = serializers.CharField(read_only=True)
     schedule_description = serializers.CharField(read_only=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), default=list)
-    env = serializers.DictField(child=serializers.CharField(allow_blank=True), default=dict)
+    env = EnvField(default=dict)
+    max_memory_mb = serializers.IntegerField(
+        min_value=16, max_value=1024 * 1024, allow_null=True, required=False
+    )
+    max_cpu_seconds = serializers.IntegerField(
+        min_value=1, max_value=7 * 86400, allow_null=True, required=False
+    )
     timeout = serializers.IntegerField(
         min_value=1, max_value=settings.SCHEDULER_MAX_TIMEOUT, allow_null=True, required=False
     )
@@ -110,6 +154,8 @@ class JobSerializer(OwnedSerializer):
             "enabled",
             "status",
             "timeout",
+            "max_memory_mb",
+            "max_cpu_seconds",
             "max_retries",
             "retry_delay",
             "retry_backoff",
@@ -163,6 +209,14 @@ class JobSerializer(OwnedSerializer):
             )
         return value
 
+    def validate_env(self, value: dict[str, Any]) -> dict[str, Any]:
+        """A secret sent back as *** (as the API showed it) keeps its stored value."""
+        stored = (self.instance.env or {}) if self.instance else {}
+        for name, item in value.items():
+            if isinstance(item, dict) and item.get("value") == MASK and name in stored:
+                value[name] = stored[name]
+        return value
+
     def validate_calendar(self, value: Calendar | None) -> Calendar | None:
         user = self.context["request"].user
         if value is not None and value.owner_id != user.id and not user.is_staff:
@@ -176,9 +230,14 @@ class JobSerializer(OwnedSerializer):
             raise serializers.ValidationError(str(exc)) from exc
 
     def validate_working_dir(self, value: str) -> str:
-        if value and not os.path.isabs(value):
+        if not value:
+            return value
+        if not os.path.isabs(value):
             raise serializers.ValidationError("must be an absolute path.")
-        return value
+        try:
+            return allowed_path(value)
+        except executors.PayloadError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance: Job | None = self.instance

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from workers.executors.base import Executor, Outcome, PayloadError
-from workers.executors.command import CommandExecutor
+from workers.executors.celery_task import CeleryTaskExecutor
+from workers.executors.command import CommandExecutor, CommandsExecutor
+from workers.executors.http import HttpExecutor
+from workers.executors.python import PytestExecutor, PythonExecutor, ScriptExecutor
 
 _EXECUTORS: dict[str, Executor] = {
     "command": CommandExecutor(),
+    "commands": CommandsExecutor(),
+    "script": ScriptExecutor(),
+    "python": PythonExecutor(),
+    "pytest": PytestExecutor(),
+    "http": HttpExecutor(),
+    "celery": CeleryTaskExecutor(),
 }
 
 SUPPORTED_KINDS = tuple(_EXECUTORS)

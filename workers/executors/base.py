@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,3 +28,18 @@ class Executor(Protocol):
 
     def execute(self, run: Run) -> Outcome:
         """Run the job of ``run`` to its end (or timeout, or cancel)."""
+
+
+def allowed_path(path: str) -> str:
+    """``path`` made absolute and real; PayloadError unless it lies in SCHEDULER_ALLOWED_DIRS."""
+    from django.conf import settings
+
+    real = os.path.realpath(path)
+    for root in settings.SCHEDULER_ALLOWED_DIRS:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base + os.sep):
+            return real
+    allowed = ", ".join(settings.SCHEDULER_ALLOWED_DIRS) or "(none configured)"
+    raise PayloadError(
+        f"{path!r} is outside the directories jobs may use (SCHEDULER_ALLOWED_DIRS: {allowed})."
+    )

@@ -1,22 +1,24 @@
-"""The ``command`` kind: one shell string, run by ``payload.shell`` (default /bin/sh)."""
+"""``command``: one shell string; ``commands``: several, in order."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Any
-
-from django.conf import settings
 
 from scheduler_app.models import Run
 from workers.executors.base import Outcome, PayloadError
-from workers.executors.process import run_process
-from workers.reporting import heartbeat_for
+from workers.executors.child import outcome_of, place_problem, run_child
 
 DEFAULT_SHELL = "/bin/sh"
-# The child sees these of the worker's environment, and nothing else but the
-# job's own env: the worker's secrets (SECRET_KEY, DATABASE_URL) stay in the worker.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def _shell(payload: dict[str, Any]) -> str:
+    shell = payload.get("shell", DEFAULT_SHELL)
+    if not isinstance(shell, str) or not os.path.isabs(shell):
+        raise PayloadError(f"'shell' must be an absolute path such as /bin/sh; got {shell!r}.")
+    return shell
 
 
 class CommandExecutor:
@@ -26,45 +28,69 @@ class CommandExecutor:
         command = payload.get("command")
         if not isinstance(command, str) or not command.strip():
             raise PayloadError("'command' is required: the shell command to run.")
-        shell = payload.get("shell", DEFAULT_SHELL)
-        if not isinstance(shell, str) or not os.path.isabs(shell):
-            raise PayloadError(f"'shell' must be an absolute path such as /bin/sh; got {shell!r}.")
-        return {"command": command, "shell": shell}
+        return {"command": command, "shell": _shell(payload)}
 
     def execute(self, run: Run) -> Outcome:
         job = run.job
         shell = job.payload.get("shell", DEFAULT_SHELL)
-        if not shutil.which(shell):
-            return Outcome(Run.Status.FAILED, error=f"shell {shell} is not on this worker.")
-        cwd = job.working_dir or None
-        if cwd and not os.path.isdir(cwd):
-            return Outcome(Run.Status.FAILED, error=f"working_dir {cwd} does not exist here.")
-        result = run_process(
-            [shell, "-c", job.payload["command"]],
-            env=child_env(run),
-            cwd=cwd,
-            timeout=job.timeout,
-            output_limit=settings.SCHEDULER_OUTPUT_LIMIT,
-            kill_grace=settings.SCHEDULER_KILL_GRACE,
-            flush_every=settings.SCHEDULER_LOG_FLUSH_SECONDS,
-            heartbeat=heartbeat_for(run.id),
+        problem = place_problem(job) or (
+            "" if shutil.which(shell) else f"shell {shell} is not on this worker."
         )
-        if result.cancelled:
-            return Outcome(Run.Status.CANCELLED, result.exit_code, result.output, "cancelled")
-        if result.timed_out:
-            error = f"timed out after {job.timeout} s; the process group was killed."
-            return Outcome(Run.Status.TIMED_OUT, result.exit_code, result.output, error)
-        status = Run.Status.SUCCEEDED if result.exit_code == 0 else Run.Status.FAILED
-        error = "" if result.exit_code == 0 else f"exited with code {result.exit_code}."
-        return Outcome(status, result.exit_code, result.output, error)
+        if problem:
+            return Outcome(Run.Status.FAILED, error=problem)
+        return outcome_of(run_child(run, [shell, "-c", job.payload["command"]]), job)
 
 
-def child_env(run: Run) -> dict[str, str]:
-    env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update({str(key): str(value) for key, value in (run.job.env or {}).items()})
-    env["SCHEDULER_JOB_ID"] = str(run.job_id)
-    env["SCHEDULER_RUN_ID"] = str(run.id)
-    env["SCHEDULER_SCHEDULED_FOR"] = run.scheduled_for.isoformat()
-    env["SCHEDULER_ATTEMPT"] = str(run.attempt)
-    return env
+class CommandsExecutor:
+    """Commands in order; each step's exit code and output are kept in ``result``."""
+
+    def validate(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise PayloadError('must be an object such as {"commands": ["make", "make test"]}.')
+        commands = payload.get("commands")
+        if (
+            not isinstance(commands, list)
+            or not commands
+            or not all(isinstance(c, str) and c.strip() for c in commands)
+        ):
+            raise PayloadError("'commands' must be a non-empty list of shell commands.")
+        stop = payload.get("stop_on_failure", True)
+        if not isinstance(stop, bool):
+            raise PayloadError("'stop_on_failure' must be true or false.")
+        return {"commands": commands, "stop_on_failure": stop, "shell": _shell(payload)}
+
+    def execute(self, run: Run) -> Outcome:
+        job = run.job
+        if problem := place_problem(job):
+            return Outcome(Run.Status.FAILED, error=problem)
+        deadline = time.monotonic() + job.timeout if job.timeout else None
+        steps: list[dict[str, Any]] = []
+        outputs: list[str] = []
+        last = None
+        for command in job.payload["commands"]:
+            remaining = max(deadline - time.monotonic(), 0.001) if deadline else None
+            started = time.monotonic()
+            result = run_child(run, [job.payload["shell"], "-c", command], timeout=remaining)
+            steps.append(
+                {
+                    "command": command,
+                    "exit_code": result.exit_code,
+                    "duration": round(time.monotonic() - started, 3),
+                }
+            )
+            outputs.append(f"$ {command}\n{result.output}")
+            last = result
+            if result.cancelled or result.timed_out:
+                break
+            if result.exit_code != 0 and job.payload["stop_on_failure"]:
+                break
+        failed = [s for s in steps if s["exit_code"] != 0]
+        assert last is not None
+        outcome = outcome_of(last, job, {"steps": steps})
+        output = "".join(outputs)
+        if outcome.status == Run.Status.SUCCEEDED and failed:
+            error = f"{len(failed)} of {len(steps)} steps failed."
+            return Outcome(
+                Run.Status.FAILED, failed[-1]["exit_code"], output, error, {"steps": steps}
+            )
+        return Outcome(outcome.status, outcome.exit_code, output, outcome.error, {"steps": steps})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -22,6 +23,21 @@ Heartbeat = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Resource limits set on the child before it runs (and so on all it starts)."""
+
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+
+    def apply(self) -> None:
+        if self.memory_mb:
+            size = self.memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        if self.cpu_seconds:
+            resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 1))
+
+
+@dataclass(frozen=True)
 class ProcessResult:
     exit_code: int | None
     output: str
@@ -29,30 +45,33 @@ class ProcessResult:
     cancelled: bool
 
 
-class OutputTail:
-    """Keeps the last ``limit`` bytes of a stream and counts what it dropped."""
+class OutputBuffer:
+    """Keeps the first and the last ``limit / 2`` bytes of a stream, and says how much it cut."""
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._data = bytearray()
+        self.half = max(limit // 2, 1)
+        self._head = bytearray()
+        self._tail = bytearray()
         self._dropped = 0
         self._lock = threading.Lock()
 
     def append(self, chunk: bytes) -> None:
         with self._lock:
-            self._data += chunk
-            excess = len(self._data) - self.limit
+            room = self.half - len(self._head)
+            if room > 0:
+                self._head += chunk[:room]
+                chunk = chunk[room:]
+            self._tail += chunk
+            excess = len(self._tail) - self.half
             if excess > 0:
-                del self._data[:excess]
+                del self._tail[:excess]
                 self._dropped += excess
 
     def text(self) -> str:
         with self._lock:
-            body = self._data.decode("utf-8", errors="replace")
-            dropped = self._dropped
-        if dropped:
-            return f"[... {dropped} bytes of earlier output cut ...]\n{body}"
-        return body
+            head, tail, dropped = bytes(self._head), bytes(self._tail), self._dropped
+        cut = f"\n[... {dropped} bytes cut ...]\n" if dropped else ""
+        return head.decode("utf-8", errors="replace") + cut + tail.decode("utf-8", errors="replace")
 
 
 def run_process(
@@ -65,6 +84,7 @@ def run_process(
     kill_grace: float,
     flush_every: float,
     heartbeat: Heartbeat,
+    limits: Limits | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to its end; ``heartbeat`` sees the output so far every ``flush_every`` s."""
     proc = subprocess.Popen(
@@ -75,8 +95,9 @@ def run_process(
         env=env,
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=limits.apply if limits else None,  # only setrlimit: safe after fork
     )
-    tail = OutputTail(output_limit)
+    tail = OutputBuffer(output_limit)
     reader = threading.Thread(target=_pump, args=(proc, tail), daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout if timeout else None
@@ -105,7 +126,7 @@ def run_process(
     return ProcessResult(proc.returncode, tail.text(), timed_out, cancelled)
 
 
-def _pump(proc: subprocess.Popen[bytes], tail: OutputTail) -> None:
+def _pump(proc: subprocess.Popen[bytes], tail: OutputBuffer) -> None:
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     while chunk := os.read(fd, 65536):

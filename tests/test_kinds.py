@@ -1,0 +1,141 @@
+"""Every kind of job, end to end through the real worker, with limits and secret masking."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from scheduler_app.models import Run
+from tests.test_stack import create_job, wait_runs
+
+pytestmark = pytest.mark.stack
+
+
+def run_once(api, **fields) -> Run:
+    job = create_job(api, name=f"kind-{uuid.uuid4().hex[:8]}", schedule="manual", **fields)
+    assert api.post(f"/api/v1/jobs/{job['id']}/run/").status_code == 202
+    (run,) = wait_runs(job["id"], 1, timeout=60, finished_at__isnull=False)
+    return run
+
+
+@pytest.fixture
+def job_dir() -> Iterator[Path]:
+    path = Path(settings.SCHEDULER_ALLOWED_DIRS[0]) / f"test-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201 if self.headers["X-Token"] == "t0k3n" else 403)
+        self.end_headers()
+        self.wfile.write(b"got " + body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_commands_run_in_order_and_stop_on_failure(live, api):
+    run = run_once(api, kind="commands", payload={"commands": ["echo one", "false", "echo three"]})
+    assert (run.status, run.exit_code) == ("failed", 1)
+    assert run.output == "$ echo one\none\n$ false\n"
+    assert [s["exit_code"] for s in run.result["steps"]] == [0, 1]
+    keep_going = run_once(
+        api,
+        kind="commands",
+        payload={"commands": ["false", "echo after"], "stop_on_failure": False},
+    )
+    assert keep_going.status == "failed" and "after" in keep_going.output
+    assert keep_going.error == "1 of 2 steps failed."
+
+
+def test_python_and_script_run_in_a_child(live, api, job_dir):
+    inline = run_once(api, kind="python", payload={"code": "import os; print(os.getpid() > 1)"})
+    assert (inline.status, inline.output) == ("succeeded", "True\n")
+    script = job_dir / "report.py"
+    script.write_text("import sys; print('args', sys.argv[1:]); sys.exit(3)\n")
+    run = run_once(api, kind="script", payload={"path": str(script), "args": ["a", "b"]})
+    assert (run.status, run.exit_code, run.output) == ("failed", 3, "args ['a', 'b']\n")
+
+
+def test_pytest_counts_are_in_the_result(live, api, job_dir):
+    (job_dir / "test_sample.py").write_text(
+        "import pytest\n"
+        "def test_ok(): pass\n"
+        "def test_ok_too(): pass\n"
+        "def test_bad(): assert False\n"
+        "@pytest.mark.skip\ndef test_skipped(): pass\n"
+    )
+    run = run_once(
+        api, kind="pytest", payload={"path": str(job_dir), "args": ["-p", "no:cacheprovider"]}
+    )
+    assert run.status == "failed"
+    assert run.result == {"passed": 2, "failed": 1, "skipped": 1, "errors": 0}
+
+
+def test_http_records_status_time_and_body(live, api, http_server):
+    payload = {
+        "url": http_server + "/hook",
+        "method": "POST",
+        "headers": {"X-Token": "t0k3n"},
+        "body": {"ping": 1},
+        "expect_status": [201],
+    }
+    run = run_once(api, kind="http", payload=payload)
+    assert run.status == "succeeded"
+    assert run.result["status"] == 201 and run.result["elapsed_ms"] >= 0
+    assert run.result["body_excerpt"] == 'got {"ping": 1}'
+    refused = run_once(api, kind="http", payload={**payload, "headers": {"X-Token": "no"}})
+    assert (refused.status, refused.error) == ("failed", "HTTP 403, expected 201.")
+
+
+def test_celery_task_return_value_is_recorded(live, api):
+    run = run_once(
+        api,
+        kind="celery",
+        payload={"task": "workers.echo", "args": [1, "two"], "kwargs": {"three": 3}},
+    )
+    assert run.status == "succeeded", run.error + run.output
+    assert run.result == {"return_value": {"args": [1, "two"], "kwargs": {"three": 3}}}
+
+
+def test_secrets_are_masked_in_output_and_api(live, api):
+    run = run_once(
+        api,
+        payload={"command": 'echo "token=$TOKEN user=$USER_NAME"'},
+        env={"TOKEN": {"value": "s3cr3t-value", "secret": True}, "USER_NAME": "ann"},
+    )
+    assert run.output == "token=*** user=ann\n"
+    job = api.get(f"/api/v1/jobs/{run.job_id}/").data
+    assert job["env"] == {"TOKEN": {"value": "***", "secret": True}, "USER_NAME": "ann"}
+    log = api.get(f"/api/v1/runs/{run.id}/log/").data["output"]
+    assert "s3cr3t" not in log
+
+
+def test_a_memory_limit_stops_a_job_allocating_past_it(live, api):
+    run = run_once(
+        api,
+        kind="python",
+        max_memory_mb=128,
+        payload={"code": "x = bytearray(512 * 1024 * 1024)\nprint('allocated')"},
+    )
+    assert run.status == "failed"
+    assert "MemoryError" in run.output and "allocated" not in run.output

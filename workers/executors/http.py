@@ -1,0 +1,95 @@
+"""``http``: one request; the status, elapsed time and a body excerpt are recorded.
+
+No user code runs here (only a request is made), so it runs in the worker with
+the standard library's client, bounded by the job's timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlparse
+
+from scheduler_app.models import Run
+from workers.executors.base import Outcome, PayloadError
+from workers.executors.child import mask, secrets_of
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+DEFAULT_TIMEOUT = 30
+EXCERPT = 4096
+
+
+class HttpExecutor:
+    def validate(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise PayloadError('must be an object such as {"url": "https://example.com/"}.')
+        url = payload.get("url")
+        if (
+            not isinstance(url, str)
+            or urlparse(url).scheme not in ("http", "https")
+            or not urlparse(url).netloc
+        ):
+            raise PayloadError(f"'url' must be an http:// or https:// URL; got {url!r}.")
+        method = str(payload.get("method", "GET")).upper()
+        if method not in METHODS:
+            raise PayloadError(f"'method' must be one of {', '.join(METHODS)}; got {method!r}.")
+        headers = payload.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise PayloadError("'headers' must be an object of strings.")
+        expect = payload.get("expect_status", [200])
+        if (
+            not isinstance(expect, list)
+            or not expect
+            or not all(isinstance(c, int) and 100 <= c <= 599 for c in expect)
+        ):
+            raise PayloadError("'expect_status' must be a list of HTTP status codes.")
+        body = payload.get("body")
+        if body is not None and not isinstance(body, str | dict | list):
+            raise PayloadError("'body' must be a string, or an object or list sent as JSON.")
+        return {
+            "url": url,
+            "method": method,
+            "headers": headers,
+            "body": body,
+            "expect_status": expect,
+        }
+
+    def execute(self, run: Run) -> Outcome:
+        payload = run.job.payload
+        body, headers = payload.get("body"), dict(payload.get("headers", {}))
+        data = None
+        if isinstance(body, dict | list):
+            data = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            data = body.encode()
+        request = urllib.request.Request(
+            payload["url"], data=data, headers=headers, method=payload["method"]
+        )
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(
+                request, timeout=run.job.timeout or DEFAULT_TIMEOUT
+            ) as response:
+                status, text = response.status, response.read(EXCERPT).decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read(EXCERPT).decode("utf-8", "replace")
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            timed_out = isinstance(reason, TimeoutError) or "timed out" in str(reason)
+            result = {"elapsed_ms": round((time.monotonic() - started) * 1000)}
+            return Outcome(
+                Run.Status.TIMED_OUT if timed_out else Run.Status.FAILED,
+                error=f"request failed: {reason}",
+                result=result,
+            )
+        elapsed = round((time.monotonic() - started) * 1000)
+        text = mask(text, secrets_of(run.job))
+        result = {"status": status, "elapsed_ms": elapsed, "body_excerpt": text[:500]}
+        if status in payload["expect_status"]:
+            return Outcome(Run.Status.SUCCEEDED, 0, text, "", result)
+        error = f"HTTP {status}, expected {' or '.join(map(str, payload['expect_status']))}."
+        return Outcome(Run.Status.FAILED, None, text, error, result)
