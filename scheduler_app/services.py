@@ -8,6 +8,7 @@ or a conditional UPDATE whose row count says who won.
 from __future__ import annotations
 
 import logging
+import random
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -161,7 +162,11 @@ def resume_job(job: Job) -> Job:
     return job
 
 
-def retry_delay(job: Job, attempt: int) -> float:
-    """Seconds before the retry of ``attempt``: fixed, or doubling with ``retry_backoff``."""
-    delay = job.retry_delay * (2 ** (attempt - 1) if job.retry_backoff else 1)
-    return float(min(delay, MAX_RETRY_DELAY))
+def retry_delay(job: Job, attempt: int, spread: float | None = None) -> float:
+    """Seconds before the retry of ``attempt``: fixed, or with ``retry_backoff`` doubling
+    each time, capped at a day, less up to 20 % jitter so retries of many runs spread out."""
+    if not job.retry_backoff:
+        return float(min(job.retry_delay, MAX_RETRY_DELAY))
+    delay = min(job.retry_delay * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+    spread = random.random() if spread is None else spread
+    return delay * (1 - 0.2 * spread)

@@ -221,6 +221,8 @@ def test_run_now_returns_202_with_a_queued_manual_run(api, job, django_capture_o
         "id": response.data["id"],
         "status": "queued",
         "finished": False,
+        "offset": 0,
+        "next_offset": 0,
         "output": "",
     }
     cancelled = api.post(f"/api/v1/runs/{response.data['id']}/cancel/")
@@ -295,3 +297,20 @@ def test_the_schema_is_valid_and_has_no_warnings(tmp_path):
 def test_preview_answers_any_body_with_a_result_or_a_400(api, body):
     response = api.post("/api/v1/schedules/preview/", body, format="json")
     assert response.status_code in (200, 400), response.data
+
+
+def test_the_log_can_be_followed_from_an_offset(api, job):
+    run = Run.objects.create(
+        job_id=job["id"],
+        trigger="manual",
+        status="running",
+        scheduled_for="2026-01-01T00:00Z",
+        output="line 1\nline 2\n",
+    )
+    first = api.get(f"/api/v1/runs/{run.id}/log/").data
+    assert (first["output"], first["next_offset"]) == ("line 1\nline 2\n", 14)
+    Run.objects.filter(id=run.id).update(output="line 1\nline 2\nline 3\n")
+    more = api.get(f"/api/v1/runs/{run.id}/log/?offset=14").data
+    assert (more["offset"], more["output"], more["next_offset"]) == (14, "line 3\n", 21)
+    assert api.get(f"/api/v1/runs/{run.id}/log/?offset=99").data["offset"] == 0
+    assert api.get(f"/api/v1/runs/{run.id}/log/?offset=-1").status_code == 400

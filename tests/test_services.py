@@ -77,7 +77,10 @@ def test_a_failure_queues_a_retry_with_backoff(job, django_capture_on_commit_cal
     retry = Run.objects.get(job=job, attempt=2)
     assert (retry.trigger, retry.status, retry.scheduled_for) == ("retry", "queued", AT)
     assert len(callbacks) == 1
-    assert [services.retry_delay(job, n) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]
+    assert [services.retry_delay(job, n, spread=0) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]
+    assert services.retry_delay(job, 3, spread=1) == 32.0  # jitter takes up to 20 % off
+    assert services.retry_delay(job, 30, spread=0) == services.MAX_RETRY_DELAY  # capped
+    assert all(8 <= services.retry_delay(job, 1) <= 10 for _ in range(50))
     job.refresh_from_db()
     assert (job.total_runs, job.failed_runs, job.last_status) == (1, 1, "failed")
 

@@ -292,12 +292,32 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class RunLogSerializer(serializers.ModelSerializer):
+    """The output from ``offset`` on; ``next_offset`` is where the next read starts."""
+
     finished = serializers.BooleanField(source="is_finished", read_only=True)
+    output = serializers.SerializerMethodField()
+    offset = serializers.SerializerMethodField()
+    next_offset = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
-        fields = ["id", "status", "finished", "output"]
+        fields = ["id", "status", "finished", "offset", "next_offset", "output"]
         read_only_fields = fields
+
+    def get_offset(self, run: Run) -> int:
+        offset = self.context.get("offset", 0)
+        # Past the end means the stored output was cut and shrank: read it again whole.
+        return offset if offset <= len(run.output) else 0
+
+    def get_output(self, run: Run) -> str:
+        return run.output[self.get_offset(run) :]
+
+    def get_next_offset(self, run: Run) -> int:
+        return len(run.output)
+
+
+class LogQuerySerializer(serializers.Serializer):
+    offset = serializers.IntegerField(min_value=0, default=0)
 
 
 class PreviewSerializer(serializers.Serializer):

@@ -25,6 +25,7 @@ from scheduler_app import schedules, services
 from scheduler_app.api.serializers import (
     CalendarSerializer,
     JobSerializer,
+    LogQuerySerializer,
     NextRunsQuerySerializer,
     PreviewSerializer,
     RunLogSerializer,
@@ -164,10 +165,21 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         user = self.request.user
         return runs if user.is_staff else runs.filter(job__owner=user)
 
-    @extend_schema(responses=RunLogSerializer, filters=False)
+    @extend_schema(
+        parameters=[OpenApiParameter("offset", int, description="characters already read")],
+        responses=RunLogSerializer,
+        filters=False,
+    )
     @action(detail=True, methods=["get"], filterset_class=None)
     def log(self, request: Request, pk: str | None = None) -> Response:
-        return Response(RunLogSerializer(self.get_object()).data)
+        """The run's output so far (saved about every second while it runs).
+
+        Follow it by passing the ``next_offset`` of one answer as ``offset`` to the next.
+        """
+        query = LogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        context = {"offset": query.validated_data["offset"]}
+        return Response(RunLogSerializer(self.get_object(), context=context).data)
 
     @extend_schema(request=None, responses=RunSerializer, filters=False)
     @action(detail=True, methods=["post"], filterset_class=None)
