@@ -104,11 +104,6 @@ def _run_for(job: Job, decision: schedules.Decision) -> Run | None:
             job, decision.fire_time, Run.Status.SKIPPED, f"skipped: {decision.skip_reason}", now
         )
         return None
-    running = job.runs.filter(status=Run.Status.RUNNING).order_by("id").first()
-    if running and job.concurrency_policy == Job.ConcurrencyPolicy.FORBID:
-        reason = f"skipped: run {running.id} is still running"
-        _create(job, decision.run_at, Run.Status.SKIPPED, reason, now)
-        return None
     run = _create(job, decision.run_at, Run.Status.QUEUED)
     if run is not None and decision.run_at != decision.fire_time:
         # Shifted by the calendar to a later day: start it then.

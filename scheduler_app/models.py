@@ -119,6 +119,9 @@ class Job(models.Model):
     concurrency_policy = models.CharField(
         max_length=16, choices=ConcurrencyPolicy.choices, default=ConcurrencyPolicy.FORBID
     )
+    max_concurrent = models.PositiveIntegerField(
+        null=True, blank=True, help_text="With concurrency_policy 'allow': at most this many."
+    )
     priority = models.PositiveSmallIntegerField(default=5)
     queue = models.CharField(max_length=64, default="default")
     env = models.JSONField(default=dict, blank=True)

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from scheduler_app.concurrency import next_waiting
 from scheduler_app.models import Job, Run
 
 logger = logging.getLogger(__name__)
@@ -41,14 +42,6 @@ def enqueue(run: Run, countdown: float = 0) -> None:
     )
 
 
-def claim_run(run_id: int, worker: str) -> Run | None:
-    """Mark a queued run as running; None when another worker got there first."""
-    updated = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).update(
-        status=Run.Status.RUNNING, started_at=timezone.now(), worker=worker
-    )
-    return Run.objects.select_related("job").get(id=run_id) if updated else None
-
-
 def finish_run(
     run: Run,
     status: str,
@@ -66,7 +59,7 @@ def finish_run(
         if current is None:  # deleted with its job while it ran
             return run
         if current.status == Run.Status.CANCELLED:
-            status = Run.Status.CANCELLED
+            status, error = Run.Status.CANCELLED, current.error or error
         elif current.is_finished:
             return current
         duration = (now - current.started_at).total_seconds() if current.started_at else None
@@ -89,6 +82,8 @@ def finish_run(
         retry = _create_retry(current) if failed else None
         if retry is None and current.trigger != Run.Trigger.MANUAL:
             complete_if_done(current.job_id)
+        if waiting := next_waiting(current.job_id):
+            enqueue(waiting)
     run.refresh_from_db()
     return run
 
@@ -125,13 +120,12 @@ def complete_if_done(job_id: int) -> None:
     job.save()
 
 
-def cancel_run(run: Run) -> bool:
+def cancel_run(run: Run, reason: str = "cancelled by user") -> bool:
     """Stop a queued or running run; False when it had already ended.
 
     A queued run ends here; a running one is stopped by the node that runs it,
     which sees the status change at its next output flush (about a second).
     """
-    reason = "cancelled by user"
     ended = Run.objects.filter(id=run.id, status=Run.Status.QUEUED).update(
         status=Run.Status.CANCELLED, error=reason, finished_at=timezone.now()
     )

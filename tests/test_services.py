@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler_app import firing, services
+from scheduler_app import concurrency, firing, services
 from scheduler_app.models import Job, Run
 
 AT = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -52,26 +52,63 @@ def test_the_schedule_only_moves_forward(job):
 
 def test_only_one_worker_claims_a_run(job):
     run = fire(job, AT)
-    assert services.claim_run(run.id, "w1@a").worker == "w1@a"
-    assert services.claim_run(run.id, "w2@b") is None
+    assert concurrency.claim_run(run.id, "w1@a").worker == "w1@a"
+    assert concurrency.claim_run(run.id, "w2@b") is None
 
 
-def test_forbid_records_a_skipped_run_while_one_is_running(job):
+def test_forbid_skips_a_run_that_finds_another_running(job):
     running = fire(job, AT)
-    services.claim_run(running.id, "w1@a")
-    assert fire(job, AT + timedelta(minutes=1)) is None
-    skipped = Run.objects.get(job=job, scheduled_for=AT + timedelta(minutes=1))
-    assert skipped.status == Run.Status.SKIPPED
-    assert skipped.error == f"skipped: run {running.id} is still running"
-    job.concurrency_policy = Job.ConcurrencyPolicy.ALLOW
+    concurrency.claim_run(running.id, "w1@a")
+    second = fire(job, AT + timedelta(minutes=1))
+    assert concurrency.claim_run(second.id, "w2@b") is None
+    second.refresh_from_db()
+    assert (second.status, second.error) == (
+        "skipped",
+        f"skipped: run {running.id} is still running",
+    )
+
+
+def test_allow_runs_up_to_max_concurrent(job):
+    job.concurrency_policy, job.max_concurrent = "allow", 2
     job.save()
-    allowed = fire(job, AT + timedelta(minutes=2))
-    assert allowed.status == Run.Status.QUEUED
+    runs = [fire(job, AT + timedelta(minutes=n)) for n in range(3)]
+    assert [bool(concurrency.claim_run(r.id, "w1@a")) for r in runs] == [True, True, False]
+    runs[2].refresh_from_db()
+    assert runs[2].error == "skipped: 2 runs are running, max_concurrent is 2"
+
+
+def test_replace_cancels_the_running_one(job):
+    job.concurrency_policy = "replace"
+    job.save()
+    old, new = fire(job, AT), fire(job, AT + timedelta(minutes=1))
+    concurrency.claim_run(old.id, "w1@a")
+    assert concurrency.claim_run(new.id, "w2@b") is not None
+    old.refresh_from_db()
+    assert (old.status, old.error) == ("cancelled", f"replaced by run {new.id}")
+
+
+def test_queue_one_keeps_one_waiting_and_starts_it_when_the_running_one_ends(
+    job, django_capture_on_commit_callbacks
+):
+    job.concurrency_policy = "queue_one"
+    job.save()
+    first, second, third = (fire(job, AT + timedelta(minutes=n)) for n in range(3))
+    concurrency.claim_run(first.id, "w1@a")
+    assert concurrency.claim_run(second.id, "w1@a") is None
+    assert concurrency.claim_run(third.id, "w1@a") is None
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert (second.status, second.error) == ("queued", f"waiting: run {first.id} is still running")
+    assert third.status == "skipped"
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.finish_run(first, Run.Status.SUCCEEDED, exit_code=0)
+    assert len(callbacks) == 1  # the waiting run is sent to a worker
+    assert concurrency.claim_run(second.id, "w1@a") is not None
 
 
 def test_a_failure_queues_a_retry_with_backoff(job, django_capture_on_commit_callbacks):
     run = fire(job, AT)
-    services.claim_run(run.id, "w1@a")
+    concurrency.claim_run(run.id, "w1@a")
     with django_capture_on_commit_callbacks() as callbacks:
         services.finish_run(run, Run.Status.FAILED, exit_code=1, error="exited with code 1.")
     retry = Run.objects.get(job=job, attempt=2)
@@ -87,18 +124,18 @@ def test_a_failure_queues_a_retry_with_backoff(job, django_capture_on_commit_cal
 
 def test_no_retry_after_the_last_attempt_or_a_success(job):
     run = Run.objects.create(job=job, trigger="retry", scheduled_for=AT, attempt=3)
-    services.claim_run(run.id, "w1@a")
+    concurrency.claim_run(run.id, "w1@a")
     services.finish_run(run, Run.Status.FAILED, exit_code=1)
     ok = fire(job, AT + timedelta(minutes=1))
     assert ok is not None
-    services.claim_run(ok.id, "w1@a")
+    concurrency.claim_run(ok.id, "w1@a")
     services.finish_run(ok, Run.Status.SUCCEEDED, exit_code=0)
     assert Run.objects.filter(job=job).count() == 2
 
 
 def test_a_run_cancelled_while_running_stays_cancelled(job):
     run = fire(job, AT)
-    services.claim_run(run.id, "w1@a")
+    concurrency.claim_run(run.id, "w1@a")
     assert services.cancel_run(run)
     finished = services.finish_run(run, Run.Status.FAILED, exit_code=-15, output="partial")
     assert (finished.status, finished.output) == ("cancelled", "partial")
@@ -114,7 +151,7 @@ def test_a_once_job_completes_after_its_run(user):
     )
     assert job.next_run_at == AT
     run = fire(job, AT)
-    services.claim_run(run.id, "w1@a")
+    concurrency.claim_run(run.id, "w1@a")
     services.finish_run(run, Run.Status.SUCCEEDED, exit_code=0)
     job.refresh_from_db()
     assert (job.status, job.next_run_at, job.is_scheduled) == ("completed", None, False)
@@ -122,7 +159,7 @@ def test_a_once_job_completes_after_its_run(user):
 
 def test_a_restarted_worker_marks_its_running_runs_lost(job):
     run = fire(job, AT)
-    services.claim_run(run.id, "w1@a")
+    concurrency.claim_run(run.id, "w1@a")
     assert services.mark_lost("w1@a") == 1
     run.refresh_from_db()
     assert run.status == Run.Status.LOST

@@ -14,7 +14,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 
-from scheduler_app import firing, services
+from scheduler_app import concurrency, firing, services
 from scheduler_app.models import Run
 from workers import executors
 
@@ -42,7 +42,7 @@ def execute_run(self: Any, run_id: int) -> None:
 
 
 def _run(run_id: int, worker: str) -> None:
-    run = services.claim_run(run_id, worker=worker)
+    run = concurrency.claim_run(run_id, worker=worker)
     if run is None:  # claimed elsewhere, cancelled, or a redelivery
         return
     try:

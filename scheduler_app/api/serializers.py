@@ -23,7 +23,6 @@ from workers.executors.base import allowed_path
 from workers.executors.child import MASK
 
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-SUPPORTED_POLICIES = (Job.ConcurrencyPolicy.FORBID, Job.ConcurrencyPolicy.ALLOW)
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -133,6 +132,9 @@ class JobSerializer(OwnedSerializer):
     max_retries = serializers.IntegerField(min_value=0, max_value=100, default=0)
     retry_delay = serializers.IntegerField(min_value=0, max_value=86400, default=0)
     priority = serializers.IntegerField(min_value=0, max_value=9, default=5)
+    max_concurrent = serializers.IntegerField(
+        min_value=1, max_value=1000, allow_null=True, required=False
+    )
     jitter = serializers.IntegerField(min_value=0, max_value=86400, default=0)
     misfire_grace = serializers.IntegerField(min_value=0, max_value=30 * 86400, default=60)
     window = serializers.JSONField(required=False, allow_null=True)
@@ -168,6 +170,7 @@ class JobSerializer(OwnedSerializer):
             "misfire_grace",
             "catchup",
             "concurrency_policy",
+            "max_concurrent",
             "priority",
             "queue",
             "env",
@@ -199,13 +202,6 @@ class JobSerializer(OwnedSerializer):
         if not QUEUE_RE.match(value):
             raise serializers.ValidationError(
                 "must be 1-64 letters, digits, '_', '-' or '.', the name of a worker queue."
-            )
-        return value
-
-    def validate_concurrency_policy(self, value: str) -> str:
-        if value not in SUPPORTED_POLICIES:
-            raise serializers.ValidationError(
-                f"{value!r} is not supported yet; use one of {', '.join(SUPPORTED_POLICIES)}."
             )
         return value
 
