@@ -87,6 +87,7 @@ class JobForm(forms.ModelForm):
             "payload",
             "env",
             "working_dir",
+            "condition",
             "schedule",
             "timezone",
             "start_at",
@@ -203,7 +204,7 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     fieldsets = [
         (None, {"fields": ["owner", "name", "description", "tags", "enabled", "status"]}),
-        ("What", {"fields": ["kind", "payload", "env", "working_dir"]}),
+        ("What", {"fields": ["kind", "payload", "env", "working_dir", "condition"]}),
         (
             "When",
             {

@@ -125,6 +125,9 @@ class Job(models.Model):
     priority = models.PositiveSmallIntegerField(default=5)
     queue = models.CharField(max_length=64, default="default")
     env = models.JSONField(default=dict, blank=True)
+    condition = models.TextField(
+        blank=True, help_text="A shell command run first; a non-zero exit skips the run."
+    )
     working_dir = models.CharField(max_length=500, blank=True)
 
     # When the current schedule took effect (creation, a schedule change, a resume):

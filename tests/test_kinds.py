@@ -139,3 +139,16 @@ def test_a_memory_limit_stops_a_job_allocating_past_it(live, api):
     )
     assert run.status == "failed"
     assert "MemoryError" in run.output and "allocated" not in run.output
+
+
+def test_a_failing_condition_skips_the_run(live, api):
+    skipped = run_once(
+        api, payload={"command": "echo ran"}, condition="echo checking; test -f /nonexistent"
+    )
+    assert (skipped.status, skipped.error) == (
+        "skipped",
+        "skipped: the condition exited with code 1.",
+    )
+    assert skipped.output == "checking\n"
+    ran = run_once(api, payload={"command": "echo ran"}, condition="true")
+    assert (ran.status, ran.output) == ("succeeded", "ran\n")

@@ -46,7 +46,7 @@ def _run(run_id: int, worker: str) -> None:
     if run is None:  # claimed elsewhere, cancelled, or a redelivery
         return
     try:
-        outcome = executors.for_kind(run.job.kind).execute(run)
+        outcome = executors.execute(run)
     except Exception as exc:
         logger.exception("run %s of job %s crashed in the executor", run.id, run.job_id)
         outcome = executors.Outcome(Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")

@@ -175,6 +175,7 @@ class JobSerializer(OwnedSerializer):
             "queue",
             "env",
             "working_dir",
+            "condition",
             "owner",
             "schedule_description",
             "next_run_at",

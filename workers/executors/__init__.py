@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from scheduler_app.models import Run
 from workers.executors.base import Executor, Outcome, PayloadError
 from workers.executors.celery_task import CeleryTaskExecutor
+from workers.executors.child import outcome_of, run_child
 from workers.executors.command import CommandExecutor, CommandsExecutor
 from workers.executors.http import HttpExecutor
 from workers.executors.python import PytestExecutor, PythonExecutor, ScriptExecutor
@@ -19,6 +21,7 @@ _EXECUTORS: dict[str, Executor] = {
 }
 
 SUPPORTED_KINDS = tuple(_EXECUTORS)
+CONDITION_TIMEOUT = 300
 
 
 def for_kind(kind: str) -> Executor:
@@ -30,4 +33,23 @@ def for_kind(kind: str) -> Executor:
         ) from None
 
 
-__all__ = ["SUPPORTED_KINDS", "Executor", "Outcome", "PayloadError", "for_kind"]
+def execute(run: Run) -> Outcome:
+    """Run the job of ``run``: its condition first, if it has one, then its kind's executor."""
+    job = run.job
+    if job.condition:
+        check = run_child(
+            run,
+            ["/bin/sh", "-c", job.condition],
+            timeout=min(job.timeout or CONDITION_TIMEOUT, CONDITION_TIMEOUT),
+        )
+        if check.cancelled:
+            return outcome_of(check, job)
+        if check.timed_out or check.exit_code != 0:
+            how = "timed out" if check.timed_out else f"exited with code {check.exit_code}"
+            return Outcome(
+                Run.Status.SKIPPED, check.exit_code, check.output, f"skipped: the condition {how}."
+            )
+    return for_kind(job.kind).execute(run)
+
+
+__all__ = ["SUPPORTED_KINDS", "Executor", "Outcome", "PayloadError", "execute", "for_kind"]
