@@ -88,6 +88,9 @@ class JobForm(forms.ModelForm):
             "env",
             "working_dir",
             "condition",
+            "notify_emails",
+            "notify_webhooks",
+            "notify_on",
             "schedule",
             "timezone",
             "start_at",
@@ -235,6 +238,7 @@ class JobAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        ("Notify", {"fields": ["notify_emails", "notify_webhooks", "notify_on"]}),
         (
             "History",
             {

@@ -13,6 +13,10 @@ from django.utils import timezone
 from scheduler_app import schedules
 
 
+def notify_on_failure() -> list[str]:
+    return ["failure"]
+
+
 class Calendar(models.Model):
     """Named dates (public holidays, freeze days) that jobs skip or move away from."""
 
@@ -125,6 +129,11 @@ class Job(models.Model):
     priority = models.PositiveSmallIntegerField(default=5)
     queue = models.CharField(max_length=64, default="default")
     env = models.JSONField(default=dict, blank=True)
+    notify_emails = models.JSONField(default=list, blank=True)
+    notify_webhooks = models.JSONField(default=list, blank=True)
+    notify_on = models.JSONField(
+        default=notify_on_failure, blank=True, help_text="Any of: failure, success, recovery."
+    )
     condition = models.TextField(
         blank=True, help_text="A shell command run first; a non-zero exit skips the run."
     )

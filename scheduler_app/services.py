@@ -80,6 +80,7 @@ def finish_run(
             failed_runs=F("failed_runs") + (1 if failed else 0),
         )
         retry = _create_retry(current) if failed else None
+        _notify(current, retrying=retry is not None)
         if retry is None and current.trigger != Run.Trigger.MANUAL:
             complete_if_done(current.job_id)
         if waiting := next_waiting(current.job_id):
@@ -104,6 +105,16 @@ def _create_retry(run: Run) -> Run | None:
         return None
     enqueue(retry, countdown=retry_delay(job, run.attempt))
     return retry
+
+
+def _notify(run: Run, retrying: bool) -> None:
+    """Queue the notifications the finished run calls for, after the commit."""
+    from scheduler_app.notifications import events_for
+    from workers.tasks import notify
+
+    run.refresh_from_db()
+    for event in events_for(run, retrying):
+        transaction.on_commit(lambda event=event: notify.delay(run.id, event))
 
 
 def complete_if_done(job_id: int) -> None:

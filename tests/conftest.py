@@ -138,7 +138,10 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
             "DEBUG": "1",
             "PYTHONUNBUFFERED": "1",
         }
-    stack = Stack(tmp_path_factory.mktemp("stack"), env)
+    logs = tmp_path_factory.mktemp("stack")
+    env["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"
+    env["EMAIL_FILE_PATH"] = str(logs / "mail")
+    stack = Stack(logs, env)
     stack.start_worker()
     stack.start_beat()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import uuid
@@ -13,6 +14,7 @@ import pytest
 from django.conf import settings
 
 from scheduler_app.models import Run
+from tests.conftest import wait_for
 from tests.test_stack import create_job, wait_runs
 
 pytestmark = pytest.mark.stack
@@ -152,3 +154,49 @@ def test_a_failing_condition_skips_the_run(live, api):
     assert skipped.output == "checking\n"
     ran = run_once(api, payload={"command": "echo ran"}, condition="true")
     assert (ran.status, ran.output) == ("succeeded", "ran\n")
+
+
+class Recorder(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Recorder.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_failure_and_recovery_are_notified_by_webhook_and_mail(live, api):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        job = create_job(
+            api,
+            name="notified",
+            schedule="manual",
+            payload={"command": "test -f /tmp/recovered-$SCHEDULER_JOB_ID"},
+            notify_emails=["ops@example.com"],
+            notify_webhooks=[f"http://127.0.0.1:{server.server_address[1]}/hook"],
+            notify_on=["failure", "recovery"],
+        )
+        api.post(f"/api/v1/jobs/{job['id']}/run/")
+        wait_for(lambda: len(Recorder.received) >= 1, timeout=30)
+        Path(f"/tmp/recovered-{job['id']}").touch()
+        api.post(f"/api/v1/jobs/{job['id']}/run/")
+        wait_for(lambda: len(Recorder.received) >= 2, timeout=30)
+    finally:
+        server.shutdown()
+        Path(f"/tmp/recovered-{job['id']}").unlink(missing_ok=True)
+    failure, recovery = Recorder.received[:2]
+    assert (failure["event"], failure["run"]["status"], failure["run"]["exit_code"]) == (
+        "failure",
+        "failed",
+        1,
+    )
+    assert (recovery["event"], recovery["job"]["name"]) == ("recovery", "notified")
+    mails = "".join(p.read_text() for p in (live.logs / "mail").glob("*.log"))
+    assert "notified: failure" in mails and "notified: recovery" in mails
+    assert "To: ops@example.com" in mails

@@ -14,7 +14,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 
-from scheduler_app import concurrency, firing, services
+from scheduler_app import concurrency, firing, notifications, services
 from scheduler_app.models import Run
 from workers import executors
 
@@ -68,6 +68,14 @@ def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
         logger.warning(
             "%d runs of %s were running when it stopped; marked lost", lost, sender.hostname
         )
+
+
+@shared_task(name="workers.notify", acks_late=True, autoretry_for=(OSError,), max_retries=3)
+def notify(run_id: int, event: str) -> None:
+    """Send a run's notifications (e-mail, webhooks); retried if the mail server is away."""
+    run = Run.objects.select_related("job").filter(id=run_id).first()
+    if run is not None:
+        notifications.send(run, event)
 
 
 @shared_task(name="workers.echo")

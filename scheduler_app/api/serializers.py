@@ -18,6 +18,7 @@ from rest_framework import serializers
 
 from scheduler_app import schedules
 from scheduler_app.models import Calendar, Job, Run
+from scheduler_app.notifications import EVENTS
 from workers import executors
 from workers.executors.base import allowed_path
 from workers.executors.child import MASK
@@ -132,6 +133,13 @@ class JobSerializer(OwnedSerializer):
     max_retries = serializers.IntegerField(min_value=0, max_value=100, default=0)
     retry_delay = serializers.IntegerField(min_value=0, max_value=86400, default=0)
     priority = serializers.IntegerField(min_value=0, max_value=9, default=5)
+    notify_emails = serializers.ListField(
+        child=serializers.EmailField(), default=list, max_length=50
+    )
+    notify_webhooks = serializers.ListField(
+        child=serializers.URLField(), default=list, max_length=20
+    )
+    notify_on = serializers.ListField(child=serializers.ChoiceField(EVENTS), default=["failure"])
     max_concurrent = serializers.IntegerField(
         min_value=1, max_value=1000, allow_null=True, required=False
     )
@@ -176,6 +184,9 @@ class JobSerializer(OwnedSerializer):
             "env",
             "working_dir",
             "condition",
+            "notify_emails",
+            "notify_webhooks",
+            "notify_on",
             "owner",
             "schedule_description",
             "next_run_at",

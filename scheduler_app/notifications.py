@@ -1,0 +1,78 @@
+"""Telling people how a run ended: e-mail and webhooks, on failure, success or recovery.
+
+``recovery`` is the first success after a failure. A failed attempt that will be
+retried notifies nobody; its last attempt does. Sending happens in the
+``workers.notify`` task, after the run is saved, so a slow mail server or
+webhook never holds up a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+
+from scheduler_app.models import Job, Run
+
+logger = logging.getLogger(__name__)
+
+EVENTS = ("failure", "success", "recovery")
+TAIL = 2000
+
+
+def events_for(run: Run, retrying: bool) -> list[str]:
+    """Which of the job's subscribed events this finished run is."""
+    job = run.job
+    if not (job.notify_emails or job.notify_webhooks):
+        return []
+    if run.status in Run.RETRYABLE:
+        found = [] if retrying else ["failure"]
+    elif run.status == Run.Status.SUCCEEDED:
+        previous = (
+            job.runs.filter(finished_at__isnull=False, id__lt=run.id)
+            .exclude(status__in=[Run.Status.SKIPPED, Run.Status.MISSED, Run.Status.CANCELLED])
+            .order_by("-id")
+            .first()
+        )
+        found = ["success"]
+        if previous is not None and previous.status in Run.RETRYABLE:
+            found.append("recovery")
+    else:
+        found = []
+    return [event for event in found if event in (job.notify_on or [])]
+
+
+def message(run: Run, event: str) -> dict[str, Any]:
+    return {
+        "event": event,
+        "job": {"id": run.job_id, "name": run.job.name},
+        "run": {
+            "id": run.id, "status": run.status, "attempt": run.attempt,
+            "trigger": run.trigger, "scheduled_for": run.scheduled_for.isoformat(),
+            "duration": run.duration, "exit_code": run.exit_code, "worker": run.worker,
+            "error": run.error, "output_tail": run.output[-TAIL:],
+        },
+    }  # fmt: skip
+
+
+def send(run: Run, event: str) -> None:
+    body = message(run, event)
+    job: Job = run.job
+    if job.notify_emails:
+        subject = f"[{settings.SCHEDULER_NAME}] {job.name}: {event} (run {run.id}, {run.status})"
+        text = json.dumps(body, indent=2)
+        send_mail(subject, text, None, job.notify_emails, fail_silently=False)
+    for url in job.notify_webhooks or []:
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "cronfleet"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read(1)
+        except OSError as exc:
+            logger.warning("webhook %s for run %s failed: %s", url, run.id, exc)
