@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from scheduler_app import schedules
@@ -254,6 +254,50 @@ class Job(models.Model):
         if not self.is_scheduled:
             return None
         return self.timing().next_run(self.schedule_reference.astimezone(UTC))
+
+
+class JobTemplate(models.Model):
+    """Defaults for any job field; a job is made from it with overrides."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_templates"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    defaults = models.JSONField(default=dict, help_text="Job fields, as the API takes them.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="template_name_unique_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobDependency(models.Model):
+    """``job`` runs when a run of ``upstream`` finishes the way ``on`` says."""
+
+    class On(models.TextChoices):
+        SUCCESS = "success"
+        FAILURE = "failure"
+        ALWAYS = "always"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependencies")
+    upstream = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependents")
+    on = models.CharField(max_length=8, choices=On.choices, default=On.SUCCESS)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "upstream"], name="dependency_unique"),
+            models.CheckConstraint(condition=~Q(job=F("upstream")), name="dependency_not_self"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.upstream} -> {self.job} on {self.on}"
 
 
 class Run(models.Model):

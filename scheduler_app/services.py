@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from scheduler_app.concurrency import next_waiting
+from scheduler_app.dependencies import trigger_dependents
 from scheduler_app.models import Job, Run
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ def finish_run(
         )
         retry = _create_retry(current) if failed else None
         _notify(current, retrying=retry is not None)
+        if retry is None:
+            current.refresh_from_db()
+            trigger_dependents(current)
         if retry is None and current.trigger != Run.Trigger.MANUAL:
             complete_if_done(current.job_id)
         if waiting := next_waiting(current.job_id):

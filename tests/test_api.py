@@ -315,3 +315,27 @@ def test_the_log_can_be_followed_from_an_offset(api, job):
     assert (more["offset"], more["output"], more["next_offset"]) == (14, "line 3\n", 21)
     assert api.get(f"/api/v1/runs/{run.id}/log/?offset=99").data["offset"] == 0
     assert api.get(f"/api/v1/runs/{run.id}/log/?offset=-1").status_code == 400
+
+
+def test_dependencies_are_set_and_cycles_refused(api):
+    ids = {}
+    for name in ("a", "b", "c"):
+        ids[name] = api.post("/api/v1/jobs/", {**JOB, "name": name}, format="json").data["id"]
+    b = api.patch(f"/api/v1/jobs/{ids['b']}/", {"depends_on": [{"job": ids["a"]}]}, format="json")
+    assert b.data["depends_on"] == [{"job": ids["a"], "on": "success"}]
+    c = api.patch(
+        f"/api/v1/jobs/{ids['c']}/",
+        {"depends_on": [{"job": ids["b"], "on": "always"}]},
+        format="json",
+    )
+    assert c.status_code == 200
+    cycle = api.patch(
+        f"/api/v1/jobs/{ids['a']}/", {"depends_on": [{"job": ids["c"]}]}, format="json"
+    )
+    assert cycle.status_code == 400
+    assert cycle.data == {"depends_on": ["this would make a cycle: a -> b -> c -> a."]}
+    itself = api.patch(
+        f"/api/v1/jobs/{ids['a']}/", {"depends_on": [{"job": ids["a"]}]}, format="json"
+    )
+    assert itself.data == {"depends_on": ["a job cannot depend on itself."]}
+    assert Job.objects.get(id=ids["a"]).dependencies.count() == 0

@@ -200,3 +200,38 @@ def test_failure_and_recovery_are_notified_by_webhook_and_mail(live, api):
     mails = "".join(p.read_text() for p in (live.logs / "mail").glob("*.log"))
     assert "notified: failure" in mails and "notified: recovery" in mails
     assert "To: ops@example.com" in mails
+
+
+def test_a_dependency_chain_runs_a_then_b_then_c(live, api):
+    a = create_job(api, name="chain-a", payload={"command": "echo a"}, schedule="manual")
+    b = create_job(
+        api,
+        name="chain-b",
+        payload={"command": "exit 1"},
+        schedule="manual",
+        depends_on=[{"job": a["id"], "on": "success"}],
+    )
+    c = create_job(
+        api,
+        name="chain-c",
+        payload={"command": "echo c"},
+        schedule="manual",
+        depends_on=[{"job": b["id"], "on": "failure"}],
+    )
+    never = create_job(
+        api,
+        name="chain-never",
+        payload={"command": "true"},
+        schedule="manual",
+        depends_on=[{"job": b["id"], "on": "success"}],
+    )
+    api.post(f"/api/v1/jobs/{a['id']}/run/")
+
+    (c_run,) = wait_runs(c["id"], 1, timeout=60, status=Run.Status.SUCCEEDED)
+
+    (a_run,) = Run.objects.filter(job_id=a["id"])
+    (b_run,) = Run.objects.filter(job_id=b["id"])
+    assert (b_run.trigger, b_run.status, c_run.trigger) == ("dependency", "failed", "dependency")
+    assert a_run.scheduled_for == b_run.scheduled_for == c_run.scheduled_for
+    assert b_run.started_at >= a_run.finished_at and c_run.started_at >= b_run.finished_at
+    assert not Run.objects.filter(job_id=never["id"]).exists()

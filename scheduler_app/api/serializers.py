@@ -11,13 +11,15 @@ import re
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from scheduler_app import schedules
-from scheduler_app.models import Calendar, Job, Run
+from scheduler_app.dependencies import DependencyError, set_dependencies
+from scheduler_app.models import Calendar, Job, JobDependency, Run
 from scheduler_app.notifications import EVENTS
 from workers import executors
 from workers.executors.base import allowed_path
@@ -93,6 +95,20 @@ def validate_payload(kind: str, payload: Any) -> dict[str, Any]:
         raise serializers.ValidationError({"payload": [str(exc)]}) from exc
 
 
+class DependencySerializer(serializers.Serializer):
+    job = serializers.PrimaryKeyRelatedField(queryset=Job.objects.all())
+    on = serializers.ChoiceField(JobDependency.On.choices, default=JobDependency.On.SUCCESS)
+
+    def validate_job(self, value: Job) -> Job:
+        user = self.context["request"].user
+        if value.owner_id != user.id and not user.is_staff:
+            raise serializers.ValidationError(f'Invalid pk "{value.pk}" - object does not exist.')
+        return value
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return {"job": instance.upstream_id, "on": instance.on}
+
+
 class OwnedSerializer(serializers.ModelSerializer):
     """A row owned by the requesting user, its name unique among that owner's rows."""
 
@@ -121,6 +137,7 @@ class JobSerializer(OwnedSerializer):
     schedule_description = serializers.CharField(read_only=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), default=list)
     env = EnvField(default=dict)
+    depends_on = DependencySerializer(many=True, source="dependencies", required=False)
     max_memory_mb = serializers.IntegerField(
         min_value=16, max_value=1024 * 1024, allow_null=True, required=False
     )
@@ -184,6 +201,7 @@ class JobSerializer(OwnedSerializer):
             "env",
             "working_dir",
             "condition",
+            "depends_on",
             "notify_emails",
             "notify_webhooks",
             "notify_on",
@@ -216,6 +234,27 @@ class JobSerializer(OwnedSerializer):
                 "must be 1-64 letters, digits, '_', '-' or '.', the name of a worker queue."
             )
         return value
+
+    def create(self, validated_data: dict[str, Any]) -> Job:
+        depends_on = validated_data.pop("dependencies", [])
+        with transaction.atomic():
+            job = super().create(validated_data)
+            self._set_dependencies(job, depends_on)
+        return job
+
+    def update(self, instance: Job, validated_data: dict[str, Any]) -> Job:
+        depends_on = validated_data.pop("dependencies", None)
+        with transaction.atomic():
+            job = super().update(instance, validated_data)
+            if depends_on is not None:
+                self._set_dependencies(job, depends_on)
+        return job
+
+    def _set_dependencies(self, job: Job, specs: list[dict[str, Any]]) -> None:
+        try:
+            set_dependencies(job, specs)
+        except DependencyError as exc:
+            raise serializers.ValidationError({"depends_on": [str(exc)]}) from exc
 
     def validate_env(self, value: dict[str, Any]) -> dict[str, Any]:
         """A secret sent back as *** (as the API showed it) keeps its stored value."""
