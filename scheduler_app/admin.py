@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 from rest_framework import serializers
 
 from scheduler_app import schedules, services
 from scheduler_app.api.serializers import normalize_schedule, validate_payload, validate_timezone
-from scheduler_app.models import Calendar, Job, Run
+from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run
 
 STATUS_COLOURS = {
     "succeeded": "#2e7d32",
@@ -144,6 +145,14 @@ class RunColumns:
         return "-" if run.duration is None else f"{run.duration:.2f} s"
 
 
+class DependencyInline(admin.TabularInline):
+    model = JobDependency
+    fk_name = "job"
+    extra = 0
+    verbose_name_plural = "runs after (depends on)"
+    autocomplete_fields = ["upstream"]
+
+
 class RecentRunInline(RunColumns, admin.TabularInline):
     """The job's latest runs (not all of them: a busy job has thousands)."""
 
@@ -202,7 +211,7 @@ class JobAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    inlines = [RecentRunInline]
+    inlines = [DependencyInline, RecentRunInline]
     actions = ["pause", "resume", "run_now"]
     list_select_related = ["owner"]
     fieldsets = [
@@ -319,3 +328,22 @@ class CalendarAdmin(admin.ModelAdmin):
     @admin.display(description="dates")
     def date_count(self, calendar: Calendar) -> int:
         return len(calendar.dates)
+
+
+@admin.register(JobTemplate)
+class JobTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "description", "updated_at"]
+    search_fields = ["name", "description"]
+    actions = ["new_job"]
+
+    @admin.action(description="Create a job from the selected template")
+    def new_job(self, request: HttpRequest, queryset: QuerySet[JobTemplate]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select one template.", messages.WARNING)
+            return None
+        template = queryset.get()
+        initial = {"owner": request.user.pk, "name": f"{template.name} job"}
+        for field, value in template.defaults.items():
+            initial[field] = json.dumps(value) if isinstance(value, dict | list) else value
+        url = reverse("admin:scheduler_app_job_add") + "?" + urlencode(initial)
+        return HttpResponseRedirect(url)

@@ -299,6 +299,17 @@ class JobDependency(models.Model):
     def __str__(self) -> str:
         return f"{self.upstream} -> {self.job} on {self.on}"
 
+    def clean(self) -> None:
+        from scheduler_app.dependencies import find_cycle
+
+        if self.job_id and self.upstream_id:
+            others = list(
+                self.job.dependencies.exclude(pk=self.pk).values_list("upstream_id", flat=True)
+            )
+            if cycle := find_cycle(self.job, [*others, self.upstream_id]):
+                message = "this would make a cycle: " + " -> ".join(reversed(cycle)) + "."
+                raise ValidationError({"upstream": message})
+
 
 class Run(models.Model):
     class Trigger(models.TextChoices):

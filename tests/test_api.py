@@ -339,3 +339,43 @@ def test_dependencies_are_set_and_cycles_refused(api):
     )
     assert itself.data == {"depends_on": ["a job cannot depend on itself."]}
     assert Job.objects.get(id=ids["a"]).dependencies.count() == 0
+
+
+def test_a_job_is_made_from_a_template_with_overrides(api):
+    template = api.post(
+        "/api/v1/templates/",
+        {
+            "name": "nightly",
+            "defaults": {
+                "payload": {"command": "backup.sh"},
+                "schedule": "daily at 02:00",
+                "timeout": 600,
+                "max_retries": 2,
+                "tags": ["backup"],
+            },
+        },
+        format="json",
+    )
+    assert template.status_code == 201, template.data
+    made = api.post(
+        f"/api/v1/templates/{template.data['id']}/instantiate/",
+        {"name": "db backup", "timeout": 900},
+        format="json",
+    )
+    assert made.status_code == 201, made.data
+    assert (made.data["name"], made.data["timeout"], made.data["max_retries"]) == (
+        "db backup",
+        900,
+        2,
+    )
+    assert made.data["schedule"] == {"type": "daily", "time": "02:00"}
+    bad = api.post(
+        f"/api/v1/templates/{template.data['id']}/instantiate/",
+        {"name": "x", "schedule": "whenever"},
+        format="json",
+    )
+    assert bad.status_code == 400 and "schedule" in bad.data
+    unknown = api.post(
+        "/api/v1/templates/", {"name": "t2", "defaults": {"colour": "red"}}, format="json"
+    )
+    assert unknown.data == {"defaults": ["not job fields a template can set: colour."]}

@@ -19,7 +19,7 @@ from rest_framework import serializers
 
 from scheduler_app import schedules
 from scheduler_app.dependencies import DependencyError, set_dependencies
-from scheduler_app.models import Calendar, Job, JobDependency, Run
+from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run
 from scheduler_app.notifications import EVENTS
 from workers import executors
 from workers.executors.base import allowed_path
@@ -416,3 +416,37 @@ class TokenRequestSerializer(serializers.Serializer):
 
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
+
+
+TEMPLATE_FIELDS = frozenset(JobSerializer.Meta.fields) - {
+    "id",
+    "name",
+    "owner",
+    "status",
+    "schedule_description",
+    *JobSerializer.Meta.read_only_fields,
+}
+
+
+class JobTemplateSerializer(OwnedSerializer):
+    """Defaults for any job field; each is checked when a job is made from the template."""
+
+    noun = "template"
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    defaults = serializers.JSONField()
+
+    class Meta:
+        model = JobTemplate
+        fields = ["id", "name", "description", "defaults", "owner", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+        validators: list[Any] = []
+
+    def validate_defaults(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be an object of job fields.")
+        unknown = sorted(set(value) - TEMPLATE_FIELDS)
+        if unknown:
+            raise serializers.ValidationError(
+                f"not job fields a template can set: {', '.join(unknown)}."
+            )
+        return value

@@ -7,6 +7,7 @@ router = DefaultRouter()
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("calendars", views.CalendarViewSet, basename="calendar")
+router.register("templates", views.JobTemplateViewSet, basename="template")
 
 urlpatterns = [
     path("health/", views.health, name="health"),

@@ -25,6 +25,7 @@ from scheduler_app import schedules, services
 from scheduler_app.api.serializers import (
     CalendarSerializer,
     JobSerializer,
+    JobTemplateSerializer,
     LogQuerySerializer,
     NextRunsQuerySerializer,
     PreviewSerializer,
@@ -33,7 +34,7 @@ from scheduler_app.api.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
-from scheduler_app.models import Calendar, Job, Run
+from scheduler_app.models import Calendar, Job, JobTemplate, Run
 
 
 def iso(moment: datetime) -> str:
@@ -151,6 +152,31 @@ class CalendarViewSet(viewsets.ModelViewSet):
                 {"calendar": [f"still used by jobs: {names}; change them first."]}
             )
         instance.delete()
+
+
+class JobTemplateViewSet(viewsets.ModelViewSet):
+    """Job templates; ``instantiate`` makes a job from one, with overrides."""
+
+    queryset = JobTemplate.objects.none()  # for the schema; requests use get_queryset
+    serializer_class = JobTemplateSerializer
+
+    def get_queryset(self) -> QuerySet[JobTemplate]:
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        templates = JobTemplate.objects.select_related("owner")
+        user = self.request.user
+        return templates if user.is_staff else templates.filter(owner=user)
+
+    @extend_schema(request=JobSerializer, responses={201: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def instantiate(self, request: Request, pk: str | None = None) -> Response:
+        """A new job: the template's defaults, with the fields of the body on top."""
+        template = self.get_object()
+        body = JobSerializer(data={**template.defaults, **request.data},
+                             context={"request": request})  # fmt: skip
+        body.is_valid(raise_exception=True)
+        job = body.save()
+        return Response(JobSerializer(job, context={"request": request}).data, status=201)
 
 
 class RunViewSet(viewsets.ReadOnlyModelViewSet):

@@ -1,0 +1,105 @@
+"""The admin: its pages render, its actions act, and its form refuses what the API refuses."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from scheduler_app.models import Job, JobTemplate
+
+
+@pytest.fixture
+def admin_client_(db) -> Client:
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-12345678")
+    client = Client()
+    client.force_login(user)
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def job(admin_client_) -> Job:
+    return Job.objects.create(
+        owner=admin_client_.user,
+        name="nightly",
+        payload={"command": "true"},
+        schedule={"type": "daily", "time": "02:00"},
+    )
+
+
+@pytest.mark.parametrize(
+    "page", ["job", "run", "calendar", "jobtemplate", "job/add", "job/{id}/change"]
+)
+def test_pages_render(admin_client_, job, page):
+    response = admin_client_.get(f"/admin/scheduler_app/{page.format(id=job.id)}/")
+    assert response.status_code == 200
+
+
+def test_the_job_list_shows_schedule_and_next_run(admin_client_, job):
+    html = admin_client_.get("/admin/scheduler_app/job/").content.decode()
+    assert "At 02:00" in html and "nightly" in html
+
+
+def test_pause_and_resume_actions(admin_client_, job):
+    url = "/admin/scheduler_app/job/"
+    admin_client_.post(url, {"action": "pause", "_selected_action": [job.id]})
+    job.refresh_from_db()
+    assert job.status == "paused"
+    admin_client_.post(url, {"action": "resume", "_selected_action": [job.id]})
+    job.refresh_from_db()
+    assert job.status == "active"
+
+
+def test_the_form_refuses_a_bad_schedule(admin_client_, job):
+    response = admin_client_.post(
+        "/admin/scheduler_app/job/add/",
+        {
+            "owner": admin_client_.user.id,
+            "name": "bad",
+            "kind": "command",
+            "payload": '{"command": "true"}',
+            "schedule": "0 0 31 2 *",
+            "timezone": "UTC",
+            "tags": "[]",
+            "env": "{}",
+            "notify_emails": "[]",
+            "notify_webhooks": "[]",
+            "notify_on": '["failure"]',
+            "jitter": 0,
+            "misfire_grace": 60,
+            "catchup": "once",
+            "calendar_policy": "skip",
+            "concurrency_policy": "forbid",
+            "priority": 5,
+            "queue": "default",
+            "max_retries": 0,
+            "retry_delay": 0,
+            "dependencies-TOTAL_FORMS": 0,
+            "dependencies-INITIAL_FORMS": 0,
+            "runs-TOTAL_FORMS": 0,
+            "runs-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 200
+    assert "never fires" in response.content.decode()
+    assert not Job.objects.filter(name="bad").exists()
+
+
+def test_a_template_opens_a_prefilled_job_form(admin_client_):
+    template = JobTemplate.objects.create(
+        owner=admin_client_.user,
+        name="backup",
+        defaults={"payload": {"command": "b.sh"}, "timeout": 60},
+    )
+    response = admin_client_.post(
+        "/admin/scheduler_app/jobtemplate/",
+        {"action": "new_job", "_selected_action": [template.id]},
+    )
+    assert response.status_code == 302
+    query = parse_qs(urlparse(response["Location"]).query)
+    assert query["payload"] == ['{"command": "b.sh"}'] and query["timeout"] == ["60"]
+    form = admin_client_.get(response["Location"]).content.decode()
+    assert "b.sh" in form
