@@ -171,7 +171,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # acknowledge late (after the run), so it must exceed the longest job timeout
     # plus its retry delay; see the system check in scheduler_app/checks.py.
     "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3 * 86400),
+    # Ten priority levels per queue, served 0 first (see services.broker_priority).
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    "queue_order_strategy": "priority",
 }
+# Each worker also consumes a queue of its own, so a fan-out child reaches its node.
+CELERY_WORKER_DIRECT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True

@@ -34,8 +34,13 @@ def claim_run(run_id: int, worker: str) -> Run | None:
         if run is None or run.status != Run.Status.QUEUED:
             return None
         job = Job.objects.select_for_update().get(id=run.job_id)
-        running = list(job.runs.filter(status=Run.Status.RUNNING).exclude(id=run_id).order_by("id"))
-        if running and not _may_start(job, run, running):
+        running = list(
+            job.runs.filter(status=Run.Status.RUNNING, parent__isnull=True)
+            .exclude(id=run_id)
+            .order_by("id")
+        )
+        # A fan-out child belongs to its parent, which passed the policy already.
+        if running and not run.parent_id and not _may_start(job, run, running):
             return None
         claimed = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).update(
             status=Run.Status.RUNNING, started_at=timezone.now(), worker=worker, error=""

@@ -123,6 +123,12 @@ class Job(models.Model):
     concurrency_policy = models.CharField(
         max_length=16, choices=ConcurrencyPolicy.choices, default=ConcurrencyPolicy.FORBID
     )
+    fan_out = models.BooleanField(
+        default=False, help_text="Run once on every live worker of the queue."
+    )
+    quorum = models.PositiveIntegerField(
+        null=True, blank=True, help_text="With fan_out: nodes that must succeed (default all)."
+    )
     max_concurrent = models.PositiveIntegerField(
         null=True, blank=True, help_text="With concurrency_policy 'allow': at most this many."
     )
@@ -354,13 +360,18 @@ class Run(models.Model):
     output = models.TextField(blank=True)
     error = models.TextField(blank=True)
     result = models.JSONField(null=True, blank=True)
+    # A fan-out run has one child per node; ``node`` is the worker a child is sent to.
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    node = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]
         constraints = [
             # A doubled dispatch (two beats, a redelivery) cannot make a doubled run.
             models.UniqueConstraint(
-                fields=["job", "scheduled_for", "attempt"], name="run_identity_unique"
+                fields=["job", "scheduled_for", "attempt", "node"], name="run_identity_unique"
             ),
         ]
         indexes = [

@@ -25,6 +25,7 @@ from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redi
 from redis.exceptions import LockNotOwnedError
 
 from scheduler_app import schedules
+from scheduler_app.services import broker_priority
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def save_entry(job: Any, app: Celery | None = None) -> None:
         task=FIRE_TASK,
         schedule=JobSchedule(job.beat_params()),
         args=[job.id],
-        options={"queue": job.queue, "priority": job.priority},
+        options={"queue": job.queue, "priority": broker_priority(job.priority)},
         app=app,
     )
     entry.last_run_at = job.schedule_reference

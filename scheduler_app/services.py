@@ -31,11 +31,14 @@ def create_manual_run(job: Job) -> Run:
     return run
 
 
-def enqueue(run: Run, countdown: float = 0) -> None:
-    """Send the run to a worker of its job's queue once the transaction commits."""
+def enqueue(run: Run, countdown: float = 0, node: str = "") -> None:
+    """Send the run to a worker of its job's queue (or to one ``node``) after the commit."""
+    from celery.utils import worker_direct
+
     from workers.tasks import execute_run
 
-    queue, priority = run.job.queue, run.job.priority
+    queue = worker_direct(node) if node else run.job.queue
+    priority = broker_priority(run.job.priority)
     transaction.on_commit(
         lambda: execute_run.apply_async(
             (run.id,), queue=queue, priority=priority, countdown=countdown
@@ -73,6 +76,12 @@ def finish_run(
             error=error,
             result=result,
         )
+        if current.parent_id:  # a fan-out child: its parent carries the job's outcome
+            from scheduler_app.fanout import child_finished
+
+            current.refresh_from_db()
+            child_finished(current)
+            return current
         failed = status in Run.RETRYABLE
         Job.objects.filter(id=run.job_id).update(
             last_run_at=current.started_at or now,
@@ -147,6 +156,8 @@ def cancel_run(run: Run, reason: str = "cancelled by user") -> bool:
     stopping = Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
         status=Run.Status.CANCELLED, error=reason
     )
+    for child in Run.objects.filter(parent_id=run.id):
+        cancel_run(child, reason)
     return bool(ended or stopping)
 
 
@@ -169,6 +180,11 @@ def resume_job(job: Job) -> Job:
     job.enabled = True
     job.save()
     return job
+
+
+def broker_priority(priority: int) -> int:
+    """Our 9 is the most urgent; the Redis transport serves 0 first."""
+    return 9 - priority
 
 
 def retry_delay(job: Job, attempt: int, spread: float | None = None) -> float:

@@ -56,3 +56,33 @@ def test_replace_stops_the_running_one_on_its_node(two_nodes, api):
     assert (replaced.status, replaced.error) == ("cancelled", f"replaced by run {second}")
     api.post(f"/api/v1/runs/{second}/cancel/")
     wait_runs(job["id"], 1, id=second, finished_at__isnull=False)
+
+
+def test_fan_out_runs_once_on_every_node_and_aggregates_by_quorum(two_nodes, api):
+    job = create_job(
+        api,
+        name="everywhere",
+        schedule="manual",
+        fan_out=True,
+        quorum=1,
+        payload={
+            "command": 'echo "on $SCHEDULER_NODE"; case $SCHEDULER_NODE in w2@*) exit 3;; esac'
+        },
+    )
+    parent_id = api.post(f"/api/v1/jobs/{job['id']}/run/").data["id"]
+
+    parent = wait_runs(job["id"], 1, timeout=60, id=parent_id, finished_at__isnull=False)[0]
+
+    children = sorted(Run.objects.filter(parent_id=parent_id), key=lambda r: r.node)
+    assert [c.node.split("@")[0] for c in children] == ["w1", "w2"]
+    assert [c.worker for c in children] == [c.node for c in children]
+    assert [c.status for c in children] == ["succeeded", "failed"]
+    assert children[0].output == f"on {children[0].node}\n"
+    assert parent.status == "succeeded"
+    assert parent.result == {
+        "nodes": {c.node: c.status for c in children},
+        "succeeded": 1,
+        "quorum": 1,
+    }
+    listed = api.get(f"/api/v1/runs/{parent_id}/").data
+    assert listed["worker"] == "fan-out to 2 nodes"

@@ -42,7 +42,7 @@ def test_saving_a_job_writes_its_entry_after_commit(user, redis_client):
     entry = load(job.id)
     assert entry.task == "workers.fire_job"
     assert entry.args == [job.id]
-    assert entry.options == {"queue": "reports", "priority": 7}
+    assert entry.options == {"queue": "reports", "priority": 2}  # 9 - 7: Redis serves 0 first
     assert entry.schedule == JobSchedule(job.beat_params())
     assert entry.last_run_at == job.schedule_start
     assert redis_client.zscore("redbeat::schedule", KEY.format(job.id)) == pytest.approx(

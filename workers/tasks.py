@@ -14,7 +14,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 
-from scheduler_app import concurrency, firing, notifications, services
+from scheduler_app import concurrency, fanout, firing, notifications, services
 from scheduler_app.models import Run
 from workers import executors
 
@@ -44,6 +44,9 @@ def execute_run(self: Any, run_id: int) -> None:
 def _run(run_id: int, worker: str) -> None:
     run = concurrency.claim_run(run_id, worker=worker)
     if run is None:  # claimed elsewhere, cancelled, or a redelivery
+        return
+    if run.job.fan_out and run.parent_id is None:
+        fanout.spread(run)
         return
     try:
         outcome = executors.execute(run)

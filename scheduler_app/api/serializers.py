@@ -196,6 +196,8 @@ class JobSerializer(OwnedSerializer):
             "catchup",
             "concurrency_policy",
             "max_concurrent",
+            "fan_out",
+            "quorum",
             "priority",
             "queue",
             "env",
@@ -334,6 +336,8 @@ class RunSerializer(serializers.ModelSerializer):
             "output",
             "error",
             "result",
+            "parent",
+            "node",
         ]
         read_only_fields = fields
 

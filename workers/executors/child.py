@@ -55,6 +55,7 @@ def child_env(run: Run, inherit: dict[str, str] | None = None) -> dict[str, str]
     env["SCHEDULER_RUN_ID"] = str(run.id)
     env["SCHEDULER_SCHEDULED_FOR"] = run.scheduled_for.isoformat()
     env["SCHEDULER_ATTEMPT"] = str(run.attempt)
+    env["SCHEDULER_NODE"] = run.node or run.worker
     return env
 
 
