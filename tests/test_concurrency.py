@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -86,3 +87,41 @@ def test_fan_out_runs_once_on_every_node_and_aggregates_by_quorum(two_nodes, api
     }
     listed = api.get(f"/api/v1/runs/{parent_id}/").data
     assert listed["worker"] == "fan-out to 2 nodes"
+
+
+def test_a_job_runs_only_on_the_worker_group_of_its_queue(live, api):
+    live.start_worker(name="reports-worker", node="w3", queues="reports")
+    try:
+        live.wait_workers(2)
+        job = create_job(
+            api,
+            name="report",
+            payload={"command": "echo report"},
+            schedule="manual",
+            queue="reports",
+        )
+        api.post(f"/api/v1/jobs/{job['id']}/run/")
+        (run,) = wait_runs(job["id"], 1, timeout=30, status=Run.Status.SUCCEEDED)
+        assert run.worker.startswith("w3@")
+    finally:
+        live.stop("reports-worker")
+
+
+def test_retries_back_off_exponentially(live, api):
+    job = create_job(
+        api,
+        name="backoff",
+        payload={"command": "exit 1"},
+        schedule="manual",
+        max_retries=2,
+        retry_delay=1,
+        retry_backoff=True,
+    )
+    api.post(f"/api/v1/jobs/{job['id']}/run/")
+
+    runs = wait_runs(job["id"], 3, timeout=30, status=Run.Status.FAILED)
+
+    gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in itertools.pairwise(runs)]
+    # Delays of 1 s then 2 s, each less up to 20 % jitter.
+    assert 0.8 <= gaps[0] < 1.8 and 1.6 <= gaps[1] < 3.0, gaps
+    assert [r.attempt for r in runs] == [1, 2, 3]
