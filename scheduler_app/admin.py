@@ -17,6 +17,7 @@ from rest_framework import serializers
 from scheduler_app import schedules, services
 from scheduler_app.api.serializers import normalize_schedule, validate_payload, validate_timezone
 from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run
+from workers.executors.base import PayloadError, allowed_path
 
 STATUS_COLOURS = {
     "succeeded": "#2e7d32",
@@ -103,12 +104,17 @@ class JobForm(forms.ModelForm):
             "misfire_grace",
             "catchup",
             "timeout",
+            "max_memory_mb",
+            "max_cpu_seconds",
             "max_retries",
             "retry_delay",
             "retry_backoff",
             "concurrency_policy",
+            "max_concurrent",
             "priority",
             "queue",
+            "fan_out",
+            "quorum",
         ]
 
     def clean(self) -> dict[str, Any]:
@@ -121,8 +127,12 @@ class JobForm(forms.ModelForm):
                 data["payload"] = validate_payload(data.get("kind", "command"), data["payload"])
             if data.get("window"):
                 data["window"] = schedules.normalize_window(data["window"])
+            if data.get("working_dir"):
+                data["working_dir"] = allowed_path(data["working_dir"])
         except schedules.ScheduleError as exc:
             self.add_error("window", str(exc))
+        except PayloadError as exc:
+            self.add_error("working_dir", str(exc))
         except serializers.ValidationError as exc:
             detail = exc.detail
             if isinstance(detail, dict):
@@ -237,13 +247,11 @@ class JobAdmin(admin.ModelAdmin):
             "How",
             {
                 "fields": [
-                    "timeout",
-                    "max_retries",
-                    "retry_delay",
-                    "retry_backoff",
-                    "concurrency_policy",
-                    "priority",
-                    "queue",
+                    ("timeout", "max_memory_mb", "max_cpu_seconds"),
+                    ("max_retries", "retry_delay", "retry_backoff"),
+                    ("concurrency_policy", "max_concurrent"),
+                    ("queue", "priority"),
+                    ("fan_out", "quorum"),
                 ]
             },
         ),
