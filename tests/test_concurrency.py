@@ -122,6 +122,7 @@ def test_retries_back_off_exponentially(live, api):
     runs = wait_runs(job["id"], 3, timeout=30, status=Run.Status.FAILED)
 
     gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in itertools.pairwise(runs)]
-    # Delays of 1 s then 2 s, each less up to 20 % jitter.
-    assert 0.8 <= gaps[0] < 1.8 and 1.6 <= gaps[1] < 3.0, gaps
+    # Delays of 1 s then 2 s, each less up to 20 % jitter (upper bounds leave room for
+    # a busy machine; the lower bounds are what shows the backoff).
+    assert 0.8 <= gaps[0] < 3.0 and 1.6 <= gaps[1] < 5.0, gaps
     assert [r.attempt for r in runs] == [1, 2, 3]
