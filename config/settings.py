@@ -190,6 +190,10 @@ CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "scheduler_app.redbeat:JobScheduler"
 # Beat wakes at least this often, so a job created a moment ago fires on time.
 CELERY_BEAT_MAX_LOOP_INTERVAL = envint("BEAT_MAX_LOOP_INTERVAL", 1)
+# Static entries beside the jobs: RedBeat keeps them in Redis too.
+CELERY_BEAT_SCHEDULE = {
+    "reap-lost-runs": {"task": "workers.reap_lost", "schedule": float(envint("REAP_EVERY", 60))},
+}
 CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
 CELERY_REDBEAT_KEY_PREFIX = os.environ.get("REDBEAT_KEY_PREFIX", "redbeat:")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from scheduler_app.concurrency import next_waiting
@@ -163,9 +164,32 @@ def cancel_run(run: Run, reason: str = "cancelled by user") -> bool:
 
 def mark_lost(worker: str) -> int:
     """Runs a node had running when it (re)started died with its old process: they are lost."""
+    return _lose(
+        Run.objects.filter(worker=worker, status=Run.Status.RUNNING),
+        f"worker {worker} stopped while the run was going",
+    )
+
+
+def reap_lost(live_workers: set[str], older_than: float = 60) -> int:
+    """Runs left ``running`` by nodes that no longer answer are lost (and retried if due).
+
+    Only runs started more than ``older_than`` seconds ago, so a node that has just
+    started and not yet answered a ping is not taken for dead; fan-out parents are
+    left to their children.
+    """
+    started_before = timezone.now() - timedelta(seconds=older_than)
+    stale = (
+        Run.objects.filter(status=Run.Status.RUNNING, started_at__lt=started_before)
+        .exclude(worker__in=live_workers)
+        .filter(children__isnull=True)
+    )
+    return _lose(stale, "its worker stopped answering while the run was going")
+
+
+def _lose(runs: QuerySet[Run], reason: str) -> int:
     lost = 0
-    for run in Run.objects.filter(worker=worker, status=Run.Status.RUNNING).select_related("job"):
-        finish_run(run, Run.Status.LOST, error=f"worker {worker} stopped while the run was going")
+    for run in runs.select_related("job").distinct():
+        finish_run(run, Run.Status.LOST, error=f"lost: {reason}")
         lost += 1
     return lost
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
+from scheduler_app import services
 from scheduler_app.models import Run
 from tests.conftest import Stack
 from tests.test_stack import create_job, wait_runs
@@ -126,3 +129,38 @@ def test_retries_back_off_exponentially(live, api):
     # a busy machine; the lower bounds are what shows the backoff).
     assert 0.8 <= gaps[0] < 3.0 and 1.6 <= gaps[1] < 5.0, gaps
     assert [r.attempt for r in runs] == [1, 2, 3]
+
+
+def test_a_run_whose_worker_was_killed_is_reaped_and_retried_elsewhere(live, api):
+    live.start_worker(name="doomed", node="w5", queues="doomed")
+    live.wait_workers(2)
+    job = create_job(
+        api,
+        name="doomed",
+        payload={"command": "sleep 341"},
+        schedule="manual",
+        queue="doomed",
+        max_retries=1,
+        timeout=60,
+    )
+    api.post(f"/api/v1/jobs/{job['id']}/run/")
+    (running,) = wait_runs(job["id"], 1, status=Run.Status.RUNNING)
+    live.stop("doomed", sig=signal.SIGKILL)
+    try:
+        live.start_worker(name="rescue", node="w6", queues="doomed")
+        live.wait_workers(2)
+        from config.celery import app
+
+        answering = {name for reply in app.control.ping(timeout=2.0) for name in reply}
+        assert services.reap_lost(answering, older_than=0) == 1
+        running.refresh_from_db()
+        assert running.status == "lost"
+        retry = wait_runs(job["id"], 1, attempt=2, status=Run.Status.RUNNING)[0]
+        assert retry.worker.startswith("w6@")
+        api.post(f"/api/v1/runs/{retry.id}/cancel/")
+        wait_runs(job["id"], 1, attempt=2, finished_at__isnull=False)
+    finally:
+        live.stop("rescue")
+        for proc in psutil.process_iter(["cmdline"]):  # the orphan of the killed node
+            if proc.info["cmdline"] == ["sleep", "341"]:
+                proc.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from scheduler_app import concurrency, firing, services
 from scheduler_app.models import Job, Run
@@ -180,3 +181,24 @@ def test_changing_the_schedule_restarts_its_clock_but_a_pause_does_not(job):
     job.schedule = {"type": "interval", "every": 2, "unit": "minutes"}
     job.save()
     assert job.schedule_start > start
+
+
+def test_runs_of_workers_that_stopped_answering_are_reaped_as_lost(job):
+    old = timezone.now() - timedelta(minutes=5)
+    gone = fire(job, AT)
+    concurrency.claim_run(gone.id, "w9@gone")
+    alive = fire(job, AT + timedelta(minutes=1))
+    Run.objects.filter(id=alive.id).update(status="running", worker="w1@alive", started_at=old)
+    fresh = fire(job, AT + timedelta(minutes=2))
+    Run.objects.filter(id=fresh.id).update(status="running", worker="w9@gone")
+    Run.objects.filter(id=gone.id).update(started_at=old)
+
+    assert services.reap_lost({"w1@alive"}) == 1
+
+    gone.refresh_from_db()
+    assert (gone.status, gone.error) == (
+        "lost",
+        "lost: its worker stopped answering while the run was going",
+    )
+    assert Run.objects.get(id=fresh.id).status == "running"  # started a moment ago
+    assert Run.objects.get(job=job, scheduled_for=AT, attempt=2).trigger == "retry"

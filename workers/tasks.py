@@ -11,7 +11,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.signals import worker_ready
 
 from scheduler_app import concurrency, fanout, firing, notifications, services
@@ -61,6 +61,16 @@ def _run(run_id: int, worker: str) -> None:
         error=outcome.error,
         result=outcome.result,
     )
+
+
+@shared_task(name="workers.reap_lost", ignore_result=True)
+def reap_lost() -> int:
+    """Run by beat every minute: mark lost the runs of worker nodes that are gone."""
+    live = {name for reply in current_app.control.ping(timeout=2.0) for name in reply}
+    lost = services.reap_lost(live)
+    if lost:
+        logger.warning("%d runs of workers that stopped answering were marked lost", lost)
+    return lost
 
 
 @worker_ready.connect

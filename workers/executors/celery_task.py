@@ -17,7 +17,7 @@ from workers.executors.base import Outcome, PayloadError
 from workers.executors.child import outcome_of, place_problem, run_child
 
 RESULT_MARK = "__SCHEDULER_TASK_RESULT__ "
-INTERNAL = ("workers.fire_job", "workers.execute_run", "workers.notify")
+INTERNAL = ("workers.fire_job", "workers.execute_run", "workers.notify", "workers.reap_lost")
 
 
 def registered_tasks() -> set[str]:
