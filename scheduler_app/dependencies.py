@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
-
 from scheduler_app.models import Job, JobDependency, Run
 
 logger = logging.getLogger(__name__)
@@ -78,15 +76,10 @@ def trigger_dependents(run: Run) -> list[Run]:
         job = dependency.job
         if not job.enabled or job.completed_at or not matches(dependency.on, run.status):
             continue
-        try:
-            with transaction.atomic():
-                child = Run.objects.create(
-                    job=job,
-                    trigger=Run.Trigger.DEPENDENCY,
-                    scheduled_for=run.scheduled_for,
-                    error="",
-                )
-        except IntegrityError:
+        child = Run.objects.create_once(
+            job=job, trigger=Run.Trigger.DEPENDENCY, scheduled_for=run.scheduled_for
+        )
+        if child is None:
             logger.info("job %s already ran for %s", job.id, run.scheduled_for)
             continue
         enqueue(child)

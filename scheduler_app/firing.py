@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -121,15 +120,13 @@ def _create(
     result: dict | None = None,
 ) -> Run | None:
     """The run for this time, once: None when it exists already (a duplicate fire)."""
-    try:
-        with transaction.atomic():
-            return Run.objects.create(
-                job=job, trigger=Run.Trigger.SCHEDULE, scheduled_for=scheduled_for,
-                status=status, error=error, finished_at=finished_at, result=result,
-            )  # fmt: skip
-    except IntegrityError:
+    run = Run.objects.create_once(
+        job=job, trigger=Run.Trigger.SCHEDULE, scheduled_for=scheduled_for,
+        status=status, error=error, finished_at=finished_at, result=result,
+    )  # fmt: skip
+    if run is None:
         logger.info("job %s already has a run for %s; duplicate ignored", job.id, scheduled_for)
-        return None
+    return run
 
 
 def _advance_schedule(job: Job, fired_for: datetime) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -317,6 +317,17 @@ class JobDependency(models.Model):
                 raise ValidationError({"upstream": message})
 
 
+class RunQuerySet(models.QuerySet["Run"]):
+    def create_once(self, **fields: object) -> Run | None:
+        """Create the run, or return None when its identity (job, time, attempt, node)
+        exists already: a doubled dispatch, a redelivered message, a second beat."""
+        try:
+            with transaction.atomic():
+                return self.create(**fields)
+        except IntegrityError:
+            return None
+
+
 class Run(models.Model):
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule"
@@ -365,6 +376,8 @@ class Run(models.Model):
         "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
     )
     node = models.CharField(max_length=255, blank=True)
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-queued_at", "-id"]

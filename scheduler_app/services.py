@@ -11,7 +11,7 @@ import logging
 import random
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -107,17 +107,12 @@ def _create_retry(run: Run) -> Run | None:
     job = run.job
     if run.attempt > job.max_retries:
         return None
-    try:
-        with transaction.atomic():
-            retry = Run.objects.create(
-                job=job,
-                trigger=Run.Trigger.RETRY,
-                scheduled_for=run.scheduled_for,
-                attempt=run.attempt + 1,
-            )
-    except IntegrityError:
-        return None
-    enqueue(retry, countdown=retry_delay(job, run.attempt))
+    retry = Run.objects.create_once(
+        job=job, trigger=Run.Trigger.RETRY, scheduled_for=run.scheduled_for,
+        attempt=run.attempt + 1,
+    )  # fmt: skip
+    if retry is not None:
+        enqueue(retry, countdown=retry_delay(job, run.attempt))
     return retry
 
 
