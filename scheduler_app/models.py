@@ -213,6 +213,12 @@ class Job(models.Model):
         return self.Status.ACTIVE if self.enabled else self.Status.PAUSED
 
     @property
+    def can_end(self) -> bool:
+        """Whether the schedule can run out of fire times (a once, an end_at)."""
+        members = self.schedule.get("schedules", [self.schedule])
+        return self.end_at is not None or any(m.get("type") == "once" for m in members)
+
+    @property
     def is_scheduled(self) -> bool:
         """Whether beat should fire this job at all."""
         return self.enabled and not self.completed_at and self.schedule.get("type") != "manual"

@@ -56,51 +56,66 @@ def finish_run(
     error: str = "",
     result: dict | None = None,
 ) -> Run:
-    """Record how a run ended, keep the job's figures true, and queue a retry if due."""
-    now = timezone.now()
+    """Record how a run ended, keep the job's figures true, and start what follows it."""
     with transaction.atomic():
-        # A run cancelled while it ran stays cancelled, whatever the process said.
-        current = Run.objects.select_for_update().filter(id=run.id).first()
-        if current is None:  # deleted with its job while it ran
-            return run
-        if current.status == Run.Status.CANCELLED:
-            status, error = Run.Status.CANCELLED, current.error or error
-        elif current.is_finished:
-            return current
-        duration = (now - current.started_at).total_seconds() if current.started_at else None
-        Run.objects.filter(id=run.id).update(
-            status=status,
-            finished_at=now,
-            duration=duration,
-            exit_code=exit_code,
-            output=output,
-            error=error,
-            result=result,
-        )
-        if current.parent_id:  # a fan-out child: its parent carries the job's outcome
-            from scheduler_app.fanout import child_finished
-
-            current.refresh_from_db()
-            child_finished(current)
-            return current
-        failed = status in Run.RETRYABLE
-        Job.objects.filter(id=run.job_id).update(
-            last_run_at=current.started_at or now,
-            last_status=status,
-            total_runs=F("total_runs") + 1,
-            failed_runs=F("failed_runs") + (1 if failed else 0),
-        )
-        retry = _create_retry(current) if failed else None
-        _notify(current, retrying=retry is not None)
-        if retry is None:
-            current.refresh_from_db()
-            trigger_dependents(current)
-        if retry is None and current.trigger != Run.Trigger.MANUAL:
-            complete_if_done(current.job_id)
-        if waiting := next_waiting(current.job_id):
-            enqueue(waiting)
+        ended = _record_end(run.id, status, exit_code, output, error, result)
+        if ended is not None:
+            _follow_up(ended)
     run.refresh_from_db()
     return run
+
+
+def _record_end(
+    run_id: int, status: str, exit_code: int | None, output: str, error: str,
+    result: dict | None,
+) -> Run | None:  # fmt: skip
+    """Save the end of the run once; None when it had ended already or is gone."""
+    now = timezone.now()
+    current = Run.objects.select_for_update(of=("self",)).select_related("job")
+    current = current.filter(id=run_id).first()
+    if current is None:  # deleted with its job while it ran
+        return None
+    if current.status == Run.Status.CANCELLED:
+        # A run cancelled while it ran stays cancelled, whatever the process said.
+        status, error = Run.Status.CANCELLED, current.error or error
+    elif current.is_finished:
+        return None
+    current.status, current.finished_at, current.exit_code = status, now, exit_code
+    current.output, current.error, current.result = output, error, result
+    if current.started_at:
+        current.duration = (now - current.started_at).total_seconds()
+    current.save(update_fields=["status", "finished_at", "duration", "exit_code", "output",
+                                "error", "result"])  # fmt: skip
+    return current
+
+
+def _follow_up(run: Run) -> None:
+    """What a run's end sets off: the job's figures, a retry, notifications, dependents,
+    the job's completion, a run waiting under queue_one. A fan-out child instead
+    reports to its parent, which does all that for the whole fan-out."""
+    if run.parent_id:
+        from scheduler_app.fanout import child_finished
+
+        child_finished(run)
+        return
+    job = run.job
+    failed = run.status in Run.RETRYABLE
+    Job.objects.filter(id=job.id).update(
+        last_run_at=run.started_at or run.finished_at,
+        last_status=run.status,
+        total_runs=F("total_runs") + 1,
+        failed_runs=F("failed_runs") + (1 if failed else 0),
+    )
+    retry = _create_retry(run) if failed else None
+    _notify(run, retrying=retry is not None)
+    if retry is None:
+        trigger_dependents(run)
+        if run.trigger != Run.Trigger.MANUAL and job.can_end:
+            complete_if_done(job.id)
+    if job.concurrency_policy == Job.ConcurrencyPolicy.QUEUE_ONE and (
+        waiting := next_waiting(job.id)
+    ):
+        enqueue(waiting)
 
 
 def _create_retry(run: Run) -> Run | None:
@@ -121,7 +136,6 @@ def _notify(run: Run, retrying: bool) -> None:
     from scheduler_app.notifications import events_for
     from workers.tasks import notify
 
-    run.refresh_from_db()
     for event in events_for(run, retrying):
         transaction.on_commit(lambda event=event: notify.delay(run.id, event))
 
