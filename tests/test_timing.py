@@ -213,3 +213,13 @@ def test_a_calendar_change_moves_next_run_at(api, user):
 def test_bad_calendar_dates_get_a_400(api):
     response = api.post("/api/v1/calendars/", {"name": "x", "dates": ["2030-02-30"]}, format="json")
     assert response.status_code == 400 and "dates" in response.data
+
+
+def test_preview_of_a_jenkins_h_cron_over_a_dst_change(api):
+    response = api.post(
+        "/api/v1/schedules/preview/",
+        {"schedule": "H * * * *", "timezone": "Europe/London"},
+        format="json",
+    )
+    assert response.status_code == 200, response.data
+    assert len(response.data["next_runs"]) == 5

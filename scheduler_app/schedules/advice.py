@@ -6,12 +6,10 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 from scheduler_app.schedules import zones
-from scheduler_app.schedules.forms import CRON_ALIASES
+from scheduler_app.schedules.forms import CRON_ALIASES, wall_croniter
 from scheduler_app.schedules.parse import parse_instant
-from scheduler_app.schedules.timing import _calendar_to_cron
+from scheduler_app.schedules.timing import calendar_to_cron
 
 MAX_WARNINGS = 10
 
@@ -52,15 +50,13 @@ def _wall_clock_crons(spec: dict[str, Any]) -> list[str]:
         if member["type"] == "cron":
             crons.append(CRON_ALIASES.get(member["expression"], member["expression"]))
         elif member["type"] in ("hourly", "daily", "weekly", "monthly"):
-            crons.append(_calendar_to_cron(member))
+            crons.append(calendar_to_cron(member))
     return crons
 
 
 def _day_warnings(expression: str, zone: ZoneInfo, day: datetime) -> list[str]:
     missing, doubled = [], []
-    itr = croniter(
-        expression, day - timedelta(seconds=1), second_at_beginning=len(expression.split()) == 6
-    )
+    itr = wall_croniter(expression, day - timedelta(seconds=1))
     for _ in range(100_000):
         local = itr.get_next(datetime)
         if local >= day + timedelta(days=1):

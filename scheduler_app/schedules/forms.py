@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -55,21 +56,10 @@ class CronSchedule:
     seed: str = ""  # resolves Jenkins-style H fields: the same job always gets the same value
 
     def __post_init__(self) -> None:
-        try:
-            self._iterate(datetime(2000, 1, 1)).get_next(datetime)  # noqa: DTZ001 (a wall time)
-        except CroniterBadDateError as exc:
-            raise ScheduleError(f"cron expression {self.expression!r} never fires.") from exc
-        except (CroniterBadCronError, CroniterError, ValueError, KeyError, IndexError) as exc:
-            raise ScheduleError(f"invalid cron expression {self.expression!r}: {exc}") from exc
+        check_cron(self.expression)
 
     def _iterate(self, start: datetime) -> croniter:
-        return croniter(
-            CRON_ALIASES.get(self.expression, self.expression),
-            start,
-            second_at_beginning=len(self.expression.split()) == 6,
-            max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES,
-            hash_id=self.seed.encode() or b"-",
-        )
+        return wall_croniter(self.expression, start, self.seed)
 
     def next_after(self, after: datetime) -> datetime | None:
         # Walk matching wall times; each resolves to an instant by the DST policy.
@@ -92,6 +82,28 @@ class CronSchedule:
             return str(get_description(CRON_ALIASES.get(self.expression, self.expression), options))
         except Exception:  # a description is a courtesy, never a failure
             return f"Cron {self.expression}"
+
+
+def wall_croniter(expression: str, start: datetime, seed: str = "") -> croniter:
+    return croniter(
+        CRON_ALIASES.get(expression, expression),
+        start,
+        second_at_beginning=len(expression.split()) == 6,
+        max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES,
+        hash_id=seed.encode() or b"-",
+    )
+
+
+@lru_cache(maxsize=4096)
+def check_cron(expression: str) -> None:
+    """ScheduleError unless ``expression`` parses and ever fires. Cached: beat rebuilds
+    each due job's schedule from Redis every tick, and a valid expression stays valid."""
+    try:
+        wall_croniter(expression, datetime(2000, 1, 1)).get_next(datetime)  # noqa: DTZ001 (wall time)
+    except CroniterBadDateError as exc:
+        raise ScheduleError(f"cron expression {expression!r} never fires.") from exc
+    except (CroniterBadCronError, CroniterError, ValueError, KeyError, IndexError) as exc:
+        raise ScheduleError(f"invalid cron expression {expression!r}: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def build(spec: dict[str, Any], zone: ZoneInfo, anchor: datetime, seed: str = ""
     if kind == "cron":
         return CronSchedule(spec["expression"], zone, seed)
     if kind in ("hourly", "daily", "weekly", "monthly"):
-        return CronSchedule(_calendar_to_cron(spec), zone)
+        return CronSchedule(calendar_to_cron(spec), zone)
     if kind == "interval":
         seconds = spec["every"] * INTERVAL_UNITS[spec["unit"]]
         start = instant(spec["start_at"], zone) if spec.get("start_at") else None
@@ -87,7 +87,7 @@ def instant(value: str | datetime, zone: ZoneInfo) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _calendar_to_cron(spec: dict[str, Any]) -> str:
+def calendar_to_cron(spec: dict[str, Any]) -> str:
     if spec["type"] == "hourly":
         return f"{spec['minute']} * * * *"
     hour, minute = (int(part) for part in spec["time"].split(":"))
