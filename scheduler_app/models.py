@@ -241,15 +241,10 @@ class Job(models.Model):
 
     def timing(self) -> schedules.Timing:
         """The fire times and what happens at each (allowed window, calendar)."""
-        calendar = self.calendar
-        return schedules.Timing(
-            self.get_schedule(),
-            schedules.get_zone(self.timezone),
-            schedules.Window.from_spec(self.window) if self.window else None,
-            calendar.excluded() if calendar else frozenset(),
-            calendar.name if calendar else "",
+        return schedules.Timing.with_policies(
+            self.get_schedule(), schedules.get_zone(self.timezone), self.window, self.calendar,
             self.calendar_policy,
-        )
+        )  # fmt: skip
 
     @property
     def schedule_description(self) -> str:

@@ -243,18 +243,13 @@ def preview_schedule(request: Request) -> Response:
     data = body.validated_data
     now = timezone.now()
     zone = schedules.get_zone(data["timezone"])
-    calendar = data.get("calendar")
-    timing = schedules.Timing(
-        schedules.fire_schedule(
-            data["schedule"], zone, now, start_at=data.get("start_at"), end_at=data.get("end_at"),
-            jitter=schedules.job_jitter(data["jitter"], "preview"),
-        ),
-        zone,
-        schedules.Window.from_spec(data["window"]) if data.get("window") else None,
-        calendar.excluded() if calendar else frozenset(),
-        calendar.name if calendar else "",
-        data["calendar_policy"],
+    fires = schedules.fire_schedule(
+        data["schedule"], zone, now, start_at=data.get("start_at"), end_at=data.get("end_at"),
+        jitter=schedules.job_jitter(data["jitter"], "preview"),
     )  # fmt: skip
+    timing = schedules.Timing.with_policies(
+        fires, zone, data.get("window"), data.get("calendar"), data["calendar_policy"]
+    )
     runs, skipped = timing.plan(now, data["count"])
     horizon = max([now + timedelta(days=366), *runs])
     warnings = schedules.dst_warnings(data["schedule"], zone, now, horizon)

@@ -199,6 +199,26 @@ class Timing:
     calendar_name: str = ""
     calendar_policy: str = "skip"
 
+    @classmethod
+    def with_policies(
+        cls,
+        schedule: Schedule,
+        zone: ZoneInfo,
+        window: dict[str, Any] | None,
+        calendar: Any,
+        calendar_policy: str,
+    ) -> Timing:
+        """A timing from stored values: ``window`` a canonical spec, ``calendar`` a
+        Calendar (its ``name`` and ``excluded()`` dates), each possibly None."""
+        return cls(
+            schedule,
+            zone,
+            Window.from_spec(window) if window else None,
+            calendar.excluded() if calendar else frozenset(),
+            calendar.name if calendar else "",
+            calendar_policy,
+        )
+
     def decide(self, fire_time: datetime) -> Decision:
         local = zones.wall(fire_time, self.zone)
         if self.window and not self.window.allows(local):
