@@ -35,23 +35,25 @@ def job_dir() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(201 if self.headers["X-Token"] == "t0k3n" else 403)
-        self.end_headers()
-        self.wfile.write(b"got " + body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def http_server() -> Iterator[str]:
+def http_server() -> Iterator[tuple[str, list[bytes]]]:
+    """A server on loopback: records each POST body; 201 with the right X-Token, else 403."""
+    received: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(body)
+            self.send_response(201 if self.headers["X-Token"] == "t0k3n" else 403)
+            self.end_headers()
+            self.wfile.write(b"got " + body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
     server.shutdown()
 
 
@@ -95,7 +97,7 @@ def test_pytest_counts_are_in_the_result(live, api, job_dir):
 
 def test_http_records_status_time_and_body(live, api, http_server):
     payload = {
-        "url": http_server + "/hook",
+        "url": http_server[0] + "/hook",
         "method": "POST",
         "headers": {"X-Token": "t0k3n"},
         "body": {"ping": 1},
@@ -156,46 +158,22 @@ def test_a_failing_condition_skips_the_run(live, api):
     assert (ran.status, ran.output) == ("succeeded", "ran\n")
 
 
-class Recorder(BaseHTTPRequestHandler):
-    received: list[dict] = []
+def test_failure_and_recovery_are_notified_by_webhook_and_mail(live, api, http_server, job_dir):
+    url, received = http_server
+    marker = job_dir / "recovered"
+    job = create_job(api, name="notified", schedule="manual",
+                     payload={"command": f"test -f {marker}"},
+                     notify_emails=["ops@example.com"], notify_webhooks=[url + "/hook"],
+                     notify_on=["failure", "recovery"])  # fmt: skip
+    api.post(f"/api/v1/jobs/{job['id']}/run/")
+    wait_for(lambda: len(received) >= 1, timeout=30)
+    marker.touch()
+    api.post(f"/api/v1/jobs/{job['id']}/run/")
+    wait_for(lambda: len(received) >= 2, timeout=30)
 
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Recorder.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_failure_and_recovery_are_notified_by_webhook_and_mail(live, api):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        job = create_job(
-            api,
-            name="notified",
-            schedule="manual",
-            payload={"command": "test -f /tmp/recovered-$SCHEDULER_JOB_ID"},
-            notify_emails=["ops@example.com"],
-            notify_webhooks=[f"http://127.0.0.1:{server.server_address[1]}/hook"],
-            notify_on=["failure", "recovery"],
-        )
-        api.post(f"/api/v1/jobs/{job['id']}/run/")
-        wait_for(lambda: len(Recorder.received) >= 1, timeout=30)
-        Path(f"/tmp/recovered-{job['id']}").touch()
-        api.post(f"/api/v1/jobs/{job['id']}/run/")
-        wait_for(lambda: len(Recorder.received) >= 2, timeout=30)
-    finally:
-        server.shutdown()
-        Path(f"/tmp/recovered-{job['id']}").unlink(missing_ok=True)
-    failure, recovery = Recorder.received[:2]
+    failure, recovery = (json.loads(body) for body in received[:2])
     assert (failure["event"], failure["run"]["status"], failure["run"]["exit_code"]) == (
-        "failure",
-        "failed",
-        1,
-    )
+        "failure", "failed", 1)  # fmt: skip
     assert (recovery["event"], recovery["job"]["name"]) == ("recovery", "notified")
     mails = "".join(p.read_text() for p in (live.logs / "mail").glob("*.log"))
     assert "notified: failure" in mails and "notified: recovery" in mails

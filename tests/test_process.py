@@ -10,16 +10,23 @@ import psutil
 from workers.executors.process import Limits, OutputBuffer, run_process
 
 
-def run(command: str, timeout: float | None = None, heartbeat=lambda out: True, limit=1 << 16):
+def run(
+    command: str,
+    timeout: float | None = None,
+    heartbeat=lambda out: True,
+    limit=1 << 16,
+    limits: Limits | None = None,
+):
     return run_process(
         ["/bin/sh", "-c", command],
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
         cwd=None,
         timeout=timeout,
         output_limit=limit,
         kill_grace=1,
         flush_every=0.1,
         heartbeat=heartbeat,
+        limits=limits,
     )
 
 
@@ -48,29 +55,13 @@ def test_it_keeps_the_head_and_the_tail_and_says_how_much_was_cut():
 
 
 def test_memory_and_cpu_limits_stop_the_child():
-    big = run_process(
-        ["python3", "-c", "x = bytearray(300 * 1024 * 1024); print('allocated')"],
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
-        cwd=None,
+    big = run(
+        "python3 -c \"x = bytearray(300 * 1024 * 1024); print('allocated')\"",
         timeout=30,
-        output_limit=4096,
-        kill_grace=1,
-        flush_every=0.1,
-        heartbeat=lambda out: True,
         limits=Limits(memory_mb=100),
     )
     assert big.exit_code != 0 and "MemoryError" in big.output and "allocated" not in big.output
-    spin = run_process(
-        ["/bin/sh", "-c", "while :; do :; done"],
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=None,
-        timeout=30,
-        output_limit=4096,
-        kill_grace=1,
-        flush_every=0.1,
-        heartbeat=lambda out: True,
-        limits=Limits(cpu_seconds=1),
-    )
+    spin = run("while :; do :; done", timeout=30, limits=Limits(cpu_seconds=1))
     assert spin.exit_code == -signal.SIGXCPU and not spin.timed_out
 
 

@@ -136,7 +136,7 @@ def test_preview_gives_local_times_skips_and_dst_warnings(api):
     assert any(
         "does not exist in America/New_York" in w and "03:00 EDT" in w for w in data["warnings"]
     )
-    assert any("happens twice" in w for w in data["warnings"]) is False  # 02:30 is not doubled
+    assert not any("happens twice" in w for w in data["warnings"])  # 02:30 is not doubled
 
 
 def test_preview_warns_when_a_schedule_never_runs_before_end_at(api):
