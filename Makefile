@@ -11,11 +11,12 @@ EMBEDDED_REDIS_PORT ?= 6390
 # Development defaults; production sets DEBUG=0 and SECRET_KEY (see README).
 export DEBUG ?= 1
 
-.PHONY: help install run test lint format migrate web worker beat flower redis sync superuser clean
+.PHONY: help install run test test-fast lint format migrate web worker beat flower redis sync superuser clean
 
 help:
 	@echo "make run        the whole system: Redis (unless REDIS_URL is set), web :8000, beat, worker, Flower :5555"
 	@echo "make test       the test suite (starts its own Redis, worker and beat)"
+	@echo "make test-fast  the tests that need no worker or beat (seconds)"
 	@echo "make lint       ruff check and format check"
 	@echo "make migrate    apply database migrations"
 	@echo "make web | worker | beat | flower | redis   one part alone (REDIS_URL defaults to the embedded Redis)"
@@ -41,6 +42,9 @@ run: migrate
 
 test: install
 	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not stack"
 
 lint: install
 	$(BIN)/ruff check .

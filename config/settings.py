@@ -12,11 +12,20 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
 def envbool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """A yes/no setting; anything but the usual spellings is an error, not False."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value not in _TRUE | _FALSE:
+        raise ImproperlyConfigured(
+            f"{name} must be one of {', '.join(sorted(_TRUE | _FALSE))}; got {value!r}"
+        )
+    return value in _TRUE
 
 
 def envint(name: str, default: int) -> int:
@@ -95,7 +104,8 @@ DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # VAR_DIR itself is made by manage.py and the test setup, not here: settings
+    # are read by every process and must not touch the disk.
     # Web, beat and workers are separate processes writing one file: WAL lets readers
     # go on during a write, IMMEDIATE takes the write lock up front (no upgrade
     # deadlocks) and the timeout makes writers wait instead of failing.

@@ -12,22 +12,22 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
-from rest_framework import serializers
 
-from scheduler_app import schedules, services
-from scheduler_app.api.serializers import normalize_schedule, validate_payload, validate_timezone
+from scheduler_app import services, validation
 from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run
-from workers.executors.base import PayloadError, allowed_path
+from scheduler_app.payloads import KINDS
 
 STATUS_COLOURS = {
-    "succeeded": "#2e7d32",
-    "failed": "#c62828",
-    "timed_out": "#ef6c00",
-    "lost": "#6a1b9a",
-    "running": "#1565c0",
-    "queued": "#546e7a",
-    "cancelled": "#546e7a",
-    "skipped": "#9e9e9e",
+    Run.Status.QUEUED: "#546e7a",
+    Run.Status.WAITING: "#8d6e63",
+    Run.Status.RUNNING: "#1565c0",
+    Run.Status.SUCCEEDED: "#2e7d32",
+    Run.Status.FAILED: "#c62828",
+    Run.Status.TIMED_OUT: "#ef6c00",
+    Run.Status.CANCELLED: "#546e7a",
+    Run.Status.SKIPPED: "#9e9e9e",
+    Run.Status.MISSED: "#9e9e9e",
+    Run.Status.LOST: "#6a1b9a",
 }
 
 
@@ -68,9 +68,32 @@ class ScheduleInput(forms.CharField):
         return value
 
 
-class JobForm(forms.ModelForm):
-    """The same rules as the API: schedule, time zone and payload go through one validator."""
+class RuledInteger(forms.IntegerField):
+    """A whole number whose range is validation.BOUNDS', judged in JobForm.clean.
 
+    The model field's own range (0 and up) is dropped, so the rules' words apply.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("min_value", None)
+        kwargs.pop("max_value", None)
+        super().__init__(**kwargs)
+
+
+class RuledText(forms.CharField):
+    """Text whose length a rule judges (a queue name), so the rule's words apply."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("max_length", None)
+        super().__init__(**kwargs)
+
+
+class JobForm(forms.ModelForm):
+    """The job's fields as typed; the rules are validation.clean_job's, the same as the API's."""
+
+    kind = forms.CharField(
+        initial=validation.DEFAULT_KIND, widget=forms.Select(choices=[(k, k) for k in KINDS])
+    )
     schedule = ScheduleInput(
         widget=forms.TextInput(attrs={"size": 70}),
         help_text='e.g. "*/5 * * * *", "every 30 seconds", "daily at 10:30", or a JSON object '
@@ -79,70 +102,24 @@ class JobForm(forms.ModelForm):
 
     class Meta:
         model = Job
-        fields = [
-            "owner",
-            "name",
-            "description",
-            "tags",
-            "enabled",
-            "kind",
-            "payload",
-            "env",
-            "working_dir",
-            "condition",
-            "notify_emails",
-            "notify_webhooks",
-            "notify_on",
-            "schedule",
-            "timezone",
-            "start_at",
-            "end_at",
-            "window",
-            "jitter",
-            "calendar",
-            "calendar_policy",
-            "misfire_grace",
-            "catchup",
-            "timeout",
-            "max_memory_mb",
-            "max_cpu_seconds",
-            "max_retries",
-            "retry_delay",
-            "retry_backoff",
-            "concurrency_policy",
-            "max_concurrent",
-            "priority",
-            "queue",
-            "fan_out",
-            "quorum",
-        ]
+        fields = ["owner", *validation.JOB_FIELDS]
+        field_classes = {**dict.fromkeys(validation.BOUNDS, RuledInteger), "queue": RuledText}
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        stored = validation.values_of(self.instance) if self.instance.pk else None
         try:
-            validate_timezone(data.get("timezone", "UTC"))
-            if "schedule" in data:
-                data["schedule"] = normalize_schedule(data["schedule"], data.get("timezone", "UTC"))
-            if "payload" in data:
-                data["payload"] = validate_payload(data.get("kind", "command"), data["payload"])
-            if data.get("window"):
-                data["window"] = schedules.normalize_window(data["window"])
-            if data.get("working_dir"):
-                data["working_dir"] = allowed_path(data["working_dir"])
-        except schedules.ScheduleError as exc:
-            self.add_error("window", str(exc))
-        except PayloadError as exc:
-            self.add_error("working_dir", str(exc))
-        except serializers.ValidationError as exc:
-            detail = exc.detail
-            if isinstance(detail, dict):
-                for field, errors in detail.items():
-                    self.add_error(
-                        field if field in self.fields else None, [str(e) for e in errors]
-                    )
-            else:
-                self.add_error("timezone", [str(e) for e in detail])
+            data.update(validation.clean_job(data, stored))
+        except validation.JobRulesError as exc:
+            for field, messages in exc.errors.items():
+                self.add_error(field, messages)
         return data
+
+    def _post_clean(self) -> None:
+        # Next the model form runs Job.clean, the same rules: once clean() found one
+        # broken, running them again would only repeat (or muddle) its messages.
+        if not self.errors:
+            super()._post_clean()
 
 
 class RunColumns:
@@ -292,15 +269,18 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause selected jobs")
     def pause(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        for job in queryset:
-            services.pause_job(job)
-        self.message_user(request, f"Paused {queryset.count()} jobs.", messages.SUCCESS)
+        self._set_enabled(request, queryset, enabled=False)
 
     @admin.action(description="Resume selected jobs")
     def resume(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        for job in queryset:
-            services.resume_job(job)
-        self.message_user(request, f"Resumed {queryset.count()} jobs.", messages.SUCCESS)
+        self._set_enabled(request, queryset, enabled=True)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Job], enabled: bool) -> None:
+        jobs = list(queryset)
+        for job in jobs:
+            services.set_enabled(job, enabled)
+        done = "Resumed" if enabled else "Paused"
+        self.message_user(request, f"{done} {len(jobs)} jobs.", messages.SUCCESS)
 
     @admin.action(description="Run selected jobs now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:

@@ -12,16 +12,13 @@ policy, which may record it as ``skipped`` (with the reason) or shift it.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from django.db.models import Q
 from django.utils import timezone
 
-from scheduler_app import schedules, services
+from scheduler_app import dispatch, runs, schedules, services
 from scheduler_app.models import Job, Run
-
-logger = logging.getLogger(__name__)
 
 CATCHUP_ALL_LIMIT = 100  # runs, for catchup "all"
 MISSED_RECORD_LIMIT = 100  # missed times recorded one by one; the rest are counted
@@ -83,49 +80,26 @@ def missed_reason(job: Job, moment: datetime) -> str:
 
 
 def _record_missed(job: Job, missed: list[datetime]) -> None:
-    if not missed:
-        return
     recorded, rest = missed[:MISSED_RECORD_LIMIT], missed[MISSED_RECORD_LIMIT:]
-    now = timezone.now()
     for index, moment in enumerate(recorded):
         last = index == len(recorded) - 1
         result = None
         if last and rest:
             result = {"also_missed": len(rest), "until": rest[-1].isoformat()}
-        _create(job, moment, Run.Status.MISSED, missed_reason(job, moment), now, result)
+        runs.record_missed(job, moment, missed_reason(job, moment), result)
 
 
 def _run_for(job: Job, decision: schedules.Decision) -> Run | None:
     """The run a decision makes; returned only when it should start now."""
-    now = timezone.now()
     if decision.run_at is None:
-        _create(
-            job, decision.fire_time, Run.Status.SKIPPED, f"skipped: {decision.skip_reason}", now
-        )
+        runs.record_skipped(job, decision.fire_time, f"skipped: {decision.skip_reason}")
         return None
-    run = _create(job, decision.run_at, Run.Status.QUEUED)
+    run = runs.create(job=job, trigger=Run.Trigger.SCHEDULE, scheduled_for=decision.run_at)
     if run is not None and decision.run_at != decision.fire_time:
         # Shifted by the calendar to a later day: start it then.
-        services.enqueue(run, countdown=max((decision.run_at - now).total_seconds(), 0))
+        delay = (decision.run_at - timezone.now()).total_seconds()
+        dispatch.enqueue(run, countdown=max(delay, 0))
         return None
-    return run
-
-
-def _create(
-    job: Job,
-    scheduled_for: datetime,
-    status: str,
-    error: str = "",
-    finished_at: datetime | None = None,
-    result: dict | None = None,
-) -> Run | None:
-    """The run for this time, once: None when it exists already (a duplicate fire)."""
-    run = Run.objects.create_once(
-        job=job, trigger=Run.Trigger.SCHEDULE, scheduled_for=scheduled_for,
-        status=status, error=error, finished_at=finished_at, result=result,
-    )  # fmt: skip
-    if run is None:
-        logger.info("job %s already has a run for %s; duplicate ignored", job.id, scheduled_for)
     return run
 
 

@@ -2,41 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from scheduler_app import schedules
+from scheduler_app import graph, schedules, validation
 
 
 def notify_on_failure() -> list[str]:
     return ["failure"]
 
 
-class Calendar(models.Model):
-    """Named dates (public holidays, freeze days) that jobs skip or move away from."""
+class OwnedModel(models.Model):
+    """A row that belongs to one user, named uniquely among that user's rows."""
 
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendars"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="%(class)ss"
     )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    dates = models.JSONField(default=list, help_text="Dates as YYYY-MM-DD, in each job's zone.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        abstract = True
         ordering = ["name", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="calendar_name_unique_per_owner")
+            models.UniqueConstraint(
+                fields=["owner", "name"], name="%(class)s_name_unique_per_owner"
+            )
         ]
 
     def __str__(self) -> str:
         return self.name
+
+
+class Calendar(OwnedModel):
+    """Named dates (public holidays, freeze days) that jobs skip or move away from."""
+
+    dates = models.JSONField(default=list, help_text="Dates as YYYY-MM-DD, in each job's zone.")
 
     def clean(self) -> None:
         if not isinstance(self.dates, list):
@@ -173,11 +182,23 @@ class Job(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # Written by the run lifecycle (firing, finishing, completing), never by an edit:
+    # saving an edited job leaves them as they are, so an edit made from a row read a
+    # moment ago cannot undo a run's count or a fire recorded meanwhile.
+    LIFECYCLE_FIELDS = frozenset(
+        {"last_fired_for", "last_run_at", "last_status", "total_runs", "failed_runs",
+         "completed_at"}
+    )  # fmt: skip
+    # Kept true by save() itself, so they are written with any field list.
+    DERIVED_FIELDS = ("schedule_start", "paused_at", "resumed_at", "next_run_at", "updated_at")
+
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         """Restart the schedule's clock when it changes; note pauses; keep next_run_at true.
 
         A changed schedule counts its fire times from now. A paused job keeps its
-        clock: the times it missed while paused are handled by ``catchup``.
+        clock: the times it missed while paused are handled by ``catchup``. An update
+        writes only the fields an edit may change (not LIFECYCLE_FIELDS), or the
+        ``update_fields`` given plus the derived ones.
         """
         loaded = getattr(self, "_loaded_timing", None)
         now = timezone.now()
@@ -188,14 +209,41 @@ class Job(models.Model):
                 self.resumed_at = now
             else:
                 self.paused_at = now
-        inserting = self.pk is None
+        inserting = self._state.adding
         self.next_run_at = self.compute_next_run_at()
+        if not inserting:
+            kwargs["update_fields"] = self._fields_to_write(kwargs.get("update_fields"))
         super().save(*args, **kwargs)
         self._loaded_timing = self._timing()
         if inserting and self.jitter:
             # The jitter offset is seeded by the id, which exists only now.
             self.next_run_at = self.compute_next_run_at()
             Job.objects.filter(pk=self.pk).update(next_run_at=self.next_run_at)
+
+    def clean(self) -> None:
+        """The job rules (scheduler_app.validation), with the values normalised in place.
+
+        A value as it is saved is not judged again: a one-time schedule that has
+        since passed stays valid.
+        """
+        saved = None
+        if not self._state.adding:
+            saved = Job.objects.filter(pk=self.pk).values(*validation.RULED_FIELDS).first()
+        try:
+            values = validation.clean_job(validation.values_of(self), saved)
+        except validation.JobRulesError as exc:
+            raise ValidationError(exc.errors) from exc
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def _fields_to_write(self, asked: Iterable[str] | None) -> list[str]:
+        if asked is not None:
+            return sorted({*asked, *self.DERIVED_FIELDS})
+        return [
+            field.name
+            for field in self._meta.concrete_fields
+            if not field.primary_key and field.name not in self.LIFECYCLE_FIELDS
+        ]
 
     @classmethod
     def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
@@ -263,26 +311,10 @@ class Job(models.Model):
         return self.timing().next_run(self.schedule_reference.astimezone(UTC))
 
 
-class JobTemplate(models.Model):
+class JobTemplate(OwnedModel):
     """Defaults for any job field; a job is made from it with overrides."""
 
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_templates"
-    )
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
     defaults = models.JSONField(default=dict, help_text="Job fields, as the API takes them.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name", "id"]
-        constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="template_name_unique_per_owner")
-        ]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class JobDependency(models.Model):
@@ -307,26 +339,25 @@ class JobDependency(models.Model):
         return f"{self.upstream} -> {self.job} on {self.on}"
 
     def clean(self) -> None:
-        from scheduler_app.dependencies import find_cycle
-
         if self.job_id and self.upstream_id:
             others = list(
                 self.job.dependencies.exclude(pk=self.pk).values_list("upstream_id", flat=True)
             )
-            if cycle := find_cycle(self.job, [*others, self.upstream_id]):
-                message = "this would make a cycle: " + " -> ".join(reversed(cycle)) + "."
-                raise ValidationError({"upstream": message})
+            if problem := cycle_problem(self.job_id, [*others, self.upstream_id]):
+                raise ValidationError({"upstream": problem})
 
 
-class RunQuerySet(models.QuerySet["Run"]):
-    def create_once(self, **fields: object) -> Run | None:
-        """Create the run, or return None when its identity (job, time, attempt, node)
-        exists already: a doubled dispatch, a redelivered message, a second beat."""
-        try:
-            with transaction.atomic():
-                return self.create(**fields)
-        except IntegrityError:
-            return None
+def cycle_problem(job_id: int, upstream_ids: list[int]) -> str:
+    """Why these upstreams of the job would close a cycle of dependencies, or ''."""
+    if job_id in upstream_ids:
+        return "a job cannot depend on itself."
+    edges = graph.edges(JobDependency.objects.values_list("job_id", "upstream_id"))
+    edges[job_id] = list(upstream_ids)
+    cycle = graph.find_cycle(edges, job_id)
+    if cycle is None:
+        return ""
+    names = dict(Job.objects.filter(id__in=cycle).values_list("id", "name"))
+    return "this would make a cycle: " + " -> ".join(names[i] for i in reversed(cycle)) + "."
 
 
 class Run(models.Model):
@@ -338,6 +369,7 @@ class Run(models.Model):
 
     class Status(models.TextChoices):
         QUEUED = "queued"
+        WAITING = "waiting"
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
@@ -356,7 +388,10 @@ class Run(models.Model):
         Status.MISSED,
         Status.LOST,
     )
-    RETRYABLE = (Status.FAILED, Status.TIMED_OUT, Status.LOST)
+    # Ended badly: counted as failed, retried, a dependency's "failure".
+    FAILURES = (Status.FAILED, Status.TIMED_OUT, Status.LOST)
+    # Not ended yet: holds or may take a place under the job's concurrency policy.
+    PENDING = (Status.QUEUED, Status.WAITING, Status.RUNNING)
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs")
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
@@ -377,8 +412,6 @@ class Run(models.Model):
         "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
     )
     node = models.CharField(max_length=255, blank=True)
-
-    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-queued_at", "-id"]

@@ -20,30 +20,35 @@ from scheduler_app.models import Job, Run
 
 logger = logging.getLogger(__name__)
 
-EVENTS = ("failure", "success", "recovery")
 TAIL = 2000
 
 
-def events_for(run: Run, retrying: bool) -> list[str]:
-    """Which of the job's subscribed events this finished run is."""
-    job = run.job
+def events_for(status: str, previous: str | None, retrying: bool) -> list[str]:
+    """The events a run that ended with ``status`` is: ``previous`` is how the job's run
+    before it ended (for ``recovery``); a failed attempt that will be retried is none."""
+    if status in Run.FAILURES:
+        return [] if retrying else ["failure"]
+    if status == Run.Status.SUCCEEDED:
+        return ["success", "recovery"] if previous in Run.FAILURES else ["success"]
+    return []
+
+
+def wanted(job: Job, events: list[str]) -> list[str]:
+    """Those of ``events`` the job has subscribed to and someone to tell about."""
     if not (job.notify_emails or job.notify_webhooks):
         return []
-    if run.status in Run.RETRYABLE:
-        found = [] if retrying else ["failure"]
-    elif run.status == Run.Status.SUCCEEDED:
-        previous = (
-            job.runs.filter(finished_at__isnull=False, id__lt=run.id)
-            .exclude(status__in=[Run.Status.SKIPPED, Run.Status.MISSED, Run.Status.CANCELLED])
-            .order_by("-id")
-            .first()
-        )
-        found = ["success"]
-        if previous is not None and previous.status in Run.RETRYABLE:
-            found.append("recovery")
-    else:
-        found = []
-    return [event for event in found if event in (job.notify_on or [])]
+    return [event for event in events if event in (job.notify_on or [])]
+
+
+def previous_status(run: Run) -> str | None:
+    """How the job's run before this one ended (skips, misses and cancels aside)."""
+    return (
+        run.job.runs.filter(finished_at__isnull=False, id__lt=run.id)
+        .exclude(status__in=[Run.Status.SKIPPED, Run.Status.MISSED, Run.Status.CANCELLED])
+        .order_by("-id")
+        .values_list("status", flat=True)
+        .first()
+    )
 
 
 def message(run: Run, event: str) -> dict[str, Any]:

@@ -20,16 +20,19 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
+from django.db import transaction
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redis
+from redis.client import Pipeline
 from redis.exceptions import LockNotOwnedError
 
+from config.celery import app as celery_app
 from scheduler_app import schedules
-from scheduler_app.services import broker_priority
+from scheduler_app.dispatch import FIRE_JOB, broker_priority
+from scheduler_app.models import Job
 
 logger = logging.getLogger(__name__)
 
-FIRE_TASK = "workers.fire_job"
 _SCHEDULE_TYPE = "scheduler_app.JobSchedule"
 
 
@@ -93,25 +96,38 @@ class JobEntry(RedBeatSchedulerEntry):
         return json.loads(definition, cls=JobScheduleDecoder)
 
     def save(self) -> JobEntry:
-        definition = {
-            "name": self.name,
-            "task": self.task,
-            "args": self.args,
-            "kwargs": self.kwargs,
-            "options": self.options,
-            "schedule": self.schedule,
-            "enabled": self.enabled,
-        }
-        stored = self.load_meta(self.key, app=self.app).get("last_run_at")
-        if stored is not None and stored > self.last_run_at:
-            self.last_run_at = stored
-        meta = {"last_run_at": self.last_run_at, "total_run_count": self.total_run_count}
-        with get_redis(self.app).pipeline() as pipe:
-            pipe.hset(self.key, "definition", json.dumps(definition, cls=JobScheduleEncoder))
+        """Write the entry; its stored ``last_run_at`` only ever moves forward.
+
+        Beat writes ``last_run_at`` after each fire. Reading it and writing ours is
+        one optimistic transaction (WATCH on the entry's key, retried if beat wrote
+        in between), so a save racing beat cannot set it back and fire a slot twice.
+        """
+        definition = json.dumps(
+            {
+                "name": self.name, "task": self.task, "args": self.args, "kwargs": self.kwargs,
+                "options": self.options, "schedule": self.schedule, "enabled": self.enabled,
+            },
+            cls=JobScheduleEncoder,
+        )  # fmt: skip
+
+        def write(pipe: Pipeline) -> None:
+            stored = self._stored_last_run_at(pipe.hget(self.key, "meta"))
+            if stored is not None and stored > self.last_run_at:
+                self.last_run_at = stored
+            meta = {"last_run_at": self.last_run_at, "total_run_count": self.total_run_count}
+            pipe.multi()
+            pipe.hset(self.key, "definition", definition)
             pipe.hset(self.key, "meta", json.dumps(meta, cls=RedBeatJSONEncoder))
             pipe.zadd(self.app.redbeat_conf.schedule_key, {self.key: self.score})
-            pipe.execute()
+
+        get_redis(self.app).transaction(write, self.key)
         return self
+
+    @staticmethod
+    def _stored_last_run_at(meta: str | None) -> datetime | None:
+        if not meta:
+            return None
+        return json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
 
 
 class JobScheduler(RedBeatScheduler):
@@ -121,9 +137,6 @@ class JobScheduler(RedBeatScheduler):
 
     def setup_schedule(self) -> None:
         super().setup_schedule()
-        import django
-
-        django.setup()
         saved, removed = reconcile(self.app)
         logger.info("beat: reconciled schedules: %d job entries saved, %d removed", saved, removed)
 
@@ -162,17 +175,11 @@ def entry_name(job_id: int) -> str:
     return f"job:{job_id}"
 
 
-def _app() -> Celery:
-    from config.celery import app
-
-    return app
-
-
 def save_entry(job: Any, app: Celery | None = None) -> None:
-    app = app or _app()
+    app = app or celery_app
     entry = JobEntry(
         name=entry_name(job.id),
-        task=FIRE_TASK,
+        task=FIRE_JOB,
         schedule=JobSchedule(job.beat_params()),
         args=[job.id],
         options={"queue": job.queue, "priority": broker_priority(job.priority)},
@@ -183,14 +190,12 @@ def save_entry(job: Any, app: Celery | None = None) -> None:
 
 
 def remove_entry(job_id: int, app: Celery | None = None) -> None:
-    app = app or _app()
+    app = app or celery_app
     JobEntry(name=entry_name(job_id), app=app).delete()
 
 
 def sync_job(job_id: int) -> None:
     """Make the job's RedBeat entry match its row: saved while scheduled, gone otherwise."""
-    from scheduler_app.models import Job
-
     job = Job.objects.filter(id=job_id).first()
     if job is not None and job.is_scheduled:
         save_entry(job)
@@ -198,14 +203,31 @@ def sync_job(job_id: int) -> None:
         remove_entry(job_id)
 
 
+def sync_after_commit(job_id: int) -> None:
+    """Sync the job's entry once the transaction commits, so Redis never holds a
+    schedule the database rolled back. If Redis is down then, the change is still
+    safe in the database; beat's reconcile at start (or ``manage.py
+    sync_schedules``) repairs it."""
+
+    def sync() -> None:
+        try:
+            sync_job(job_id)
+        except Exception:
+            logger.exception(
+                "could not update the schedule of job %s in Redis; it is saved in the "
+                "database and `manage.py sync_schedules` will restore it",
+                job_id,
+            )
+
+    transaction.on_commit(sync)
+
+
 def reconcile(app: Celery | None = None) -> tuple[int, int]:
     """Rebuild every job entry from the database; remove entries of jobs not scheduled.
 
     Returns (entries saved, entries removed).
     """
-    from scheduler_app.models import Job
-
-    app = app or _app()
+    app = app or celery_app
     get_redis(app)  # binds app.redbeat_conf
     prefix = app.redbeat_conf.key_prefix + "job:"
     saved = 0

@@ -1,50 +1,113 @@
-"""State changes of jobs and runs, as plain functions that tasks, views and tests call.
+"""The orchestrator: what happens to runs and jobs, applied in one visible order.
 
-Every change that more than one process may attempt at once is guarded in the
-database: a unique constraint (a run is created once per job, time and attempt)
-or a conditional UPDATE whose row count says who won.
+The policy modules decide from the data they are given (:mod:`.concurrency`,
+:mod:`.retries`, :mod:`.dependencies`, :mod:`.fanout`, :mod:`.notifications`);
+this module gathers that data, asks them, and applies their decisions through
+:mod:`.runs` (the only writer of a run's status) and :mod:`.dispatch` (the only
+sender of tasks). Tasks, views, the admin and tests call these functions.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from scheduler_app.concurrency import next_waiting
-from scheduler_app.dependencies import trigger_dependents
+from scheduler_app import (
+    concurrency,
+    dependencies,
+    dispatch,
+    fanout,
+    notifications,
+    redbeat,
+    retries,
+    runs,
+)
 from scheduler_app.models import Job, Run
 
 logger = logging.getLogger(__name__)
-
-MAX_RETRY_DELAY = 24 * 3600
 
 
 def create_manual_run(job: Job) -> Run:
     """A run the user asked for now, whatever the schedule; queued on the job's queue."""
     with transaction.atomic():
-        run = Run.objects.create(job=job, trigger=Run.Trigger.MANUAL, scheduled_for=timezone.now())
-        enqueue(run)
+        run = None
+        while run is None:  # two clicks in one microsecond: the second is a moment later
+            run = runs.create(job=job, trigger=Run.Trigger.MANUAL, scheduled_for=timezone.now())
+        dispatch.enqueue(run)
     return run
 
 
-def enqueue(run: Run, countdown: float = 0, node: str = "") -> None:
-    """Send the run to a worker of its job's queue (or to one ``node``) after the commit."""
-    from celery.utils import worker_direct
+# --- starting -------------------------------------------------------------------
 
-    from workers.tasks import execute_run
 
-    queue = worker_direct(node) if node else run.job.queue
-    priority = broker_priority(run.job.priority)
-    transaction.on_commit(
-        lambda: execute_run.apply_async(
-            (run.id,), queue=queue, priority=priority, countdown=countdown
-        )
+def claim_run(run_id: int, worker: str) -> Run | None:
+    """Start a queued run on ``worker`` if its job's concurrency policy admits it.
+
+    The decision and the claim happen in one transaction holding the job's row
+    lock (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write lock, taken at
+    BEGIN by the IMMEDIATE transaction mode), so two workers on two machines never
+    both see "nothing running" and both start. None when it must not start now:
+    claimed elsewhere, cancelled, skipped or left waiting (its row says which).
+    """
+    with transaction.atomic():
+        run = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).first()
+        if run is None:
+            return None
+        # A fan-out child belongs to its parent, which passed the policy already.
+        if run.parent_id is None and not _admitted(run):
+            return None
+        claimed = runs.claim(run_id, worker)
+    return Run.objects.select_related("job").get(id=run_id) if claimed else None
+
+
+def _admitted(run: Run) -> bool:
+    job = Job.objects.select_for_update().get(id=run.job_id)
+    running = list(
+        job.runs.filter(status=Run.Status.RUNNING, parent__isnull=True)
+        .order_by("id")
+        .values_list("id", flat=True)
     )
+    another_waits = job.runs.filter(status=Run.Status.WAITING).exclude(id=run.id).exists()
+    admission = concurrency.admit(
+        job.concurrency_policy, job.max_concurrent, running, another_waits
+    )
+    for other in admission.replace:
+        cancel_run(other, reason=f"replaced by run {run.id}")
+    if admission.skip:
+        runs.skip(run.id, admission.skip)
+    elif admission.wait:
+        runs.wait(run.id, admission.wait)
+    return admission.start
+
+
+def fan_out(parent: Run) -> list[Run]:
+    """Make and send one child run of ``parent`` per live node of its job's queue;
+    fail the parent when no node is there."""
+    job = parent.job
+    nodes = dispatch.live_nodes(job.queue)
+    if not nodes:
+        error = f"no live worker consumes the queue {job.queue!r}."
+        finish_run(parent, Run.Status.FAILED, error=error)
+        return []
+    with transaction.atomic():
+        children = [
+            child
+            for node in nodes
+            if (child := runs.create(job=job, trigger=parent.trigger, attempt=parent.attempt,
+                                     scheduled_for=parent.scheduled_for, parent=parent, node=node))
+        ]  # fmt: skip
+        progress = fanout.summary({c.node: c.status for c in children}, job.quorum)
+        runs.note(parent.id, worker=f"fan-out to {len(nodes)} nodes", result=progress)
+        for child in children:
+            dispatch.enqueue(child, node=child.node)
+    return children
+
+
+# --- ending ---------------------------------------------------------------------
 
 
 def finish_run(
@@ -56,88 +119,88 @@ def finish_run(
     error: str = "",
     result: dict | None = None,
 ) -> Run:
-    """Record how a run ended, keep the job's figures true, and start what follows it."""
+    """Record how a run ended, then apply what follows, once."""
     with transaction.atomic():
-        ended = _record_end(run.id, status, exit_code, output, error, result)
-        if ended is not None:
-            _follow_up(ended)
+        ended = runs.finish(run.id, status, exit_code=exit_code, output=output, error=error,
+                            result=result)  # fmt: skip
+        if ended:
+            _follow_up(Run.objects.select_related("job").get(id=run.id))
     run.refresh_from_db()
     return run
 
 
-def _record_end(
-    run_id: int, status: str, exit_code: int | None, output: str, error: str,
-    result: dict | None,
-) -> Run | None:  # fmt: skip
-    """Save the end of the run once; None when it had ended already or is gone."""
-    now = timezone.now()
-    current = Run.objects.select_for_update(of=("self",)).select_related("job")
-    current = current.filter(id=run_id).first()
-    if current is None:  # deleted with its job while it ran
-        return None
-    if current.status == Run.Status.CANCELLED:
-        # A run cancelled while it ran stays cancelled, whatever the process said.
-        status, error = Run.Status.CANCELLED, current.error or error
-    elif current.is_finished:
-        return None
-    current.status, current.finished_at, current.exit_code = status, now, exit_code
-    current.output, current.error, current.result = output, error, result
-    if current.started_at:
-        current.duration = (now - current.started_at).total_seconds()
-    current.save(update_fields=["status", "finished_at", "duration", "exit_code", "output",
-                                "error", "result"])  # fmt: skip
-    return current
-
-
 def _follow_up(run: Run) -> None:
-    """What a run's end sets off: the job's figures, a retry, notifications, dependents,
-    the job's completion, a run waiting under queue_one. A fan-out child instead
-    reports to its parent, which does all that for the whole fan-out."""
+    """What a run's end sets off, in this order: for a fan-out child, its parent's
+    verdict (the parent does the rest); else the job's figures, a retry,
+    notifications, then (no retry coming) dependents and the job's completion,
+    and last a run waiting under queue_one."""
     if run.parent_id:
-        from scheduler_app.fanout import child_finished
-
-        child_finished(run)
+        _child_ended(run)
         return
     job = run.job
-    failed = run.status in Run.RETRYABLE
-    Job.objects.filter(id=job.id).update(
+    _count(run)
+    retry = retries.plan(job, run.status, run.attempt)
+    if retry is not None:
+        _start_retry(run, retry)
+    _notify(run, retrying=retry is not None)
+    if retry is None:
+        _start_dependents(run)
+        if run.trigger != Run.Trigger.MANUAL and job.can_end:
+            complete_if_done(job.id)
+    if job.concurrency_policy == Job.ConcurrencyPolicy.QUEUE_ONE:
+        _release_waiting(job.id)
+
+
+def _count(run: Run) -> None:
+    Job.objects.filter(id=run.job_id).update(
         last_run_at=run.started_at or run.finished_at,
         last_status=run.status,
         total_runs=F("total_runs") + 1,
-        failed_runs=F("failed_runs") + (1 if failed else 0),
+        failed_runs=F("failed_runs") + (1 if run.status in Run.FAILURES else 0),
     )
-    retry = _create_retry(run) if failed else None
-    _notify(run, retrying=retry is not None)
-    if retry is None:
-        trigger_dependents(run)
-        if run.trigger != Run.Trigger.MANUAL and job.can_end:
-            complete_if_done(job.id)
-    if job.concurrency_policy == Job.ConcurrencyPolicy.QUEUE_ONE and (
-        waiting := next_waiting(job.id)
-    ):
-        enqueue(waiting)
 
 
-def _create_retry(run: Run) -> Run | None:
-    job = run.job
-    if run.attempt > job.max_retries:
-        return None
-    retry = Run.objects.create_once(
-        job=job, trigger=Run.Trigger.RETRY, scheduled_for=run.scheduled_for,
-        attempt=run.attempt + 1,
-    )  # fmt: skip
-    if retry is not None:
-        enqueue(retry, countdown=retry_delay(job, run.attempt))
-    return retry
+def _start_retry(run: Run, retry: retries.Retry) -> None:
+    again = runs.create(job=run.job, trigger=Run.Trigger.RETRY, scheduled_for=run.scheduled_for,
+                        attempt=retry.attempt)  # fmt: skip
+    if again is not None:
+        dispatch.enqueue(again, countdown=retry.countdown)
 
 
 def _notify(run: Run, retrying: bool) -> None:
-    """Queue the notifications the finished run calls for, after the commit."""
-    from scheduler_app.notifications import events_for
-    from workers.tasks import notify
+    previous = notifications.previous_status(run) if run.status == Run.Status.SUCCEEDED else None
+    events = notifications.events_for(run.status, previous, retrying)
+    for event in notifications.wanted(run.job, events):
+        dispatch.notify(run.id, event)
 
-    for event in events_for(run, retrying):
-        transaction.on_commit(lambda event=event: notify.delay(run.id, event))
+
+def _start_dependents(run: Run) -> None:
+    """One run of each job waiting on ``run``'s job ending this way, for the same time."""
+    waiting = list(run.job.dependents.select_related("job"))
+    for job in dependencies.to_start(waiting, run.status):
+        child = runs.create(job=job, trigger=Run.Trigger.DEPENDENCY,
+                            scheduled_for=run.scheduled_for)  # fmt: skip
+        if child is not None:
+            dispatch.enqueue(child)
+
+
+def _release_waiting(job_id: int) -> None:
+    waiting = Run.objects.filter(job_id=job_id, status=Run.Status.WAITING).order_by("id").first()
+    if waiting is not None and runs.release(waiting.id):
+        dispatch.enqueue(waiting)
+
+
+def _child_ended(child: Run) -> None:
+    """End the fan-out parent after its last child, by the children's verdict."""
+    parent = Run.objects.select_for_update().select_related("job").get(id=child.parent_id)
+    statuses = dict(parent.children.values_list("node", "status"))
+    verdict = fanout.verdict(statuses, parent.job.quorum)
+    if verdict.status is None or parent.is_finished:
+        runs.note(parent.id, result=verdict.summary)
+        return
+    ok = verdict.status == Run.Status.SUCCEEDED
+    finish_run(parent, verdict.status, exit_code=0 if ok else 1, error=verdict.error,
+               result=verdict.summary)  # fmt: skip
 
 
 def complete_if_done(job_id: int) -> None:
@@ -148,27 +211,26 @@ def complete_if_done(job_id: int) -> None:
         return
     if job.get_schedule().next_after(job.schedule_reference) is not None:
         return
-    if job.runs.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING]).exists():
+    if job.runs.filter(status__in=Run.PENDING).exists():
         return
-    job.completed_at = timezone.now()
-    job.save()
+    if Job.objects.filter(id=job_id, completed_at__isnull=True).update(
+        completed_at=timezone.now(), next_run_at=None
+    ):
+        redbeat.sync_after_commit(job_id)
 
 
-def cancel_run(run: Run, reason: str = "cancelled by user") -> bool:
-    """Stop a queued or running run; False when it had already ended.
+def cancel_run(run: Run | int, reason: str = "cancelled by user") -> bool:
+    """Stop a queued, waiting or running run, and its fan-out children; False when it
+    had already ended. A running one is stopped by the node that runs it, which sees
+    the change at its next output flush (about a second)."""
+    run_id = run if isinstance(run, int) else run.id
+    cancelled = runs.cancel(run_id, reason)
+    for child in Run.objects.filter(parent_id=run_id).values_list("id", flat=True):
+        runs.cancel(child, reason)
+    return cancelled
 
-    A queued run ends here; a running one is stopped by the node that runs it,
-    which sees the status change at its next output flush (about a second).
-    """
-    ended = Run.objects.filter(id=run.id, status=Run.Status.QUEUED).update(
-        status=Run.Status.CANCELLED, error=reason, finished_at=timezone.now()
-    )
-    stopping = Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
-        status=Run.Status.CANCELLED, error=reason
-    )
-    for child in Run.objects.filter(parent_id=run.id):
-        cancel_run(child, reason)
-    return bool(ended or stopping)
+
+# --- lost runs ------------------------------------------------------------------
 
 
 def mark_lost(worker: str) -> int:
@@ -195,36 +257,22 @@ def reap_lost(live_workers: set[str], older_than: float = 60) -> int:
     return _lose(stale, "its worker stopped answering while the run was going")
 
 
-def _lose(runs: QuerySet[Run], reason: str) -> int:
+def _lose(candidates: QuerySet[Run], reason: str) -> int:
     lost = 0
-    for run in runs.select_related("job").distinct():
-        finish_run(run, Run.Status.LOST, error=f"lost: {reason}")
-        lost += 1
+    for run in candidates.select_related("job").distinct():
+        with transaction.atomic():
+            if runs.lose(run.id, reason):
+                _follow_up(Run.objects.select_related("job").get(id=run.id))
+                lost += 1
     return lost
 
 
-def pause_job(job: Job) -> Job:
-    job.enabled = False
-    job.save()
+# --- jobs -----------------------------------------------------------------------
+
+
+def set_enabled(job: Job, enabled: bool) -> Job:
+    """Pause or resume: only ``enabled`` and what follows from it are written, so a
+    row read a moment ago cannot undo a run's figures saved meanwhile."""
+    job.enabled = enabled
+    job.save(update_fields=["enabled"])
     return job
-
-
-def resume_job(job: Job) -> Job:
-    job.enabled = True
-    job.save()
-    return job
-
-
-def broker_priority(priority: int) -> int:
-    """Our 9 is the most urgent; the Redis transport serves 0 first."""
-    return 9 - priority
-
-
-def retry_delay(job: Job, attempt: int, spread: float | None = None) -> float:
-    """Seconds before the retry of ``attempt``: fixed, or with ``retry_backoff`` doubling
-    each time, capped at a day, less up to 20 % jitter so retries of many runs spread out."""
-    if not job.retry_backoff:
-        return float(min(job.retry_delay, MAX_RETRY_DELAY))
-    delay = min(job.retry_delay * 2 ** (attempt - 1), MAX_RETRY_DELAY)
-    spread = random.random() if spread is None else spread
-    return delay * (1 - 0.2 * spread)

@@ -5,25 +5,15 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 
-from scheduler_app.models import Job, JobTemplate
-
-
-@pytest.fixture
-def admin_client_(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-12345678")
-    client = Client()
-    client.force_login(user)
-    client.user = user
-    return client
+from scheduler_app.admin import STATUS_COLOURS
+from scheduler_app.models import Job, JobTemplate, Run
 
 
 @pytest.fixture
-def job(admin_client_) -> Job:
+def nightly(admin_user) -> Job:
     return Job.objects.create(
-        owner=admin_client_.user,
+        owner=admin_user,
         name="nightly",
         payload={"command": "true"},
         schedule={"type": "daily", "time": "02:00"},
@@ -33,31 +23,31 @@ def job(admin_client_) -> Job:
 @pytest.mark.parametrize(
     "page", ["job", "run", "calendar", "jobtemplate", "job/add", "job/{id}/change"]
 )
-def test_pages_render(admin_client_, job, page):
-    response = admin_client_.get(f"/admin/scheduler_app/{page.format(id=job.id)}/")
+def test_pages_render(admin_client, nightly, page):
+    response = admin_client.get(f"/admin/scheduler_app/{page.format(id=nightly.id)}/")
     assert response.status_code == 200
 
 
-def test_the_job_list_shows_schedule_and_next_run(admin_client_, job):
-    html = admin_client_.get("/admin/scheduler_app/job/").content.decode()
+def test_the_job_list_shows_schedule_and_next_run(admin_client, nightly):
+    html = admin_client.get("/admin/scheduler_app/job/").content.decode()
     assert "At 02:00" in html and "nightly" in html
 
 
-def test_pause_and_resume_actions(admin_client_, job):
+def test_pause_and_resume_actions(admin_client, nightly):
     url = "/admin/scheduler_app/job/"
-    admin_client_.post(url, {"action": "pause", "_selected_action": [job.id]})
-    job.refresh_from_db()
-    assert job.status == "paused"
-    admin_client_.post(url, {"action": "resume", "_selected_action": [job.id]})
-    job.refresh_from_db()
-    assert job.status == "active"
+    admin_client.post(url, {"action": "pause", "_selected_action": [nightly.id]})
+    nightly.refresh_from_db()
+    assert nightly.status == "paused"
+    admin_client.post(url, {"action": "resume", "_selected_action": [nightly.id]})
+    nightly.refresh_from_db()
+    assert nightly.status == "active"
 
 
-def test_the_form_refuses_a_bad_schedule(admin_client_, job):
-    response = admin_client_.post(
+def test_the_form_refuses_a_bad_schedule(admin_client, admin_user):
+    response = admin_client.post(
         "/admin/scheduler_app/job/add/",
         {
-            "owner": admin_client_.user.id,
+            "owner": admin_user.id,
             "name": "bad",
             "kind": "command",
             "payload": '{"command": "true"}',
@@ -88,18 +78,27 @@ def test_the_form_refuses_a_bad_schedule(admin_client_, job):
     assert not Job.objects.filter(name="bad").exists()
 
 
-def test_a_template_opens_a_prefilled_job_form(admin_client_):
+def test_a_template_opens_a_prefilled_job_form(admin_client, admin_user):
     template = JobTemplate.objects.create(
-        owner=admin_client_.user,
+        owner=admin_user,
         name="backup",
         defaults={"payload": {"command": "b.sh"}, "timeout": 60},
     )
-    response = admin_client_.post(
+    response = admin_client.post(
         "/admin/scheduler_app/jobtemplate/",
         {"action": "new_job", "_selected_action": [template.id]},
     )
     assert response.status_code == 302
     query = parse_qs(urlparse(response["Location"]).query)
     assert query["payload"] == ['{"command": "b.sh"}'] and query["timeout"] == ["60"]
-    form = admin_client_.get(response["Location"]).content.decode()
+    form = admin_client.get(response["Location"]).content.decode()
     assert "b.sh" in form
+
+
+def test_every_run_status_has_a_colour_and_shows_in_the_run_list(admin_client, nightly):
+    assert set(STATUS_COLOURS) == set(Run.Status.values)
+    Run.objects.create(
+        job=nightly, trigger="schedule", scheduled_for=nightly.created_at, status="waiting"
+    )
+    html = admin_client.get("/admin/scheduler_app/run/?status=waiting").content.decode()
+    assert STATUS_COLOURS[Run.Status.WAITING] in html and "waiting" in html

@@ -25,7 +25,7 @@ def test_it_refuses_requests_without_credentials(db):
     assert response["WWW-Authenticate"] == "Token"
 
 
-def test_it_exchanges_a_password_for_a_token(user):
+def test_it_exchanges_a_password_for_a_token(owner):
     client = APIClient()
     response = client.post(
         "/api/v1/auth/token/", {"username": "alice", "password": "alice-password-1"}, format="json"
@@ -105,18 +105,17 @@ def test_a_missing_schedule_and_payload_are_named(api):
     assert set(response.data) == {"payload", "schedule"}
 
 
-def test_names_are_unique_per_owner(api, job, other_user):
+def test_names_are_unique_per_owner(api, job, outsider_api):
     again = api.post("/api/v1/jobs/", JOB, format="json")
     assert again.status_code == 400
     assert again.data == {"name": ["you already have a job named 'backup'."]}
-    bob = APIClient()
-    bob.force_authenticate(other_user)
-    assert bob.post("/api/v1/jobs/", JOB, format="json").status_code == 201
+    assert outsider_api.post("/api/v1/jobs/", JOB, format="json").status_code == 201
 
 
-def test_a_user_sees_only_their_own_jobs_and_runs(api, job, other_user):
-    bob = APIClient()
-    bob.force_authenticate(other_user)
+@pytest.mark.parametrize("other", ["teammate_api", "outsider_api"])
+def test_a_user_sees_only_their_own_jobs_and_runs(api, job, other, request):
+    """Until teams exist (issue 13), a teammate sees no more than an outsider."""
+    bob = request.getfixturevalue(other)
     assert bob.get("/api/v1/jobs/").data["count"] == 0
     for method, path in [
         ("get", ""),
@@ -134,11 +133,10 @@ def test_a_user_sees_only_their_own_jobs_and_runs(api, job, other_user):
     assert bob.get(f"/api/v1/runs/{run.id}/log/").status_code == 404
 
 
-def test_staff_see_every_job(api, job, other_user):
-    other_user.is_staff = True
-    other_user.save()
-    staff = APIClient()
-    staff.force_authenticate(other_user)
+def test_staff_see_every_job(api, job, outsider, outsider_api):
+    outsider.is_staff = True
+    outsider.save()
+    staff = outsider_api
     assert [j["name"] for j in staff.get("/api/v1/jobs/").data["results"]] == ["backup"]
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from scheduler_app import services
 from scheduler_app.models import Run
-from tests.conftest import Stack
-from tests.test_stack import create_job, wait_runs
+from tests.helpers import Stack, create_job, wait_runs
 
 pytestmark = pytest.mark.stack
 

@@ -14,9 +14,9 @@ MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture
-def every_minute(user) -> Job:
+def every_minute(owner) -> Job:
     return Job.objects.create(
-        owner=user,
+        owner=owner,
         name="m",
         payload={"command": "true"},
         schedule={"type": "cron", "expression": "* * * * *"},
@@ -87,9 +87,9 @@ def test_many_missed_times_are_recorded_up_to_a_bound_and_counted(every_minute):
     }
 
 
-def test_a_fire_time_outside_the_window_is_a_skipped_run(user):
+def test_a_fire_time_outside_the_window_is_a_skipped_run(owner):
     job = Job.objects.create(
-        owner=user,
+        owner=owner,
         name="w",
         payload={"command": "true"},
         schedule={"type": "hourly", "minute": 0},
@@ -109,11 +109,11 @@ def test_a_fire_time_outside_the_window_is_a_skipped_run(user):
 
 
 def test_a_calendar_shift_queues_the_run_for_the_next_allowed_day(
-    user, django_capture_on_commit_callbacks
+    owner, django_capture_on_commit_callbacks
 ):
-    calendar = Calendar.objects.create(owner=user, name="h", dates=["2030-01-07"])
+    calendar = Calendar.objects.create(owner=owner, name="h", dates=["2030-01-07"])
     job = Job.objects.create(
-        owner=user,
+        owner=owner,
         name="s",
         payload={"command": "true"},
         schedule={"type": "daily", "time": "09:00"},
@@ -131,9 +131,9 @@ def test_a_calendar_shift_queues_the_run_for_the_next_allowed_day(
     assert Run.objects.filter(job=job).count() == 1
 
 
-def test_a_job_past_its_end_completes_when_its_last_fire_is_skipped(user):
+def test_a_job_past_its_end_completes_when_its_last_fire_is_skipped(owner):
     job = Job.objects.create(
-        owner=user,
+        owner=owner,
         name="e",
         payload={"command": "true"},
         schedule={"type": "hourly", "minute": 0},

@@ -14,8 +14,7 @@ import pytest
 from django.conf import settings
 
 from scheduler_app.models import Run
-from tests.conftest import wait_for
-from tests.test_stack import create_job, wait_runs
+from tests.helpers import create_job, wait_for, wait_runs
 
 pytestmark = pytest.mark.stack
 

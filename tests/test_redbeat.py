@@ -6,13 +6,17 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redbeat.decoder import RedBeatJSONEncoder
 
+from config.celery import app
 from scheduler_app import redbeat
 from scheduler_app.models import Job
 from scheduler_app.redbeat import JobEntry, JobSchedule
+from tests import helpers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 KEY = "redbeat:job:{}"
+EVERY_10_SECONDS = {"type": "interval", "every": 10, "unit": "seconds"}
 
 
 @pytest.fixture(autouse=True)
@@ -22,23 +26,16 @@ def empty_redis(redis_client):
     redis_client.flushdb()
 
 
-def make_job(user, **fields) -> Job:
-    defaults = {
-        "name": "j",
-        "payload": {"command": "true"},
-        "schedule": {"type": "interval", "every": 10, "unit": "seconds"},
-    }
-    return Job.objects.create(owner=user, **{**defaults, **fields})
+def make_job(owner, **fields) -> Job:
+    return helpers.make_job(owner, **{"schedule": EVERY_10_SECONDS, **fields})
 
 
 def load(job_id: int) -> JobEntry:
-    from config.celery import app
-
     return JobEntry.from_key(KEY.format(job_id), app=app)
 
 
-def test_saving_a_job_writes_its_entry_after_commit(user, redis_client):
-    job = make_job(user, queue="reports", priority=7)
+def test_saving_a_job_writes_its_entry_after_commit(owner, redis_client):
+    job = make_job(owner, queue="reports", priority=7)
     entry = load(job.id)
     assert entry.task == "workers.fire_job"
     assert entry.args == [job.id]
@@ -50,8 +47,8 @@ def test_saving_a_job_writes_its_entry_after_commit(user, redis_client):
     )
 
 
-def test_pausing_completing_or_deleting_removes_the_entry(user, redis_client):
-    job = make_job(user)
+def test_pausing_completing_or_deleting_removes_the_entry(owner, redis_client):
+    job = make_job(owner)
     job.enabled = False
     job.save()
     assert not redis_client.exists(KEY.format(job.id))
@@ -60,13 +57,13 @@ def test_pausing_completing_or_deleting_removes_the_entry(user, redis_client):
     assert redis_client.exists(KEY.format(job.id))
     job.delete()
     assert not redis_client.exists(KEY.format(job.id))
-    manual = make_job(user, name="m", schedule={"type": "manual"})
+    manual = make_job(owner, name="m", schedule={"type": "manual"})
     assert not redis_client.exists(KEY.format(manual.id))
 
 
-def test_the_schedule_survives_a_round_trip_through_json(user):
+def test_the_schedule_survives_a_round_trip_through_json(owner):
     job = make_job(
-        user, schedule={"type": "cron", "expression": "0 9 * * 1-5"}, timezone="Europe/Paris"
+        owner, schedule={"type": "cron", "expression": "0 9 * * 1-5"}, timezone="Europe/Paris"
     )
     raw = json.dumps({"schedule": load(job.id).schedule}, cls=redbeat.JobScheduleEncoder)
     decoded = json.loads(raw, cls=redbeat.JobScheduleDecoder)["schedule"]
@@ -74,8 +71,8 @@ def test_the_schedule_survives_a_round_trip_through_json(user):
     assert decoded.fire_time(after) == datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
 
 
-def test_is_due_tells_beat_the_fire_time_and_the_wait(user):
-    job = make_job(user)
+def test_is_due_tells_beat_the_fire_time_and_the_wait(owner):
+    job = make_job(owner)
     schedule = load(job.id).schedule
     start = job.schedule_start
     schedule.nowfun = lambda: start + timedelta(seconds=4)
@@ -84,11 +81,11 @@ def test_is_due_tells_beat_the_fire_time_and_the_wait(user):
     assert schedule.is_due(start) == (True, pytest.approx(9.5))
 
 
-def test_reconcile_rebuilds_a_flushed_redis_from_the_database(user, redis_client):
-    active = make_job(user, name="a")
+def test_reconcile_rebuilds_a_flushed_redis_from_the_database(owner, redis_client):
+    active = make_job(owner, name="a")
     fired_for = active.schedule_start + timedelta(seconds=30)
     Job.objects.filter(id=active.id).update(last_fired_for=fired_for)
-    paused = make_job(user, name="p", enabled=False)
+    paused = make_job(owner, name="p", enabled=False)
     redis_client.flushdb()
     redis_client.hset(KEY.format(paused.id), "definition", "{}")
     redis_client.zadd("redbeat::schedule", {KEY.format(paused.id): 1})
@@ -99,11 +96,33 @@ def test_reconcile_rebuilds_a_flushed_redis_from_the_database(user, redis_client
     assert not redis_client.exists(KEY.format(paused.id))
 
 
-def test_an_entry_never_moves_back_in_time(user):
-    job = make_job(user)
+def test_an_entry_never_moves_back_in_time(owner):
+    job = make_job(owner)
     later = datetime.now(UTC) + timedelta(hours=1)
     entry = load(job.id)
     entry.last_run_at = later
     entry.save()
     redbeat.save_entry(Job.objects.get(id=job.id))
     assert load(job.id).last_run_at == later
+
+
+def test_a_save_racing_beat_keeps_the_time_beat_wrote(owner, redis_client, monkeypatch):
+    """Beat writes last_run_at between our read and our write: WATCH notices, the save
+    is done again, and the newer time stays."""
+    job = make_job(owner)
+    beat_wrote = datetime.now(UTC) + timedelta(hours=1)
+    meta = json.dumps({"last_run_at": beat_wrote, "total_run_count": 1}, cls=RedBeatJSONEncoder)
+    read = JobEntry._stored_last_run_at
+    reads = []
+
+    def read_while_beat_writes(stored: str | None) -> datetime | None:
+        reads.append(stored)
+        if len(reads) == 1:  # beat fires between our read and our write
+            redis_client.hset(KEY.format(job.id), "meta", meta)
+        return read(stored)
+
+    monkeypatch.setattr(JobEntry, "_stored_last_run_at", staticmethod(read_while_beat_writes))
+    redbeat.save_entry(Job.objects.get(id=job.id))
+
+    assert len(reads) == 2
+    assert load(job.id).last_run_at == beat_wrote

@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from scheduler_app import concurrency, firing, services
+from scheduler_app import firing, retries, services
 from scheduler_app.models import Job, Run
 
 AT = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def job(user) -> Job:
+def job(owner) -> Job:
     return Job.objects.create(
-        owner=user,
+        owner=owner,
         name="j",
         payload={"command": "true"},
         schedule={"type": "interval", "every": 1, "unit": "minutes"},
@@ -53,15 +53,15 @@ def test_the_schedule_only_moves_forward(job):
 
 def test_only_one_worker_claims_a_run(job):
     run = fire(job, AT)
-    assert concurrency.claim_run(run.id, "w1@a").worker == "w1@a"
-    assert concurrency.claim_run(run.id, "w2@b") is None
+    assert services.claim_run(run.id, "w1@a").worker == "w1@a"
+    assert services.claim_run(run.id, "w2@b") is None
 
 
 def test_forbid_skips_a_run_that_finds_another_running(job):
     running = fire(job, AT)
-    concurrency.claim_run(running.id, "w1@a")
+    services.claim_run(running.id, "w1@a")
     second = fire(job, AT + timedelta(minutes=1))
-    assert concurrency.claim_run(second.id, "w2@b") is None
+    assert services.claim_run(second.id, "w2@b") is None
     second.refresh_from_db()
     assert (second.status, second.error) == (
         "skipped",
@@ -73,7 +73,7 @@ def test_allow_runs_up_to_max_concurrent(job):
     job.concurrency_policy, job.max_concurrent = "allow", 2
     job.save()
     runs = [fire(job, AT + timedelta(minutes=n)) for n in range(3)]
-    assert [bool(concurrency.claim_run(r.id, "w1@a")) for r in runs] == [True, True, False]
+    assert [bool(services.claim_run(r.id, "w1@a")) for r in runs] == [True, True, False]
     runs[2].refresh_from_db()
     assert runs[2].error == "skipped: 2 runs are running, max_concurrent is 2"
 
@@ -82,8 +82,8 @@ def test_replace_cancels_the_running_one(job):
     job.concurrency_policy = "replace"
     job.save()
     old, new = fire(job, AT), fire(job, AT + timedelta(minutes=1))
-    concurrency.claim_run(old.id, "w1@a")
-    assert concurrency.claim_run(new.id, "w2@b") is not None
+    services.claim_run(old.id, "w1@a")
+    assert services.claim_run(new.id, "w2@b") is not None
     old.refresh_from_db()
     assert (old.status, old.error) == ("cancelled", f"replaced by run {new.id}")
 
@@ -94,65 +94,68 @@ def test_queue_one_keeps_one_waiting_and_starts_it_when_the_running_one_ends(
     job.concurrency_policy = "queue_one"
     job.save()
     first, second, third = (fire(job, AT + timedelta(minutes=n)) for n in range(3))
-    concurrency.claim_run(first.id, "w1@a")
-    assert concurrency.claim_run(second.id, "w1@a") is None
-    assert concurrency.claim_run(third.id, "w1@a") is None
+    services.claim_run(first.id, "w1@a")
+    assert services.claim_run(second.id, "w1@a") is None
+    assert services.claim_run(third.id, "w1@a") is None
     second.refresh_from_db()
     third.refresh_from_db()
-    assert (second.status, second.error) == ("queued", f"waiting: run {first.id} is still running")
+    assert (second.status, second.error) == ("waiting", f"waiting: run {first.id} is still running")
     assert third.status == "skipped"
     with django_capture_on_commit_callbacks() as callbacks:
         services.finish_run(first, Run.Status.SUCCEEDED, exit_code=0)
     assert len(callbacks) == 1  # the waiting run is sent to a worker
-    assert concurrency.claim_run(second.id, "w1@a") is not None
+    assert services.claim_run(second.id, "w1@a") is not None
 
 
 def test_a_failure_queues_a_retry_with_backoff(job, django_capture_on_commit_callbacks):
     run = fire(job, AT)
-    concurrency.claim_run(run.id, "w1@a")
+    services.claim_run(run.id, "w1@a")
     with django_capture_on_commit_callbacks() as callbacks:
         services.finish_run(run, Run.Status.FAILED, exit_code=1, error="exited with code 1.")
     retry = Run.objects.get(job=job, attempt=2)
     assert (retry.trigger, retry.status, retry.scheduled_for) == ("retry", "queued", AT)
     assert len(callbacks) == 1
-    assert [services.retry_delay(job, n, spread=0) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]
-    assert services.retry_delay(job, 3, spread=1) == 32.0  # jitter takes up to 20 % off
-    assert services.retry_delay(job, 30, spread=0) == services.MAX_RETRY_DELAY  # capped
-    assert all(8 <= services.retry_delay(job, 1) <= 10 for _ in range(50))
+    assert [retries.delay(job, n, spread=0) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]
+    assert retries.delay(job, 3, spread=1) == 32.0  # jitter takes up to 20 % off
+    assert retries.delay(job, 30, spread=0) == retries.MAX_RETRY_DELAY  # capped
+    assert all(8 <= retries.delay(job, 1) <= 10 for _ in range(50))
     job.refresh_from_db()
     assert (job.total_runs, job.failed_runs, job.last_status) == (1, 1, "failed")
 
 
 def test_no_retry_after_the_last_attempt_or_a_success(job):
     run = Run.objects.create(job=job, trigger="retry", scheduled_for=AT, attempt=3)
-    concurrency.claim_run(run.id, "w1@a")
+    services.claim_run(run.id, "w1@a")
     services.finish_run(run, Run.Status.FAILED, exit_code=1)
     ok = fire(job, AT + timedelta(minutes=1))
     assert ok is not None
-    concurrency.claim_run(ok.id, "w1@a")
+    services.claim_run(ok.id, "w1@a")
     services.finish_run(ok, Run.Status.SUCCEEDED, exit_code=0)
     assert Run.objects.filter(job=job).count() == 2
 
 
 def test_a_run_cancelled_while_running_stays_cancelled(job):
     run = fire(job, AT)
-    concurrency.claim_run(run.id, "w1@a")
+    services.claim_run(run.id, "w1@a")
     assert services.cancel_run(run)
     finished = services.finish_run(run, Run.Status.FAILED, exit_code=-15, output="partial")
     assert (finished.status, finished.output) == ("cancelled", "partial")
+    assert finished.duration is not None and finished.error == "cancelled by user"
     assert not services.cancel_run(run)
+    # The node's report is recorded once; a second one changes nothing.
+    assert services.finish_run(run, Run.Status.FAILED, output="late").output == "partial"
 
 
-def test_a_once_job_completes_after_its_run(user):
+def test_a_once_job_completes_after_its_run(owner):
     job = Job.objects.create(
-        owner=user,
+        owner=owner,
         name="once",
         payload={"command": "true"},
         schedule={"type": "once", "at": AT.isoformat()},
     )
     assert job.next_run_at == AT
     run = fire(job, AT)
-    concurrency.claim_run(run.id, "w1@a")
+    services.claim_run(run.id, "w1@a")
     services.finish_run(run, Run.Status.SUCCEEDED, exit_code=0)
     job.refresh_from_db()
     assert (job.status, job.next_run_at, job.is_scheduled) == ("completed", None, False)
@@ -160,7 +163,7 @@ def test_a_once_job_completes_after_its_run(user):
 
 def test_a_restarted_worker_marks_its_running_runs_lost(job):
     run = fire(job, AT)
-    concurrency.claim_run(run.id, "w1@a")
+    services.claim_run(run.id, "w1@a")
     assert services.mark_lost("w1@a") == 1
     run.refresh_from_db()
     assert run.status == Run.Status.LOST
@@ -186,7 +189,7 @@ def test_changing_the_schedule_restarts_its_clock_but_a_pause_does_not(job):
 def test_runs_of_workers_that_stopped_answering_are_reaped_as_lost(job):
     old = timezone.now() - timedelta(minutes=5)
     gone = fire(job, AT)
-    concurrency.claim_run(gone.id, "w9@gone")
+    services.claim_run(gone.id, "w9@gone")
     alive = fire(job, AT + timedelta(minutes=1))
     Run.objects.filter(id=alive.id).update(status="running", worker="w1@alive", started_at=old)
     fresh = fire(job, AT + timedelta(minutes=2))
@@ -202,3 +205,39 @@ def test_runs_of_workers_that_stopped_answering_are_reaped_as_lost(job):
     )
     assert Run.objects.get(id=fresh.id).status == "running"  # started a moment ago
     assert Run.objects.get(job=job, scheduled_for=AT, attempt=2).trigger == "retry"
+
+
+def test_an_edit_from_a_stale_row_keeps_the_runs_counted_meanwhile(job):
+    stale = Job.objects.get(id=job.id)
+    run = fire(job, AT)
+    services.claim_run(run.id, "w1@a")
+    services.finish_run(run, Run.Status.FAILED, exit_code=1)
+    stale.description = "edited"
+    stale.save()
+    services.set_enabled(stale, enabled=False)
+    job.refresh_from_db()
+    assert (job.description, job.enabled) == ("edited", False)
+    assert (job.total_runs, job.failed_runs, job.last_status, job.last_fired_for) == (
+        1, 1, "failed", AT,
+    )  # fmt: skip
+
+
+def test_a_waiting_run_can_be_cancelled_and_is_then_not_released(job):
+    job.concurrency_policy = "queue_one"
+    job.save()
+    first, second = fire(job, AT), fire(job, AT + timedelta(minutes=1))
+    services.claim_run(first.id, "w1@a")
+    services.claim_run(second.id, "w1@a")
+    assert services.cancel_run(second)
+    services.finish_run(first, Run.Status.SUCCEEDED, exit_code=0)
+    second.refresh_from_db()
+    assert (second.status, second.finished_at is not None) == ("cancelled", True)
+
+
+def test_a_finish_reported_twice_is_counted_once(job):
+    run = fire(job, AT)
+    services.claim_run(run.id, "w1@a")
+    services.finish_run(run, Run.Status.SUCCEEDED, exit_code=0)
+    again = services.finish_run(run, Run.Status.FAILED, exit_code=1)
+    job.refresh_from_db()
+    assert (again.status, job.total_runs, job.failed_runs) == ("succeeded", 1, 0)

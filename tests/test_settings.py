@@ -34,3 +34,16 @@ def test_it_starts_with_a_secret_key_or_in_debug():
 def test_a_visibility_timeout_shorter_than_a_job_is_an_error(settings):
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
     assert [e.id for e in run_checks()] == ["scheduler_app.E001"]
+
+
+def test_a_misspelt_yes_or_no_is_an_error_not_false():
+    result = load_settings(DEBUG="ture")
+    assert result.returncode != 0
+    assert "DEBUG must be one of" in result.stderr
+    assert load_settings(DEBUG="on").returncode == 0
+
+
+def test_reading_the_settings_creates_no_directory(tmp_path):
+    var = tmp_path / "var"
+    assert load_settings(DEBUG="1", VAR_DIR=str(var)).returncode == 0
+    assert not var.exists()

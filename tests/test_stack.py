@@ -9,38 +9,12 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-import psutil
 import pytest
 
 from scheduler_app.models import Job, Run
-from tests.conftest import wait_for
+from tests.helpers import create_job, processes_running, wait_for, wait_runs
 
 pytestmark = pytest.mark.stack
-
-
-def create_job(api, **fields) -> dict:
-    response = api.post("/api/v1/jobs/", fields, format="json")
-    assert response.status_code == 201, response.data
-    return response.data
-
-
-def wait_runs(job_id: int, count: int, timeout: float = 30, **filters) -> list[Run]:
-    def enough() -> list[Run] | None:
-        """enough runs are recorded"""
-        runs = list(
-            Run.objects.filter(job_id=job_id, **filters).order_by("scheduled_for", "attempt")
-        )
-        return runs if len(runs) >= count else None
-
-    return wait_for(enough, timeout=timeout)
-
-
-def processes_running(*cmdline: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if proc.info["cmdline"] == list(cmdline):
-            found.append(proc)
-    return found
 
 
 def test_it_runs_an_interval_job_on_its_schedule(live, api):
@@ -137,8 +111,11 @@ def test_cancel_stops_a_running_run_on_its_worker(live, api):
     response = api.post(f"/api/v1/runs/{run_id}/cancel/")
 
     assert response.status_code == 200
+    cancelled = Run.objects.get(id=run_id)
+    assert (cancelled.status, cancelled.finished_at is not None) == (Run.Status.CANCELLED, True)
+    # The node kills the process at its next output flush and reports how it ended.
     run = wait_for(
-        lambda: Run.objects.filter(id=run_id, finished_at__isnull=False).first(), timeout=15
+        lambda: Run.objects.filter(id=run_id, duration__isnull=False).first(), timeout=15
     )
     assert run.status == Run.Status.CANCELLED
     assert run.output == "started\n"

@@ -160,7 +160,7 @@ def test_preview_warns_when_a_schedule_never_runs_before_end_at(api):
     assert bad.status_code == 400 and bad.data == {"end_at": ["must be later than start_at."]}
 
 
-def test_a_job_uses_its_calendar_window_and_jitter_in_next_runs(api, user):
+def test_a_job_uses_its_calendar_window_and_jitter_in_next_runs(api, owner):
     calendar = api.post(
         "/api/v1/calendars/", {"name": "holidays", "dates": ["2030-01-01"]}, format="json"
     )
@@ -191,10 +191,10 @@ def test_a_job_uses_its_calendar_window_and_jitter_in_next_runs(api, user):
     assert api.delete(f"/api/v1/calendars/{calendar.data['id']}/").status_code == 400
 
 
-def test_a_calendar_change_moves_next_run_at(api, user):
-    calendar = Calendar.objects.create(owner=user, name="c", dates=[])
+def test_a_calendar_change_moves_next_run_at(api, owner):
+    calendar = Calendar.objects.create(owner=owner, name="c", dates=[])
     job = Job.objects.create(
-        owner=user,
+        owner=owner,
         name="j",
         payload={"command": "true"},
         schedule={"type": "daily", "time": "09:00"},

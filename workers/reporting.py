@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler_app.models import Run
+from scheduler_app import runs
 from workers.executors.process import Heartbeat
 
 
@@ -14,7 +14,6 @@ def heartbeat_for(run_id: int) -> Heartbeat:
     """
 
     def beat(output: str) -> bool:
-        updated = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(output=output)
-        return bool(updated)
+        return runs.save_output(run_id, output)
 
     return beat

@@ -1,7 +1,8 @@
 """Run one registered Celery task in this process and print its JSON return value.
 
 Used by the ``celery`` job kind as the child process: ``python -m workers.run_task
-'{"task": ..., "args": [...], "kwargs": {...}}'``.
+'{"task": ..., "args": [...], "kwargs": {...}}'``. It imports nothing of the
+project but the Celery app until Django is set up.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ import json
 import os
 import sys
 
+import django
+
+from config.celery import app
+
+RESULT_MARK = "__SCHEDULER_TASK_RESULT__ "
+
 
 def main(call: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
     django.setup()
-    from config.celery import app
-    from workers.executors.celery_task import RESULT_MARK
-
     request = json.loads(call)
     app.loader.import_default_modules()
     value = app.tasks[request["task"]](*request["args"], **request["kwargs"])

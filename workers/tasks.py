@@ -11,10 +11,10 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from celery import current_app, shared_task
+from celery import shared_task
 from celery.signals import worker_ready
 
-from scheduler_app import concurrency, fanout, firing, notifications, services
+from scheduler_app import dispatch, firing, notifications, services
 from scheduler_app.models import Run
 from workers import executors
 
@@ -30,7 +30,7 @@ def fire_job(
     sent = datetime.fromisoformat(sent_at) if sent_at else self.app.now()
     runs = firing.fire_due(job_id, when, sent)
     for extra in runs[1:]:  # catchup "all": the others go to any worker of the queue
-        services.enqueue(extra)
+        dispatch.enqueue(extra)
     if runs:
         _run(runs[0].id, self.request.hostname)
 
@@ -42,11 +42,11 @@ def execute_run(self: Any, run_id: int) -> None:
 
 
 def _run(run_id: int, worker: str) -> None:
-    run = concurrency.claim_run(run_id, worker=worker)
-    if run is None:  # claimed elsewhere, cancelled, or a redelivery
+    run = services.claim_run(run_id, worker=worker)
+    if run is None:  # claimed elsewhere, cancelled, skipped, waiting, or a redelivery
         return
     if run.job.fan_out and run.parent_id is None:
-        fanout.spread(run)
+        services.fan_out(run)
         return
     try:
         outcome = executors.execute(run)
@@ -66,8 +66,7 @@ def _run(run_id: int, worker: str) -> None:
 @shared_task(name="workers.reap_lost", ignore_result=True)
 def reap_lost() -> int:
     """Run by beat every minute: mark lost the runs of worker nodes that are gone."""
-    live = {name for reply in current_app.control.ping(timeout=2.0) for name in reply}
-    lost = services.reap_lost(live)
+    lost = services.reap_lost(dispatch.live_workers())
     if lost:
         logger.warning("%d runs of workers that stopped answering were marked lost", lost)
     return lost

@@ -1,34 +1,22 @@
-"""Validation and representation of jobs, runs and schedule previews.
+"""Representation of jobs, runs and schedule previews, and reading them from JSON.
 
-Every rule lives in one place that the admin form shares: the schedule in
-:mod:`scheduler_app.schedules`, the payload in the kind's executor.
+The job rules are :mod:`scheduler_app.validation`'s, the same ones the admin and
+``Job.clean`` apply; the fields here read JSON's types and describe the schema.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from scheduler_app import schedules
+from scheduler_app import validation
 from scheduler_app.dependencies import DependencyError, set_dependencies
 from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run
-from scheduler_app.notifications import EVENTS
-from workers import executors
-from workers.executors.base import allowed_path
-from workers.executors.child import MASK
-
-QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from scheduler_app.payloads import KINDS
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -39,25 +27,9 @@ class EnvField(serializers.JSONField):
     the API never shows them again.
     """
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        data = super().to_internal_value(data)
-        if not isinstance(data, dict):
-            raise serializers.ValidationError('must be an object such as {"NAME": "value"}.')
-        for name, value in data.items():
-            if not _ENV_NAME.match(name):
-                raise serializers.ValidationError(f"{name!r} is not a valid variable name.")
-            if isinstance(value, dict):
-                if not isinstance(value.get("value"), str) or set(value) - {"value", "secret"}:
-                    raise serializers.ValidationError(
-                        f'{name}: use a string, or {{"value": "...", "secret": true}}.'
-                    )
-            elif not isinstance(value, str):
-                raise serializers.ValidationError(f"{name}: Not a valid string.")
-        return data
-
     def to_representation(self, value: Any) -> Any:
         return {
-            name: {"value": MASK, "secret": True}
+            name: {"value": validation.MASK, "secret": True}
             if isinstance(item, dict) and item.get("secret")
             else item
             for name, item in (value or {}).items()
@@ -69,30 +41,38 @@ class ScheduleField(serializers.JSONField):
     """A schedule string ("*/5 * * * *", "every 30 seconds") or object ({"type": ...})."""
 
 
-def validate_timezone(value: str) -> str:
-    try:
-        schedules.get_zone(value)
-    except schedules.ScheduleError as exc:
-        raise serializers.ValidationError(str(exc)) from exc
-    return value
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class StringListField(serializers.JSONField):
+    """A list of strings (tags, e-mail addresses, URLs, events)."""
 
 
-def normalize_schedule(value: Any, zone_name: str) -> dict[str, Any]:
-    try:
-        return schedules.normalize(value, schedules.get_zone(zone_name), timezone.now())
-    except schedules.ScheduleError as exc:
-        raise serializers.ValidationError({"schedule": [str(exc)]}) from exc
+@extend_schema_field({"type": "string", "enum": list(KINDS)})
+class KindField(serializers.CharField):
+    """A job kind: one of scheduler_app.payloads.KINDS."""
 
 
-def validate_payload(kind: str, payload: Any) -> dict[str, Any]:
+class RuledInteger(serializers.IntegerField):
+    """An integer, not required, whose range validation.BOUNDS holds and clean_job checks.
+
+    The range is set when the field is bound, for the schema only: given to the
+    constructor, DRF would check it first, in other words than the admin's.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"required": False, **kwargs})
+
+    def bind(self, field_name: str, parent: Any) -> None:
+        super().bind(field_name, parent)
+        bound = validation.BOUNDS[field_name]
+        self.min_value, self.max_value = bound.low, bound.top
+
+
+def judged(values: dict[str, Any], stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """validation.clean_job, its JobRulesError as a 400 with the same field -> messages."""
     try:
-        executor = executors.for_kind(kind)
-    except executors.PayloadError as exc:
-        raise serializers.ValidationError({"kind": [str(exc)]}) from exc
-    try:
-        return executor.validate(payload)
-    except executors.PayloadError as exc:
-        raise serializers.ValidationError({"payload": [str(exc)]}) from exc
+        return validation.clean_job(values, stored)
+    except validation.JobRulesError as exc:
+        raise serializers.ValidationError(exc.errors) from exc
 
 
 class DependencySerializer(serializers.Serializer):
@@ -131,37 +111,28 @@ class OwnedSerializer(serializers.ModelSerializer):
 class JobSerializer(OwnedSerializer):
     noun = "job"
     owner = serializers.CharField(source="owner.username", read_only=True)
+    kind = KindField(required=False)
     schedule = ScheduleField()
-    timezone = serializers.CharField(default="UTC", validators=[validate_timezone])
+    timezone = serializers.CharField(required=False)
     status = serializers.CharField(read_only=True)
     schedule_description = serializers.CharField(read_only=True)
-    tags = serializers.ListField(child=serializers.CharField(max_length=64), default=list)
-    env = EnvField(default=dict)
+    tags = StringListField(required=False)
+    env = EnvField(required=False)
     depends_on = DependencySerializer(many=True, source="dependencies", required=False)
-    max_memory_mb = serializers.IntegerField(
-        min_value=16, max_value=1024 * 1024, allow_null=True, required=False
-    )
-    max_cpu_seconds = serializers.IntegerField(
-        min_value=1, max_value=7 * 86400, allow_null=True, required=False
-    )
-    timeout = serializers.IntegerField(
-        min_value=1, max_value=settings.SCHEDULER_MAX_TIMEOUT, allow_null=True, required=False
-    )
-    max_retries = serializers.IntegerField(min_value=0, max_value=100, default=0)
-    retry_delay = serializers.IntegerField(min_value=0, max_value=86400, default=0)
-    priority = serializers.IntegerField(min_value=0, max_value=9, default=5)
-    notify_emails = serializers.ListField(
-        child=serializers.EmailField(), default=list, max_length=50
-    )
-    notify_webhooks = serializers.ListField(
-        child=serializers.URLField(), default=list, max_length=20
-    )
-    notify_on = serializers.ListField(child=serializers.ChoiceField(EVENTS), default=["failure"])
-    max_concurrent = serializers.IntegerField(
-        min_value=1, max_value=1000, allow_null=True, required=False
-    )
-    jitter = serializers.IntegerField(min_value=0, max_value=86400, default=0)
-    misfire_grace = serializers.IntegerField(min_value=0, max_value=30 * 86400, default=60)
+    timeout = RuledInteger(allow_null=True)
+    max_memory_mb = RuledInteger(allow_null=True)
+    max_cpu_seconds = RuledInteger(allow_null=True)
+    max_retries = RuledInteger()
+    retry_delay = RuledInteger()
+    priority = RuledInteger()
+    max_concurrent = RuledInteger(allow_null=True)
+    quorum = RuledInteger(allow_null=True)
+    jitter = RuledInteger()
+    misfire_grace = RuledInteger()
+    queue = serializers.CharField(required=False)
+    notify_emails = StringListField(required=False)
+    notify_webhooks = StringListField(required=False)
+    notify_on = StringListField(required=False)
     window = serializers.JSONField(required=False, allow_null=True)
     calendar = serializers.PrimaryKeyRelatedField(
         queryset=Calendar.objects.all(), required=False, allow_null=True
@@ -169,54 +140,6 @@ class JobSerializer(OwnedSerializer):
 
     class Meta:
         model = Job
-        fields = [
-            "id",
-            "name",
-            "description",
-            "tags",
-            "kind",
-            "payload",
-            "schedule",
-            "timezone",
-            "enabled",
-            "status",
-            "timeout",
-            "max_memory_mb",
-            "max_cpu_seconds",
-            "max_retries",
-            "retry_delay",
-            "retry_backoff",
-            "start_at",
-            "end_at",
-            "window",
-            "jitter",
-            "calendar",
-            "calendar_policy",
-            "misfire_grace",
-            "catchup",
-            "concurrency_policy",
-            "max_concurrent",
-            "fan_out",
-            "quorum",
-            "priority",
-            "queue",
-            "env",
-            "working_dir",
-            "condition",
-            "depends_on",
-            "notify_emails",
-            "notify_webhooks",
-            "notify_on",
-            "owner",
-            "schedule_description",
-            "next_run_at",
-            "last_run_at",
-            "last_status",
-            "total_runs",
-            "failed_runs",
-            "created_at",
-            "updated_at",
-        ]
         read_only_fields = [
             "next_run_at",
             "last_run_at",
@@ -226,16 +149,18 @@ class JobSerializer(OwnedSerializer):
             "created_at",
             "updated_at",
         ]
+        fields = [
+            "id",
+            *validation.JOB_FIELDS,
+            "depends_on",
+            "status",
+            "owner",
+            "schedule_description",
+            *read_only_fields,
+        ]
         extra_kwargs = {"payload": {"required": True}}
         # Uniqueness per owner is checked in validate_name, with a clearer message.
         validators: list[Any] = []
-
-    def validate_queue(self, value: str) -> str:
-        if not QUEUE_RE.match(value):
-            raise serializers.ValidationError(
-                "must be 1-64 letters, digits, '_', '-' or '.', the name of a worker queue."
-            )
-        return value
 
     def create(self, validated_data: dict[str, Any]) -> Job:
         depends_on = validated_data.pop("dependencies", [])
@@ -258,60 +183,17 @@ class JobSerializer(OwnedSerializer):
         except DependencyError as exc:
             raise serializers.ValidationError({"depends_on": [str(exc)]}) from exc
 
-    def validate_env(self, value: dict[str, Any]) -> dict[str, Any]:
-        """A secret sent back as *** (as the API showed it) keeps its stored value."""
-        stored = (self.instance.env or {}) if self.instance else {}
-        for name, item in value.items():
-            if isinstance(item, dict) and item.get("value") == MASK and name in stored:
-                value[name] = stored[name]
-        return value
-
     def validate_calendar(self, value: Calendar | None) -> Calendar | None:
         user = self.context["request"].user
         if value is not None and value.owner_id != user.id and not user.is_staff:
             raise serializers.ValidationError(f'Invalid pk "{value.pk}" - object does not exist.')
         return value
 
-    def validate_window(self, value: Any) -> Any:
-        try:
-            return schedules.normalize_window(value)
-        except schedules.ScheduleError as exc:
-            raise serializers.ValidationError(str(exc)) from exc
-
-    def validate_working_dir(self, value: str) -> str:
-        if not value:
-            return value
-        if not os.path.isabs(value):
-            raise serializers.ValidationError("must be an absolute path.")
-        try:
-            return allowed_path(value)
-        except executors.PayloadError as exc:
-            raise serializers.ValidationError(str(exc)) from exc
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        instance: Job | None = self.instance
-        errors: dict[str, Any] = {}
-        if "schedule" in attrs or "timezone" in attrs:
-            zone = attrs.get("timezone", instance.timezone if instance else "UTC")
-            raw = attrs.get("schedule", instance.schedule if instance else None)
-            try:
-                attrs["schedule"] = normalize_schedule(raw, zone)
-            except serializers.ValidationError as exc:
-                errors.update(exc.detail)
-        if "payload" in attrs or "kind" in attrs:
-            kind = attrs.get("kind", instance.kind if instance else Job.Kind.COMMAND)
-            payload = attrs.get("payload", instance.payload if instance else None)
-            try:
-                attrs["payload"] = validate_payload(kind, payload)
-            except serializers.ValidationError as exc:
-                errors.update(exc.detail)
-        start = attrs.get("start_at", instance.start_at if instance else None)
-        end = attrs.get("end_at", instance.end_at if instance else None)
-        if start and end and end <= start:
-            errors["end_at"] = ["must be later than start_at."]
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
+        """The job rules, on the values given over the stored ones (for an update)."""
+        stored = validation.values_of(self.instance) if self.instance else None
+        values = judged({**(stored or {}), **attrs}, stored)
+        return {name: values[name] for name in attrs}
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -372,26 +254,24 @@ class LogQuerySerializer(serializers.Serializer):
 
 
 class PreviewSerializer(serializers.Serializer):
+    """A schedule and its timing fields, judged by the same rules as a job's."""
+
     schedule = ScheduleField()
-    timezone = serializers.CharField(default="UTC", validators=[validate_timezone])
+    timezone = serializers.CharField(default=validation.DEFAULT_TIMEZONE)
     count = serializers.IntegerField(min_value=1, max_value=100, default=5)
     start_at = serializers.DateTimeField(required=False, allow_null=True)
     end_at = serializers.DateTimeField(required=False, allow_null=True)
     window = serializers.JSONField(required=False, allow_null=True)
-    jitter = serializers.IntegerField(min_value=0, max_value=86400, default=0)
+    jitter = RuledInteger(default=0)
     calendar = serializers.PrimaryKeyRelatedField(
         queryset=Calendar.objects.all(), required=False, allow_null=True
     )
     calendar_policy = serializers.ChoiceField(Job.CalendarPolicy.choices, default="skip")
 
-    validate_window = JobSerializer.validate_window
     validate_calendar = JobSerializer.validate_calendar
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs["schedule"] = normalize_schedule(attrs["schedule"], attrs["timezone"])
-        if attrs.get("start_at") and attrs.get("end_at") and attrs["end_at"] <= attrs["start_at"]:
-            raise serializers.ValidationError({"end_at": ["must be later than start_at."]})
-        return attrs
+        return judged(attrs)
 
 
 class CalendarSerializer(OwnedSerializer):
@@ -422,14 +302,8 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
 
 
-TEMPLATE_FIELDS = frozenset(JobSerializer.Meta.fields) - {
-    "id",
-    "name",
-    "owner",
-    "status",
-    "schedule_description",
-    *JobSerializer.Meta.read_only_fields,
-}
+# A template sets any of a job's fields but its name.
+TEMPLATE_FIELDS = frozenset(validation.JOB_FIELDS) - {"name"} | {"depends_on"}
 
 
 class JobTemplateSerializer(OwnedSerializer):

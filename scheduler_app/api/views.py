@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 
+from config.celery import app as celery_app
 from scheduler_app import schedules, services
 from scheduler_app.api.serializers import (
     CalendarSerializer,
@@ -41,10 +42,27 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(schedules.UTC).isoformat().replace("+00:00", "Z")
 
 
+def owned_by(user: Any, rows: QuerySet[Any], owner: str = "owner") -> QuerySet[Any]:
+    """The rows a user may see and change: their own (``owner`` is the path to the
+    owner), or all of them for staff."""
+    return rows if user.is_staff else rows.filter(**{owner: user})
+
+
 def jobs_of(user: Any) -> QuerySet[Job]:
-    """The jobs a user may see and change: their own, or all for staff."""
-    jobs = Job.objects.select_related("owner")
-    return jobs if user.is_staff else jobs.filter(owner=user)
+    return owned_by(user, Job.objects.select_related("owner"))
+
+
+class OwnedViewSetMixin:
+    """Requests see only the caller's rows of ``queryset`` (``owned_by``); the schema
+    generator, which has no user, sees none."""
+
+    queryset: QuerySet[Any]
+    owner_path = "owner"
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset.none()
+        return owned_by(self.request.user, self.queryset.all(), self.owner_path)  # type: ignore[attr-defined]
 
 
 def job_upcoming(job: Job, now: datetime, count: int) -> list[datetime]:
@@ -78,26 +96,21 @@ class RunFilter(django_filters.FilterSet):
         fields = ["job", "status", "trigger", "worker"]
 
 
-class JobViewSet(viewsets.ModelViewSet):
-    queryset = Job.objects.none()  # for the schema; requests use get_queryset
+class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
+    queryset = Job.objects.select_related("owner")
     serializer_class = JobSerializer
     filterset_class = JobFilter
-
-    def get_queryset(self) -> QuerySet[Job]:
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return jobs_of(self.request.user)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
-        job = services.pause_job(self.get_object())
+        job = services.set_enabled(self.get_object(), enabled=False)
         return Response(JobSerializer(job, context={"request": request}).data)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
-        job = services.resume_job(self.get_object())
+        job = services.set_enabled(self.get_object(), enabled=True)
         return Response(JobSerializer(job, context={"request": request}).data)
 
     @extend_schema(request=None, responses={202: RunSerializer})
@@ -127,23 +140,16 @@ class JobViewSet(viewsets.ModelViewSet):
         return Response({"next_runs": [iso(t) for t in times]})
 
 
-class CalendarViewSet(viewsets.ModelViewSet):
+class CalendarViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
     """Exclusion calendars: dates (holidays, freezes) that jobs skip or move away from."""
 
-    queryset = Calendar.objects.none()  # for the schema; requests use get_queryset
+    queryset = Calendar.objects.select_related("owner")
     serializer_class = CalendarSerializer
-
-    def get_queryset(self) -> QuerySet[Calendar]:
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        calendars = Calendar.objects.select_related("owner")
-        user = self.request.user
-        return calendars if user.is_staff else calendars.filter(owner=user)
 
     def perform_update(self, serializer: CalendarSerializer) -> None:
         calendar = serializer.save()
         for job in calendar.jobs.all():
-            job.save()  # its next run may move with the dates
+            job.save(update_fields=[])  # its next run may move with the dates
 
     def perform_destroy(self, instance: Calendar) -> None:
         if instance.jobs.exists():
@@ -154,18 +160,11 @@ class CalendarViewSet(viewsets.ModelViewSet):
         instance.delete()
 
 
-class JobTemplateViewSet(viewsets.ModelViewSet):
+class JobTemplateViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
     """Job templates; ``instantiate`` makes a job from one, with overrides."""
 
-    queryset = JobTemplate.objects.none()  # for the schema; requests use get_queryset
+    queryset = JobTemplate.objects.select_related("owner")
     serializer_class = JobTemplateSerializer
-
-    def get_queryset(self) -> QuerySet[JobTemplate]:
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        templates = JobTemplate.objects.select_related("owner")
-        user = self.request.user
-        return templates if user.is_staff else templates.filter(owner=user)
 
     @extend_schema(request=JobSerializer, responses={201: JobSerializer})
     @action(detail=True, methods=["post"])
@@ -179,17 +178,11 @@ class JobTemplateViewSet(viewsets.ModelViewSet):
         return Response(JobSerializer(job, context={"request": request}).data, status=201)
 
 
-class RunViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Run.objects.none()  # for the schema; requests use get_queryset
+class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Run.objects.select_related("job")
+    owner_path = "job__owner"
     serializer_class = RunSerializer
     filterset_class = RunFilter
-
-    def get_queryset(self) -> QuerySet[Run]:
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        runs = Run.objects.select_related("job")
-        user = self.request.user
-        return runs if user.is_staff else runs.filter(job__owner=user)
 
     @extend_schema(
         parameters=[OpenApiParameter("offset", int, description="characters already read")],
@@ -310,7 +303,7 @@ def stats(request: Request) -> Response:
     jobs = jobs_of(request.user)
     runs = Run.objects.filter(job__in=jobs)
     by_status = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
-    finished = sum(by_status.get(s, 0) for s in (Run.Status.SUCCEEDED, *Run.RETRYABLE))
+    finished = sum(by_status.get(s, 0) for s in (Run.Status.SUCCEEDED, *Run.FAILURES))
     durations = runs.filter(duration__isnull=False).aggregate(
         average=Avg("duration"), longest=Max("duration")
     )
@@ -361,9 +354,7 @@ def health(request: Request) -> Response:
         client.ping()
         lock_key = settings.CELERY_REDBEAT_KEY_PREFIX + ":lock"
         report["beat"] = "ok" if client.exists(lock_key) else "down"
-        from config.celery import app
-
-        report["workers"] = len(app.control.ping(timeout=0.5))
+        report["workers"] = len(celery_app.control.ping(timeout=0.5))
     except redis.RedisError as exc:
         report["redis"] = f"error: {exc}"
     healthy = report["database"] == "ok" and report["redis"] == "ok"

@@ -1,11 +1,15 @@
-"""One executor per job kind. ``for_kind`` is the registry the worker and validation use."""
+"""One executor per job kind; ``for_kind`` is the registry the worker uses.
+
+What a payload must hold is checked before it is saved (scheduler_app.payloads).
+"""
 
 from __future__ import annotations
 
 from scheduler_app.models import Run
-from workers.executors.base import Executor, Outcome, PayloadError
+from scheduler_app.payloads import PayloadError
+from workers.executors.base import Executor, Outcome
 from workers.executors.celery_task import CeleryTaskExecutor
-from workers.executors.child import outcome_of, run_child
+from workers.executors.child import outcome_of, place_problem, run_child
 from workers.executors.command import CommandExecutor, CommandsExecutor
 from workers.executors.http import HttpExecutor
 from workers.executors.python import PytestExecutor, PythonExecutor, ScriptExecutor
@@ -34,8 +38,13 @@ def for_kind(kind: str) -> Executor:
 
 
 def execute(run: Run) -> Outcome:
-    """Run the job of ``run``: its condition first, if it has one, then its kind's executor."""
+    """Run the job of ``run``: its condition first, if it has one, then its kind's executor.
+
+    Neither starts where the job cannot run (its working_dir missing on this node).
+    """
     job = run.job
+    if problem := place_problem(job):
+        return Outcome(Run.Status.FAILED, error=problem)
     if job.condition:
         check = run_child(
             run,

@@ -8,16 +8,17 @@ cancel, memory and CPU limits, live output and secret masking.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from django.conf import settings
 
 from scheduler_app.models import Job, Run
+from scheduler_app.validation import MASK
 from workers.executors.base import Outcome
 from workers.executors.process import Limits, ProcessResult, run_process
 from workers.reporting import heartbeat_for
 
-MASK = "***"
 # The child sees these of the worker's environment, and nothing else but the
 # job's own env: the worker's secrets (SECRET_KEY, DATABASE_URL) stay in the worker.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -111,8 +112,6 @@ def outcome_of(result: ProcessResult, job: Job, result_data: dict | None = None)
 
 def describe_exit(code: int | None, job: Job) -> str:
     if code is not None and code < 0:
-        import signal
-
         name = signal.Signals(-code).name
         hint = {
             "SIGXCPU": f" (the CPU limit of {job.max_cpu_seconds} s)",

@@ -10,53 +10,16 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any
-from urllib.parse import urlparse
 
 from scheduler_app.models import Run
-from workers.executors.base import Outcome, PayloadError
+from workers.executors.base import Outcome
 from workers.executors.child import mask, secrets_of
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 DEFAULT_TIMEOUT = 30
 EXCERPT = 4096
 
 
 class HttpExecutor:
-    def validate(self, payload: Any) -> dict[str, Any]:
-        if not isinstance(payload, dict):
-            raise PayloadError('must be an object such as {"url": "https://example.com/"}.')
-        url = payload.get("url")
-        if (
-            not isinstance(url, str)
-            or urlparse(url).scheme not in ("http", "https")
-            or not urlparse(url).netloc
-        ):
-            raise PayloadError(f"'url' must be an http:// or https:// URL; got {url!r}.")
-        method = str(payload.get("method", "GET")).upper()
-        if method not in METHODS:
-            raise PayloadError(f"'method' must be one of {', '.join(METHODS)}; got {method!r}.")
-        headers = payload.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise PayloadError("'headers' must be an object of strings.")
-        expect = payload.get("expect_status", [200])
-        if (
-            not isinstance(expect, list)
-            or not expect
-            or not all(isinstance(c, int) and 100 <= c <= 599 for c in expect)
-        ):
-            raise PayloadError("'expect_status' must be a list of HTTP status codes.")
-        body = payload.get("body")
-        if body is not None and not isinstance(body, str | dict | list):
-            raise PayloadError("'body' must be a string, or an object or list sent as JSON.")
-        return {
-            "url": url,
-            "method": method,
-            "headers": headers,
-            "body": body,
-            "expect_status": expect,
-        }
-
     def execute(self, run: Run) -> Outcome:
         payload = run.job.payload
         body, headers = payload.get("body"), dict(payload.get("headers", {}))

@@ -1,0 +1,193 @@
+"""What each job kind's payload must hold: one validator per kind, in the registry ``KINDS``.
+
+A validator returns the payload as it will be stored (defaults filled in, paths
+made real) or raises :class:`PayloadError` saying what is wrong. The workers
+run what these let through; they import from here, never the other way round.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from django.conf import settings
+
+from config.celery import app
+
+DEFAULT_SHELL = "/bin/sh"
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# The scheduler's own tasks: a job may not call them.
+INTERNAL_TASKS = ("workers.fire_job", "workers.execute_run", "workers.notify", "workers.reap_lost")
+
+Payload = dict[str, Any]
+
+
+class PayloadError(ValueError):
+    """A job payload that the kind's executor cannot run; the message says why."""
+
+
+def allowed_path(path: str) -> str:
+    """``path`` made absolute and real; PayloadError unless it lies in SCHEDULER_ALLOWED_DIRS."""
+    real = os.path.realpath(path)
+    for root in settings.SCHEDULER_ALLOWED_DIRS:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base + os.sep):
+            return real
+    allowed = ", ".join(settings.SCHEDULER_ALLOWED_DIRS) or "(none configured)"
+    raise PayloadError(
+        f"{path!r} is outside the directories jobs may use (SCHEDULER_ALLOWED_DIRS: {allowed})."
+    )
+
+
+def registered_tasks() -> set[str]:
+    """The Celery tasks a ``celery`` job may call: the app's own, not Celery's nor ours."""
+    app.loader.import_default_modules()
+    return {
+        name for name in app.tasks if not name.startswith("celery.") and name not in INTERNAL_TASKS
+    }
+
+
+def _object(payload: Any, example: str) -> Payload:
+    if not isinstance(payload, dict):
+        raise PayloadError(f"must be an object such as {example}.")
+    return payload
+
+
+def _shell(payload: Payload) -> str:
+    shell = payload.get("shell", DEFAULT_SHELL)
+    if not isinstance(shell, str) or not os.path.isabs(shell):
+        raise PayloadError(f"'shell' must be an absolute path such as /bin/sh; got {shell!r}.")
+    return shell
+
+
+def _args(payload: Payload) -> list[str]:
+    args = payload.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise PayloadError("'args' must be a list of strings.")
+    return args
+
+
+def _path(payload: Payload, example: str) -> str:
+    path = payload.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise PayloadError(f"'path' is required, such as {example!r}.")
+    return allowed_path(path)
+
+
+def command(payload: Any) -> Payload:
+    payload = _object(payload, '{"command": "echo hello"}')
+    text = payload.get("command")
+    if not isinstance(text, str) or not text.strip():
+        raise PayloadError("'command' is required: the shell command to run.")
+    return {"command": text, "shell": _shell(payload)}
+
+
+def commands(payload: Any) -> Payload:
+    payload = _object(payload, '{"commands": ["make", "make test"]}')
+    steps = payload.get("commands")
+    if (
+        not isinstance(steps, list)
+        or not steps
+        or not all(isinstance(c, str) and c.strip() for c in steps)
+    ):
+        raise PayloadError("'commands' must be a non-empty list of shell commands.")
+    stop = payload.get("stop_on_failure", True)
+    if not isinstance(stop, bool):
+        raise PayloadError("'stop_on_failure' must be true or false.")
+    return {"commands": steps, "stop_on_failure": stop, "shell": _shell(payload)}
+
+
+def script(payload: Any) -> Payload:
+    payload = _object(payload, '{"path": "/srv/jobs/report.py"}')
+    return {"path": _path(payload, "/srv/jobs/report.py"), "args": _args(payload)}
+
+
+def python(payload: Any) -> Payload:
+    code = payload.get("code") if isinstance(payload, dict) else None
+    if not isinstance(code, str) or not code.strip():
+        raise PayloadError("'code' is required: the Python source to run.")
+    return {"code": code}
+
+
+def pytest(payload: Any) -> Payload:
+    payload = _object(payload, '{"path": "/srv/app/tests/"}')
+    return {"path": _path(payload, "/srv/app/tests/"), "args": _args(payload)}
+
+
+def _url(payload: Payload) -> str:
+    url = payload.get("url")
+    parts = urlparse(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PayloadError(f"'url' must be an http:// or https:// URL; got {url!r}.")
+    return url
+
+
+def _method(payload: Payload) -> str:
+    method = str(payload.get("method", "GET")).upper()
+    if method not in HTTP_METHODS:
+        raise PayloadError(f"'method' must be one of {', '.join(HTTP_METHODS)}; got {method!r}.")
+    return method
+
+
+def _headers(payload: Payload) -> dict[str, str]:
+    headers = payload.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise PayloadError("'headers' must be an object of strings.")
+    return headers
+
+
+def _expect_status(payload: Payload) -> list[int]:
+    expect = payload.get("expect_status", [200])
+    if (
+        not isinstance(expect, list)
+        or not expect
+        or not all(isinstance(c, int) and 100 <= c <= 599 for c in expect)
+    ):
+        raise PayloadError("'expect_status' must be a list of HTTP status codes.")
+    return expect
+
+
+def _body(payload: Payload) -> Any:
+    body = payload.get("body")
+    if body is not None and not isinstance(body, str | dict | list):
+        raise PayloadError("'body' must be a string, or an object or list sent as JSON.")
+    return body
+
+
+def http(payload: Any) -> Payload:
+    payload = _object(payload, '{"url": "https://example.com/"}')
+    return {
+        "url": _url(payload),
+        "method": _method(payload),
+        "headers": _headers(payload),
+        "body": _body(payload),
+        "expect_status": _expect_status(payload),
+    }
+
+
+def celery(payload: Any) -> Payload:
+    payload = _object(payload, '{"task": "app.tasks.cleanup"}')
+    task, args, kwargs = payload.get("task"), payload.get("args", []), payload.get("kwargs", {})
+    known = registered_tasks()
+    if task not in known:
+        raise PayloadError(
+            f"'task' must be a registered Celery task; {task!r} is not. "
+            f"Known: {', '.join(sorted(known)) or 'none'}."
+        )
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise PayloadError("'args' must be a list and 'kwargs' an object.")
+    return {"task": task, "args": args, "kwargs": kwargs}
+
+
+# The job kinds, in the order the API and admin list them.
+KINDS: dict[str, Callable[[Any], Payload]] = {
+    "command": command,
+    "commands": commands,
+    "script": script,
+    "python": python,
+    "pytest": pytest,
+    "http": http,
+    "celery": celery,
+}

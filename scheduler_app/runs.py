@@ -1,0 +1,170 @@
+"""A run's life: every change of ``Run.status``, and the only code that writes it.
+
+Each transition is one conditional UPDATE (or one INSERT guarded by the run's
+unique identity): the row count says whether this caller won, so two workers,
+two beats or a user and a worker racing on one run cannot both change it.
+
+=====================  ==========  =========  ==============================================
+from                   to          function   who
+=====================  ==========  =========  ==============================================
+(new)                  queued      create     beat's fire, run now, a retry, a dependency,
+                                              a fan-out child
+(new)                  skipped     create     beat's fire: outside the window, a calendar date
+(new)                  missed      create     beat's fire: the time passed while beat or the
+                                              job was down
+queued                 running     claim      a worker, when the concurrency policy admits it
+queued                 skipped     skip       a worker: ``forbid``, or ``allow`` at its limit
+queued                 waiting     wait       a worker: ``queue_one`` while another runs
+waiting                queued      release    the orchestrator, as the running run ends
+queued, waiting,       cancelled   cancel     a user; ``replace`` (a running process is killed
+running                                       by its node at its next output flush)
+running                succeeded,  finish     the worker, as the process ends (``skipped``:
+                       failed,                the job's condition said no)
+                       timed_out,
+                       skipped
+cancelled (was         cancelled   finish     the worker: output and timings of the killed
+running)                                      process, recorded once
+running                lost        lose       the reaper (its node stopped answering), or its
+                                              node starting again
+=====================  ==========  =========  ==============================================
+
+Every other status is final. What follows a transition (retries, dependents,
+notifications, a waiting run's release) is decided by the policy modules and
+applied by :mod:`scheduler_app.services`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Case, CharField, F, Q, TextField, Value, When
+from django.utils import timezone
+
+from scheduler_app.models import Job, Run
+
+logger = logging.getLogger(__name__)
+
+Status = Run.Status
+
+
+def create(**fields: Any) -> Run | None:
+    """Insert a queued run, or return None when its identity (job, time, attempt, node)
+    exists already: a doubled dispatch, a redelivered message, a second beat."""
+    if "status" in fields:
+        raise ValueError("a new run is queued; use record_skipped or record_missed")
+    return _insert(fields)
+
+
+def record_skipped(job: Job, scheduled_for: datetime, reason: str) -> Run | None:
+    """A fire time that does not run (window, calendar), recorded once as skipped."""
+    return _insert({"job": job, "trigger": Run.Trigger.SCHEDULE, "scheduled_for": scheduled_for,
+                    "status": Status.SKIPPED, "error": reason,
+                    "finished_at": timezone.now()})  # fmt: skip
+
+
+def record_missed(
+    job: Job, scheduled_for: datetime, reason: str, result: dict | None = None
+) -> Run | None:
+    """A fire time that passed while nothing could run it, recorded once as missed."""
+    return _insert({"job": job, "trigger": Run.Trigger.SCHEDULE, "scheduled_for": scheduled_for,
+                    "status": Status.MISSED, "error": reason, "finished_at": timezone.now(),
+                    "result": result})  # fmt: skip
+
+
+def _insert(fields: dict[str, Any]) -> Run | None:
+    try:
+        with transaction.atomic():
+            return Run.objects.create(**fields)
+    except IntegrityError:
+        logger.info("run %s exists already; duplicate ignored", _identity(fields))
+        return None
+
+
+def claim(run_id: int, worker: str) -> bool:
+    """queued -> running on ``worker``."""
+    return _move(run_id, [Status.QUEUED], status=Status.RUNNING, started_at=timezone.now(),
+                 worker=worker, error="")  # fmt: skip
+
+
+def skip(run_id: int, reason: str) -> bool:
+    """queued -> skipped, with the reason."""
+    return _move(run_id, [Status.QUEUED], status=Status.SKIPPED, error=reason,
+                 finished_at=timezone.now())  # fmt: skip
+
+
+def wait(run_id: int, reason: str) -> bool:
+    """queued -> waiting, with the reason (the run it waits for)."""
+    return _move(run_id, [Status.QUEUED], status=Status.WAITING, error=reason)
+
+
+def release(run_id: int) -> bool:
+    """waiting -> queued: it may start now."""
+    return _move(run_id, [Status.WAITING], status=Status.QUEUED, error="")
+
+
+def cancel(run_id: int, reason: str) -> bool:
+    """queued, waiting or running -> cancelled. A running run's node sees the change at
+    its next output flush and kills the process; :func:`finish` then adds its end."""
+    return _move(run_id, [Status.QUEUED, Status.WAITING, Status.RUNNING],
+                 status=Status.CANCELLED, error=reason, finished_at=timezone.now())  # fmt: skip
+
+
+def finish(
+    run_id: int, status: str, *, exit_code: int | None = None, output: str = "", error: str = "",
+    result: dict | None = None,
+) -> bool:  # fmt: skip
+    """running -> ``status``; or, for a run cancelled while it ran, its process's end
+    recorded once (it stays cancelled, with the cancel's reason)."""
+    now = timezone.now()
+    cancelled = Q(status=Status.CANCELLED)
+    updated = Run.objects.filter(
+        Q(status=Status.RUNNING) | (cancelled & Q(started_at__isnull=False, duration__isnull=True)),
+        id=run_id,
+    ).update(
+        status=Case(When(cancelled, then=F("status")), default=Value(status),
+                    output_field=CharField()),
+        error=Case(When(cancelled, then=F("error")), default=Value(error),
+                   output_field=TextField()),
+        finished_at=now, duration=_seconds_since(_started_at(run_id), now), exit_code=exit_code,
+        output=output, result=result,
+    )  # fmt: skip
+    return bool(updated)
+
+
+def lose(run_id: int, reason: str) -> bool:
+    """running -> lost: the process died with its node."""
+    now = timezone.now()
+    return _move(run_id, [Status.RUNNING], status=Status.LOST, error=f"lost: {reason}",
+                 finished_at=now, duration=_seconds_since(_started_at(run_id), now))  # fmt: skip
+
+
+def save_output(run_id: int, output: str) -> bool:
+    """The output so far of a running run; False once it is no longer running (cancelled)."""
+    return bool(Run.objects.filter(id=run_id, status=Status.RUNNING).update(output=output))
+
+
+def note(run_id: int, **fields: Any) -> None:
+    """Fields that are not its status (a fan-out's progress, its worker label)."""
+    if "status" in fields:
+        raise ValueError("a run's status changes only through the transitions of runs.py")
+    Run.objects.filter(id=run_id).update(**fields)
+
+
+def _move(run_id: int, sources: list[str], **fields: Any) -> bool:
+    return bool(Run.objects.filter(id=run_id, status__in=sources).update(**fields))
+
+
+def _started_at(run_id: int) -> datetime | None:
+    return Run.objects.filter(id=run_id).values_list("started_at", flat=True).first()
+
+
+def _seconds_since(start: datetime | None, now: datetime) -> float | None:
+    return (now - start).total_seconds() if start else None
+
+
+def _identity(fields: dict[str, Any]) -> str:
+    job = getattr(fields.get("job"), "id", None)
+    return f"job {job} at {fields.get('scheduled_for')} #{fields.get('attempt', 1)}"

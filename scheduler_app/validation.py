@@ -1,0 +1,334 @@
+"""The job rules, written once: the API, the admin and ``Job.clean`` all call :func:`clean_job`.
+
+So all three refuse the same jobs with the same messages. Nothing here knows
+DRF, Django forms or the models (``models`` imports this module): plain values
+in, normalised values or one :class:`JobRulesError` (field -> messages) out.
+What is left to the adapters is reading their input's types (JSON, form text).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
+
+from scheduler_app import schedules
+from scheduler_app.payloads import KINDS, PayloadError, allowed_path
+
+# The fields of a job that its owner edits, in the order the API and admin show them.
+JOB_FIELDS = (
+    "name",
+    "description",
+    "tags",
+    "kind",
+    "payload",
+    "schedule",
+    "timezone",
+    "enabled",
+    "timeout",
+    "max_memory_mb",
+    "max_cpu_seconds",
+    "max_retries",
+    "retry_delay",
+    "retry_backoff",
+    "start_at",
+    "end_at",
+    "window",
+    "jitter",
+    "calendar",
+    "calendar_policy",
+    "misfire_grace",
+    "catchup",
+    "concurrency_policy",
+    "max_concurrent",
+    "fan_out",
+    "quorum",
+    "priority",
+    "queue",
+    "env",
+    "working_dir",
+    "condition",
+    "notify_emails",
+    "notify_webhooks",
+    "notify_on",
+)
+
+MASK = "***"  # how a secret env value is shown, in the API and in a run's output
+DEFAULT_KIND = "command"
+DEFAULT_TIMEZONE = "UTC"
+NOTIFY_EVENTS = ("failure", "success", "recovery")
+MAX_TAG_LENGTH = 64
+MAX_EMAILS = 50
+MAX_WEBHOOKS = 20
+DAY = 86400
+
+QUEUE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_webhook_url = URLValidator(schemes=["http", "https"])
+
+
+class JobRulesError(ValueError):
+    """Every rule a job breaks, at once: field name -> messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class RuleError(ValueError):
+    """One rule's complaint about its field; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An integer field's range; ``high`` may name the setting that holds the upper limit."""
+
+    low: int
+    high: int | str
+
+    @property
+    def top(self) -> int:
+        return int(getattr(settings, self.high)) if isinstance(self.high, str) else self.high
+
+    def check(self, value: Any) -> int | None:
+        """``value``; None is left to the field's own null rule."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RuleError("must be a whole number.")
+        if value < self.low:
+            raise RuleError(f"must be greater than or equal to {self.low}.")
+        if value > self.top:
+            source = f" ({self.high})" if isinstance(self.high, str) else ""
+            raise RuleError(f"must be less than or equal to {self.top}{source}.")
+        return value
+
+
+BOUNDS = {
+    "timeout": Bound(1, "SCHEDULER_MAX_TIMEOUT"),
+    "max_memory_mb": Bound(16, 1024 * 1024),
+    "max_cpu_seconds": Bound(1, 7 * DAY),
+    "max_retries": Bound(0, 100),
+    "retry_delay": Bound(0, DAY),
+    "priority": Bound(0, 9),
+    "max_concurrent": Bound(1, 1000),
+    "quorum": Bound(1, 1000),
+    "jitter": Bound(0, DAY),
+    "misfire_grace": Bound(0, 30 * DAY),
+}
+
+
+def _timezone(values: Mapping[str, Any]) -> str:
+    schedules.get_zone(values["timezone"])
+    return values["timezone"]
+
+
+def _schedule(values: Mapping[str, Any]) -> dict[str, Any]:
+    zone = schedules.get_zone(values.get("timezone", DEFAULT_TIMEZONE))
+    return schedules.normalize(values["schedule"], zone)
+
+
+def _window(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    return schedules.normalize_window(values["window"])
+
+
+def _end_at(values: Mapping[str, Any]) -> Any:
+    start, end = values.get("start_at"), values["end_at"]
+    if start and end and end <= start:
+        raise RuleError("must be later than start_at.")
+    return end
+
+
+def _kind(values: Mapping[str, Any]) -> str:
+    kind = values["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise RuleError(f'"{kind}" is not a valid choice; the kinds are {", ".join(KINDS)}.')
+    return kind
+
+
+def _payload(values: Mapping[str, Any]) -> dict[str, Any]:
+    return KINDS[values.get("kind", DEFAULT_KIND)](values["payload"])
+
+
+def _working_dir(values: Mapping[str, Any]) -> str:
+    path = values["working_dir"]
+    if not path:
+        return ""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise RuleError("must be an absolute path.")
+    return allowed_path(path)
+
+
+def _queue(values: Mapping[str, Any]) -> str:
+    queue = values["queue"]
+    if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
+        raise RuleError(
+            "must be 1-64 letters, digits, '_', '-' or '.', the name of a worker queue."
+        )
+    return queue
+
+
+def _env(values: Mapping[str, Any]) -> dict[str, Any]:
+    """{"NAME": "value"} or {"NAME": {"value": "...", "secret": true}}."""
+    env = values["env"]
+    if not isinstance(env, dict):
+        raise RuleError('must be an object such as {"NAME": "value"}.')
+    for name, item in env.items():
+        _check_variable(name, item)
+    return env
+
+
+def _check_variable(name: Any, item: Any) -> None:
+    if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
+        raise RuleError(f"{name!r} is not a valid variable name.")
+    if isinstance(item, dict):
+        if not isinstance(item.get("value"), str) or set(item) - {"value", "secret"}:
+            raise RuleError(f'{name}: use a string, or {{"value": "...", "secret": true}}.')
+    elif not isinstance(item, str):
+        raise RuleError(f"{name}: Not a valid string.")
+
+
+def keep_secrets(env: Any, stored: Any) -> Any:
+    """``env`` with each secret sent back as *** (as the API shows it) given its stored value."""
+    if not isinstance(env, dict) or not isinstance(stored, dict):
+        return env
+    return {
+        name: stored[name]
+        if isinstance(item, dict) and item.get("value") == MASK and name in stored
+        else item
+        for name, item in env.items()
+    }
+
+
+def _strings(value: Any, what: str, most: int | None = None) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise RuleError(f"must be a list of {what}.")
+    if most is not None and len(value) > most:
+        raise RuleError(f"must be a list of at most {most} {what}.")
+    return value
+
+
+def _tags(values: Mapping[str, Any]) -> list[str]:
+    tags = _strings(values["tags"], "strings")
+    for tag in tags:
+        if not tag.strip() or len(tag) > MAX_TAG_LENGTH:
+            raise RuleError(f"each tag must be 1-{MAX_TAG_LENGTH} characters; {tag!r} is not.")
+    return tags
+
+
+def _valid(check: Callable[[str], None], value: str, what: str) -> None:
+    try:
+        check(value)
+    except ValidationError:
+        raise RuleError(f"{value!r} is not a valid {what}.") from None
+
+
+def _notify_emails(values: Mapping[str, Any]) -> list[str]:
+    emails = _strings(values["notify_emails"], "e-mail addresses", MAX_EMAILS)
+    for email in emails:
+        _valid(validate_email, email, "e-mail address")
+    return emails
+
+
+def _notify_webhooks(values: Mapping[str, Any]) -> list[str]:
+    urls = _strings(values["notify_webhooks"], "URLs", MAX_WEBHOOKS)
+    for url in urls:
+        _valid(_webhook_url, url, "http:// or https:// URL")
+    return urls
+
+
+def _notify_on(values: Mapping[str, Any]) -> list[str]:
+    events = _strings(values["notify_on"], "events")
+    for event in events:
+        if event not in NOTIFY_EVENTS:
+            raise RuleError(
+                f'"{event}" is not a valid choice; the events are {", ".join(NOTIFY_EVENTS)}.'
+            )
+    return events
+
+
+def _bounded(name: str, values: Mapping[str, Any]) -> int | None:
+    return BOUNDS[name].check(values[name])
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``check`` returns ``field``'s value normalised, or raises saying why it is wrong.
+
+    ``reads`` are the other fields the check reads: the rule is judged again
+    when one of them changes, and not judged while one of them is wrong.
+    """
+
+    field: str
+    check: Callable[[Mapping[str, Any]], Any]
+    reads: tuple[str, ...] = ()
+
+
+RULES = (
+    Rule("timezone", _timezone),
+    Rule("schedule", _schedule, reads=("timezone",)),
+    Rule("window", _window),
+    Rule("end_at", _end_at, reads=("start_at",)),
+    Rule("kind", _kind),
+    Rule("payload", _payload, reads=("kind",)),
+    Rule("working_dir", _working_dir),
+    Rule("queue", _queue),
+    Rule("env", _env),
+    Rule("tags", _tags),
+    Rule("notify_emails", _notify_emails),
+    Rule("notify_webhooks", _notify_webhooks),
+    Rule("notify_on", _notify_on),
+    *(Rule(name, partial(_bounded, name)) for name in BOUNDS),
+)
+# The fields the rules read, which ``values_of`` takes from a saved job.
+RULED_FIELDS = tuple(dict.fromkeys(name for rule in RULES for name in (rule.field, *rule.reads)))
+
+
+def values_of(job: object) -> dict[str, Any]:
+    """The values the rules read, from a job (or anything with the job's attributes)."""
+    return {name: getattr(job, name) for name in RULED_FIELDS}
+
+
+def clean_job(data: Mapping[str, Any], stored: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``data`` with its values normalised; JobRulesError naming every field that breaks a rule.
+
+    ``data`` holds the job's fields as given (for an update: the new values over
+    the stored ones); a field missing from it is not judged (its default applies).
+    ``stored`` holds the saved job's values, None for a new job: a value left as
+    it was is not judged again (a one-time schedule that has since passed stays
+    valid), and a secret sent back as *** keeps its stored value.
+    """
+    values = dict(data)
+    if stored is not None and "env" in values:
+        values["env"] = keep_secrets(values["env"], stored.get("env"))
+    errors: dict[str, list[str]] = {}
+    for rule in RULES:
+        if rule.field not in values or not _to_judge(rule, values, stored, errors):
+            continue
+        try:
+            values[rule.field] = rule.check(values)
+        except (RuleError, PayloadError, schedules.ScheduleError) as exc:
+            errors[rule.field] = [str(exc)]
+    if errors:
+        raise JobRulesError(errors)
+    return values
+
+
+def _to_judge(
+    rule: Rule,
+    values: Mapping[str, Any],
+    stored: Mapping[str, Any] | None,
+    errors: Mapping[str, list[str]],
+) -> bool:
+    if any(name in errors for name in rule.reads):
+        return False
+    if stored is None:
+        return True
+    return any(values.get(name) != stored.get(name) for name in (rule.field, *rule.reads))

@@ -1,0 +1,131 @@
+"""What the tests share besides fixtures: waiting, making jobs, reading runs, the stack."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from config.celery import app
+from scheduler_app.models import Job, Run
+
+CELERY = [sys.executable, "-m", "celery", "-A", "config"]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll until ``condition()`` is truthy and return it; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s: {condition.__doc__ or condition}")
+
+
+def make_job(owner: AbstractBaseUser, **fields: Any) -> Job:
+    """A job saved straight to the database (no API): a command every minute unless told."""
+    defaults = {
+        "name": "j",
+        "payload": {"command": "true"},
+        "schedule": {"type": "interval", "every": 1, "unit": "minutes"},
+    }
+    return Job.objects.create(owner=owner, **{**defaults, **fields})
+
+
+def client_for(user: AbstractBaseUser) -> APIClient:
+    """An API client that sends the user's token, as the CLI and scripts do."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def create_job(api: Any, **fields: Any) -> dict:
+    """A job made through the API, as a user would; its JSON."""
+    response = api.post("/api/v1/jobs/", fields, format="json")
+    assert response.status_code == 201, response.data
+    return response.data
+
+
+def wait_runs(job_id: int, count: int, timeout: float = 30, **filters: Any) -> list[Run]:
+    """At least ``count`` runs of the job matching ``filters``, oldest first."""
+
+    def enough() -> list[Run] | None:
+        """enough runs are recorded"""
+        runs = list(
+            Run.objects.filter(job_id=job_id, **filters).order_by("scheduled_for", "attempt")
+        )
+        return runs if len(runs) >= count else None
+
+    return wait_for(enough, timeout=timeout)
+
+
+def processes_running(*cmdline: str) -> list[psutil.Process]:
+    """The processes on this machine whose command line is exactly ``cmdline``."""
+    return [
+        proc for proc in psutil.process_iter(["cmdline"]) if proc.info["cmdline"] == list(cmdline)
+    ]
+
+
+def test_database_url() -> str:
+    """The test database, as a URL the stack's processes can open."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+@dataclass
+class Stack:
+    """A real worker and a real beat, started as a user would, logging under ``logs``."""
+
+    logs: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str]) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            CELERY + args, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def start_worker(self, name: str = "worker", node: str = "w1", queues: str = "default") -> None:
+        self.start(name, ["worker", "-n", f"{node}@%h", "-Q", queues, "-c", "2", "-l", "info",
+                          "--without-mingle", "--without-gossip"])  # fmt: skip
+
+    def start_beat(self) -> None:
+        self.start("beat", ["beat", "-l", "info"])
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def wait_workers(self, count: int = 1) -> None:
+        def workers_answer() -> bool:
+            """the workers answer a ping"""
+            return len(app.control.ping(timeout=0.5)) >= count
+
+        wait_for(workers_answer, timeout=60)

@@ -1,0 +1,332 @@
+"""The job rules, written once: the API and the admin refuse the same jobs with the same words.
+
+One table of bad jobs runs through both doors; then ``clean_job`` itself, and
+the field list the serializer, the admin form and its fieldsets share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.admin.utils import flatten_fieldsets
+from django.core.exceptions import ValidationError
+from django.test import Client
+from rest_framework.test import APIClient
+
+from scheduler_app import validation
+from scheduler_app.admin import JobAdmin, JobForm
+from scheduler_app.api.serializers import JobSerializer
+from scheduler_app.models import Job
+from scheduler_app.payloads import KINDS
+from scheduler_app.validation import JobRulesError, clean_job
+from workers.executors import SUPPORTED_KINDS
+
+GOOD = {
+    "name": "good",
+    "kind": "command",
+    "payload": {"command": "echo hi"},
+    "schedule": "*/5 * * * *",
+    "timezone": "UTC",
+}
+MAX_TIMEOUT = settings.SCHEDULER_MAX_TIMEOUT
+NOON = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+# (overrides on GOOD, the field blamed, a fragment of its message)
+BAD_JOBS: list[tuple[dict[str, Any], str, str]] = [
+    ({"queue": "no spaces"}, "queue", "letters, digits, '_', '-' or '.'"),
+    ({"queue": "q" * 65}, "queue", "must be 1-64 letters"),
+    (
+        {"timeout": MAX_TIMEOUT + 1},
+        "timeout",
+        f"must be less than or equal to {MAX_TIMEOUT} (SCHEDULER_MAX_TIMEOUT).",
+    ),
+    ({"timeout": 0}, "timeout", "must be greater than or equal to 1."),
+    ({"env": {"1BAD": "x"}}, "env", "'1BAD' is not a valid variable name."),
+    ({"env": {"A": 5}}, "env", "A: Not a valid string."),
+    ({"env": {"A": {"value": "x", "hidden": True}}}, "env", 'A: use a string, or {"value"'),
+    ({"env": ["A=1"]}, "env", 'must be an object such as {"NAME": "value"}.'),
+    ({"start_at": NOON, "end_at": NOON - timedelta(hours=1)}, "end_at", "later than start_at"),
+    ({"timezone": "Mars/Olympus"}, "timezone", "unknown time zone 'Mars/Olympus'"),
+    ({"schedule": "0 0 31 2 *"}, "schedule", "never fires"),
+    ({"schedule": "61 * * * *"}, "schedule", "invalid cron expression"),
+    ({"schedule": {"type": "once", "at": "2001-01-01T00:00:00Z"}}, "schedule", "in the past"),
+    ({"payload": {"shell": "/bin/sh"}}, "payload", "'command' is required"),
+    ({"payload": {"command": "ls", "shell": "bash"}}, "payload", "'shell' must be an absolute"),
+    ({"kind": "teleport"}, "kind", '"teleport" is not a valid choice; the kinds are command'),
+    ({"kind": "http"}, "payload", "'url' must be an http:// or https:// URL"),
+    ({"kind": "python", "payload": {"code": " "}}, "payload", "'code' is required"),
+    ({"kind": "script", "payload": {"path": "/etc/passwd"}}, "payload", "outside the directories"),
+    ({"kind": "celery", "payload": {"task": "os.system"}}, "payload", "registered Celery task"),
+    ({"priority": 10}, "priority", "must be less than or equal to 9."),
+    ({"max_memory_mb": 1}, "max_memory_mb", "must be greater than or equal to 16."),
+    ({"max_cpu_seconds": 0}, "max_cpu_seconds", "must be greater than or equal to 1."),
+    ({"working_dir": "relative/dir"}, "working_dir", "must be an absolute path."),
+    ({"working_dir": "/etc"}, "working_dir", "outside the directories jobs may use"),
+    ({"window": {"start": "9am", "end": "17:00"}}, "window", "'start' must be HH:MM"),
+    ({"window": {"days_of_week": [7], "start": "09:00", "end": "17:00"}}, "window", "0 (Monday)"),
+    ({"notify_on": ["sometimes"]}, "notify_on", '"sometimes" is not a valid choice'),
+    ({"notify_emails": ["not-an-address"]}, "notify_emails", "not a valid e-mail address"),
+    ({"notify_emails": ["a@example.com"] * 51}, "notify_emails", "at most 50 e-mail addresses"),
+    ({"notify_webhooks": ["ftp://example.com/x"]}, "notify_webhooks", "not a valid http://"),
+    ({"tags": ["ok", "x" * 65]}, "tags", "each tag must be 1-64 characters"),
+    ({"tags": "nightly"}, "tags", "must be a list of strings."),
+    ({"jitter": -1}, "jitter", "must be greater than or equal to 0."),
+    ({"misfire_grace": 30 * 86400 + 1}, "misfire_grace", "less than or equal to 2592000."),
+    ({"max_retries": 101}, "max_retries", "must be less than or equal to 100."),
+    ({"retry_delay": -5}, "retry_delay", "must be greater than or equal to 0."),
+    ({"max_concurrent": 0}, "max_concurrent", "must be greater than or equal to 1."),
+    ({"quorum": 0}, "quorum", "must be greater than or equal to 1."),
+]
+IDS = [f"{field}-{i}" for i, (_, field, _) in enumerate(BAD_JOBS)]
+
+# What the admin's add form needs besides the job's own values (its inlines, its defaults).
+ADMIN_FORM = {
+    "dependencies-TOTAL_FORMS": 0,
+    "dependencies-INITIAL_FORMS": 0,
+    "runs-TOTAL_FORMS": 0,
+    "runs-INITIAL_FORMS": 0,
+}
+ADMIN_DEFAULTS = {
+    "enabled": True,
+    "tags": [],
+    "env": {},
+    "notify_emails": [],
+    "notify_webhooks": [],
+    "notify_on": ["failure"],
+    "jitter": 0,
+    "misfire_grace": 60,
+    "catchup": "once",
+    "calendar_policy": "skip",
+    "concurrency_policy": "forbid",
+    "priority": 5,
+    "queue": "default",
+    "max_retries": 0,
+    "retry_delay": 0,
+}
+# Typed as JSON text in the admin (the schedule is not: a phrase is typed as it is).
+JSON_FIELDS = {"tags", "env", "payload", "window", "notify_emails", "notify_webhooks", "notify_on"}
+
+
+def as_form(job: dict[str, Any], owner_id: int) -> dict[str, Any]:
+    """The job as the admin's add form posts it: JSON as text, a date and a time apart."""
+    data: dict[str, Any] = {**ADMIN_FORM, "owner": owner_id}
+    for name, value in {**ADMIN_DEFAULTS, **job}.items():
+        if isinstance(value, datetime):
+            data[f"{name}_0"], data[f"{name}_1"] = value.strftime("%Y-%m-%d %H:%M:%S").split()
+        elif name in JSON_FIELDS or isinstance(value, dict | list):
+            data[name] = json.dumps(value)
+        elif value is True:
+            data[name] = "on"
+        elif value is not False:
+            data[name] = value
+    return data
+
+
+def api_errors(api: APIClient, job: dict[str, Any]) -> dict[str, list[str]]:
+    response = api.post("/api/v1/jobs/", job, format="json")
+    assert response.status_code == 400, response.data
+    return {field: [str(m) for m in messages] for field, messages in response.data.items()}
+
+
+def admin_errors(client: Client, owner_id: int, job: dict[str, Any]) -> dict[str, list[str]]:
+    response = client.post("/admin/scheduler_app/job/add/", as_form(job, owner_id))
+    assert response.status_code == 200, "the form was accepted"
+    form = response.context["adminform"].form
+    return {field: list(messages) for field, messages in form.errors.items()}
+
+
+@pytest.mark.parametrize(("change", "field", "message"), BAD_JOBS, ids=IDS)
+def test_the_api_and_the_admin_refuse_a_bad_job_alike(
+    api, admin_client, admin_user, change, field, message
+):
+    job = {**GOOD, **change}
+    through_api = api_errors(api, job)
+    through_admin = admin_errors(admin_client, admin_user.id, job)
+    assert list(through_api) == [field]
+    assert message in through_api[field][0]
+    assert through_admin == through_api
+    assert not Job.objects.exists()
+
+
+def test_the_good_job_passes_both_doors(api, admin_client, admin_user):
+    assert api.post("/api/v1/jobs/", GOOD, format="json").status_code == 201
+    job = {**GOOD, "name": "good too"}
+    response = admin_client.post("/admin/scheduler_app/job/add/", as_form(job, admin_user.id))
+    assert response.status_code == 302
+    saved = Job.objects.get(name="good too")
+    assert saved.schedule == {"type": "cron", "expression": "*/5 * * * *"}
+    assert saved.payload == {"command": "echo hi", "shell": "/bin/sh"}
+
+
+def test_every_broken_rule_is_named_at_once(api):
+    bad = {**GOOD, "queue": "a b", "priority": 10, "env": {"1X": "y"}, "working_dir": "rel"}
+    assert set(api_errors(api, bad)) == {"queue", "priority", "env", "working_dir"}
+
+
+# --- clean_job itself ---------------------------------------------------------------
+
+
+def rules_broken(data: dict[str, Any], stored: dict[str, Any] | None = None) -> dict:
+    with pytest.raises(JobRulesError) as caught:
+        clean_job(data, stored)
+    return caught.value.errors
+
+
+def test_it_returns_the_values_normalised(settings, tmp_path):
+    settings.SCHEDULER_ALLOWED_DIRS = [str(tmp_path)]
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    cleaned = clean_job(
+        {
+            **GOOD,
+            "kind": "http",
+            "payload": {"url": "https://example.com/", "method": "post"},
+            "schedule": "daily at 10:30",
+            "window": {},
+            "working_dir": str(tmp_path / "link"),
+        }
+    )
+    assert cleaned["schedule"] == {"type": "daily", "time": "10:30"}
+    assert cleaned["payload"]["method"] == "POST"
+    assert cleaned["payload"]["expect_status"] == [200]
+    assert cleaned["window"] is None
+    assert cleaned["working_dir"] == os.path.realpath(tmp_path / "real")
+    assert cleaned["name"] == "good"
+
+
+def test_a_field_not_given_is_not_judged():
+    assert clean_job({}) == {}
+    assert clean_job({"payload": {"command": "true"}})["payload"]["shell"] == "/bin/sh"
+
+
+def test_all_errors_come_at_once():
+    errors = rules_broken({**GOOD, "queue": "", "priority": -1, "tags": [1]})
+    assert set(errors) == {"queue", "priority", "tags"}
+    assert all(len(messages) == 1 for messages in errors.values())
+
+
+def test_a_rule_reading_a_wrong_field_waits_for_it():
+    errors = rules_broken({**GOOD, "timezone": "Nowhere/Else", "schedule": "whenever"})
+    assert set(errors) == {"timezone"}
+    errors = rules_broken({**GOOD, "kind": "ftp", "payload": "not even an object"})
+    assert set(errors) == {"kind"}
+
+
+def test_the_timeout_cap_is_read_when_judged(settings):
+    settings.SCHEDULER_MAX_TIMEOUT = 60
+    errors = rules_broken({"timeout": 61})
+    assert errors == {"timeout": ["must be less than or equal to 60 (SCHEDULER_MAX_TIMEOUT)."]}
+    assert clean_job({"timeout": 60}) == {"timeout": 60}
+
+
+def test_non_numbers_are_refused_by_the_rules_too():
+    assert rules_broken({"priority": "5"}) == {"priority": ["must be a whole number."]}
+    assert rules_broken({"priority": True}) == {"priority": ["must be a whole number."]}
+
+
+def test_a_stored_value_left_as_it_was_is_not_judged_again():
+    past = {"type": "once", "at": "2001-01-01T00:00:00Z"}
+    stored = {**GOOD, "schedule": past}
+    assert clean_job({**stored, "name": "renamed"}, stored)["schedule"] == past
+    assert "in the past" in rules_broken(stored)["schedule"][0]
+    moved = {**stored, "timezone": "Europe/Paris"}
+    assert "in the past" in rules_broken(moved, stored)["schedule"][0]
+
+
+def test_a_secret_sent_back_masked_keeps_its_stored_value():
+    stored = {"env": {"TOKEN": {"value": "s3cret", "secret": True}, "A": "1"}}
+    masked = {"TOKEN": {"value": validation.MASK, "secret": True}, "A": "2"}
+    cleaned = clean_job({"env": masked}, stored)
+    assert cleaned["env"] == {"TOKEN": {"value": "s3cret", "secret": True}, "A": "2"}
+    assert clean_job({"env": masked})["env"] == masked  # a new job has nothing to keep
+
+
+# --- Job.clean, and the API's updates ---------------------------------------------------
+
+
+def test_job_full_clean_applies_the_rules_and_normalises(owner):
+    job = Job(owner=owner, name="m", payload={"command": "true"}, schedule="hourly")
+    job.full_clean(exclude={"schedule_start"})  # save() sets it
+    assert job.schedule == {"type": "hourly", "minute": 0}
+    assert job.payload == {"command": "true", "shell": "/bin/sh"}
+    job.queue, job.priority = "no spaces", 10
+    with pytest.raises(ValidationError) as caught:
+        job.full_clean(exclude={"schedule_start"})
+    assert set(caught.value.message_dict) == {"queue", "priority"}
+
+
+def test_job_clean_leaves_a_passed_one_time_schedule_alone(owner):
+    job = Job.objects.create(
+        owner=owner, name="once", payload={"command": "true"},
+        schedule={"type": "once", "at": "2001-01-01T00:00:00Z"},
+    )  # fmt: skip
+    job = Job.objects.get(pk=job.pk)
+    job.description = "edited"
+    job.full_clean()
+    job.timezone = "Europe/Paris"
+    with pytest.raises(ValidationError, match="in the past"):
+        job.full_clean()
+
+
+def test_a_partial_update_of_a_passed_one_time_job_is_accepted(api, owner):
+    job = Job.objects.create(
+        owner=owner, name="once", payload={"command": "true"},
+        schedule={"type": "once", "at": "2001-01-01T00:00:00Z"},
+    )  # fmt: skip
+    response = api.patch(f"/api/v1/jobs/{job.id}/", {"description": "later"}, format="json")
+    assert response.status_code == 200, response.data
+
+
+def test_a_masked_secret_sent_back_through_the_api_is_kept(api):
+    env = {"TOKEN": {"value": "s3cret", "secret": True}}
+    job = api.post("/api/v1/jobs/", {**GOOD, "env": env}, format="json").data
+    assert job["env"] == {"TOKEN": {"value": validation.MASK, "secret": True}}
+    response = api.put(f"/api/v1/jobs/{job['id']}/", {**GOOD, "env": job["env"]}, format="json")
+    assert response.status_code == 200, response.data
+    assert Job.objects.get(id=job["id"]).env == env
+
+
+def test_the_admin_changes_a_job_under_the_same_rules(admin_client, admin_user):
+    job = Job.objects.create(
+        owner=admin_user, name="edit me", payload={"command": "true"},
+        schedule={"type": "once", "at": "2001-01-01T00:00:00Z"},
+    )  # fmt: skip
+    url = f"/admin/scheduler_app/job/{job.id}/change/"
+    form = as_form({**GOOD, "name": "edit me", "schedule": job.schedule}, admin_user.id)
+    assert admin_client.post(url, form).status_code == 302
+    response = admin_client.post(url, {**form, "priority": 10})
+    errors = response.context["adminform"].form.errors
+    assert errors == {"priority": ["must be less than or equal to 9."]}
+
+
+# --- the field list, written once --------------------------------------------------
+
+
+def test_the_serializer_writes_exactly_the_job_fields():
+    fields = JobSerializer().fields
+    writable = {name for name, field in fields.items() if not field.read_only}
+    assert writable == {*validation.JOB_FIELDS, "depends_on"}
+
+
+def test_the_schema_shows_the_bounds_the_rules_check():
+    fields = JobSerializer().fields
+    assert (fields["priority"].min_value, fields["priority"].max_value) == (0, 9)
+    assert fields["timeout"].max_value == settings.SCHEDULER_MAX_TIMEOUT
+    assert fields["priority"].validators == []  # the rules judge, in their own words
+
+
+def test_the_admin_form_and_fieldsets_cover_exactly_the_job_fields():
+    assert JobForm.Meta.fields == ["owner", *validation.JOB_FIELDS]
+    shown = flatten_fieldsets(JobAdmin.fieldsets)
+    assert sorted(shown) == sorted({*JobForm.Meta.fields, *JobAdmin.readonly_fields})
+    assert len(shown) == len(set(shown))
+
+
+def test_the_rules_know_every_kind():
+    assert list(KINDS) == list(Job.Kind.values) == list(SUPPORTED_KINDS)
+    assert set(validation.RULED_FIELDS) <= set(validation.JOB_FIELDS)
