@@ -187,17 +187,7 @@ class JobAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "kind", "last_status", "queue", "owner"]
     search_fields = ["name", "description", "payload"]
-    readonly_fields = [
-        "schedule_description",
-        "status",
-        "next_run_at",
-        "last_run_at",
-        "last_status",
-        "total_runs",
-        "failed_runs",
-        "created_at",
-        "updated_at",
-    ]
+    readonly_fields = ["schedule_description", "status", *Job.REPORTED_FIELDS]
     inlines = [DependencyInline, RecentRunInline]
     actions = ["pause", "resume", "run_now"]
     list_select_related = ["owner"]
@@ -307,11 +297,16 @@ class RunAdmin(RunColumns, admin.ModelAdmin):
         self.message_user(request, f"Cancelled {cancelled} runs.", messages.SUCCESS)
 
 
-@admin.register(Calendar)
-class CalendarAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "date_count", "updated_at"]
+class OwnedAdmin(admin.ModelAdmin):
+    """Rows that belong to a user and are named (calendars, templates)."""
+
     search_fields = ["name", "description"]
     list_filter = ["owner"]
+
+
+@admin.register(Calendar)
+class CalendarAdmin(OwnedAdmin):
+    list_display = ["name", "owner", "date_count", "updated_at"]
 
     @admin.display(description="dates")
     def date_count(self, calendar: Calendar) -> int:
@@ -319,9 +314,8 @@ class CalendarAdmin(admin.ModelAdmin):
 
 
 @admin.register(JobTemplate)
-class JobTemplateAdmin(admin.ModelAdmin):
+class JobTemplateAdmin(OwnedAdmin):
     list_display = ["name", "owner", "description", "updated_at"]
-    search_fields = ["name", "description"]
     actions = ["new_job"]
 
     @admin.action(description="Create a job from the selected template")

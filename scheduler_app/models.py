@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from scheduler_app import graph, schedules, validation
+from scheduler_app import graph, payloads, schedules, validation
 
 
 def notify_on_failure() -> list[str]:
@@ -61,34 +61,13 @@ class Calendar(OwnedModel):
 
 
 class Job(models.Model):
-    class Kind(models.TextChoices):
-        COMMAND = "command"
-        COMMANDS = "commands"
-        SCRIPT = "script"
-        PYTHON = "python"
-        PYTEST = "pytest"
-        HTTP = "http"
-        CELERY = "celery"
+    # One per payload validator: a kind exists where its payload rules do.
+    Kind = models.TextChoices("Kind", [(kind.upper(), kind) for kind in payloads.KINDS])
 
     class Status(models.TextChoices):
         ACTIVE = "active"
         PAUSED = "paused"
         COMPLETED = "completed"
-
-    class CalendarPolicy(models.TextChoices):
-        SKIP = "skip"
-        SHIFT = "shift"
-
-    class Catchup(models.TextChoices):
-        SKIP = "skip"
-        ONCE = "once"
-        ALL = "all"
-
-    class ConcurrencyPolicy(models.TextChoices):
-        FORBID = "forbid"
-        ALLOW = "allow"
-        REPLACE = "replace"
-        QUEUE_ONE = "queue_one"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
@@ -110,12 +89,23 @@ class Job(models.Model):
     calendar = models.ForeignKey(
         Calendar, on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
     )
+
+    class CalendarPolicy(models.TextChoices):
+        SKIP = "skip"
+        SHIFT = "shift"
+
     calendar_policy = models.CharField(
         max_length=8, choices=CalendarPolicy.choices, default=CalendarPolicy.SKIP
     )
     misfire_grace = models.PositiveIntegerField(
         default=60, help_text="Seconds late before a fire time counts as missed."
     )
+
+    class Catchup(models.TextChoices):
+        SKIP = "skip"
+        ONCE = "once"
+        ALL = "all"
+
     catchup = models.CharField(max_length=8, choices=Catchup.choices, default=Catchup.ONCE)
 
     enabled = models.BooleanField(default=True)
@@ -129,6 +119,13 @@ class Job(models.Model):
     max_retries = models.PositiveSmallIntegerField(default=0)
     retry_delay = models.PositiveIntegerField(default=0, help_text="Seconds.")
     retry_backoff = models.BooleanField(default=False)
+
+    class ConcurrencyPolicy(models.TextChoices):
+        FORBID = "forbid"
+        ALLOW = "allow"
+        REPLACE = "replace"
+        QUEUE_ONE = "queue_one"
+
     concurrency_policy = models.CharField(
         max_length=16, choices=ConcurrencyPolicy.choices, default=ConcurrencyPolicy.FORBID
     )
@@ -189,6 +186,9 @@ class Job(models.Model):
         {"last_fired_for", "last_run_at", "last_status", "total_runs", "failed_runs",
          "completed_at"}
     )  # fmt: skip
+    # What a job reports about itself: shown by the API and the admin, never edited.
+    REPORTED_FIELDS = ("next_run_at", "last_run_at", "last_status", "total_runs",
+                       "failed_runs", "created_at", "updated_at")  # fmt: skip
     # Kept true by save() itself, so they are written with any field list.
     DERIVED_FIELDS = ("schedule_start", "paused_at", "resumed_at", "next_run_at", "updated_at")
 

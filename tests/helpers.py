@@ -58,6 +58,18 @@ def create_job(api: Any, **fields: Any) -> dict:
     return response.data
 
 
+def manual_job(api: Any, name: str, command: str, **fields: Any) -> dict:
+    """A job that runs a shell command when asked to (schedule "manual"), made through the API."""
+    return create_job(api, name=name, payload={"command": command}, schedule="manual", **fields)
+
+
+def run_now(api: Any, job: dict) -> int:
+    """Ask for a run of the job now, as the API's "run" button does; the run's id."""
+    response = api.post(f"/api/v1/jobs/{job['id']}/run/")
+    assert response.status_code == 202, response.data
+    return response.data["id"]
+
+
 def wait_runs(job_id: int, count: int, timeout: float = 30, **filters: Any) -> list[Run]:
     """At least ``count`` runs of the job matching ``filters``, oldest first."""
 

@@ -11,7 +11,7 @@ import pytest
 
 from scheduler_app import services
 from scheduler_app.models import Run
-from tests.helpers import Stack, create_job, wait_runs
+from tests.helpers import Stack, create_job, manual_job, run_now, wait_runs
 
 pytestmark = pytest.mark.stack
 
@@ -26,15 +26,9 @@ def two_nodes(live: Stack) -> Iterator[Stack]:
 
 @pytest.mark.parametrize("attempt", range(3))
 def test_forbid_lets_one_of_two_racing_runs_start(two_nodes, api, attempt):
-    job = create_job(
-        api,
-        name=f"race-{attempt}",
-        payload={"command": "sleep 2; echo done"},
-        schedule="manual",
-        concurrency_policy="forbid",
-    )
+    job = manual_job(api, f"race-{attempt}", "sleep 2; echo done", concurrency_policy="forbid")
     for _ in range(4):
-        assert api.post(f"/api/v1/jobs/{job['id']}/run/").status_code == 202
+        run_now(api, job)
 
     runs = wait_runs(job["id"], 4, timeout=60, finished_at__isnull=False)
 
@@ -43,16 +37,10 @@ def test_forbid_lets_one_of_two_racing_runs_start(two_nodes, api, attempt):
 
 
 def test_replace_stops_the_running_one_on_its_node(two_nodes, api):
-    job = create_job(
-        api,
-        name="replace",
-        payload={"command": "sleep 30"},
-        schedule="manual",
-        concurrency_policy="replace",
-    )
-    first = api.post(f"/api/v1/jobs/{job['id']}/run/").data["id"]
+    job = manual_job(api, "replace", "sleep 30", concurrency_policy="replace")
+    first = run_now(api, job)
     wait_runs(job["id"], 1, status=Run.Status.RUNNING)
-    second = api.post(f"/api/v1/jobs/{job['id']}/run/").data["id"]
+    second = run_now(api, job)
 
     wait_runs(job["id"], 1, status=Run.Status.RUNNING, id=second)
     replaced = wait_runs(job["id"], 1, id=first, finished_at__isnull=False)[0]
@@ -72,7 +60,7 @@ def test_fan_out_runs_once_on_every_node_and_aggregates_by_quorum(two_nodes, api
             "command": 'echo "on $SCHEDULER_NODE"; case $SCHEDULER_NODE in w2@*) exit 3;; esac'
         },
     )
-    parent_id = api.post(f"/api/v1/jobs/{job['id']}/run/").data["id"]
+    parent_id = run_now(api, job)
 
     parent = wait_runs(job["id"], 1, timeout=60, id=parent_id, finished_at__isnull=False)[0]
 
@@ -95,14 +83,8 @@ def test_a_job_runs_only_on_the_worker_group_of_its_queue(live, api):
     live.start_worker(name="reports-worker", node="w3", queues="reports")
     try:
         live.wait_workers(2)
-        job = create_job(
-            api,
-            name="report",
-            payload={"command": "echo report"},
-            schedule="manual",
-            queue="reports",
-        )
-        api.post(f"/api/v1/jobs/{job['id']}/run/")
+        job = manual_job(api, "report", "echo report", queue="reports")
+        run_now(api, job)
         (run,) = wait_runs(job["id"], 1, timeout=30, status=Run.Status.SUCCEEDED)
         assert run.worker.startswith("w3@")
     finally:
@@ -110,16 +92,8 @@ def test_a_job_runs_only_on_the_worker_group_of_its_queue(live, api):
 
 
 def test_retries_back_off_exponentially(live, api):
-    job = create_job(
-        api,
-        name="backoff",
-        payload={"command": "exit 1"},
-        schedule="manual",
-        max_retries=2,
-        retry_delay=1,
-        retry_backoff=True,
-    )
-    api.post(f"/api/v1/jobs/{job['id']}/run/")
+    job = manual_job(api, "backoff", "exit 1", max_retries=2, retry_delay=1, retry_backoff=True)
+    run_now(api, job)
 
     runs = wait_runs(job["id"], 3, timeout=30, status=Run.Status.FAILED)
 
@@ -133,16 +107,8 @@ def test_retries_back_off_exponentially(live, api):
 def test_a_run_whose_worker_was_killed_is_reaped_and_retried_elsewhere(live, api):
     live.start_worker(name="doomed", node="w5", queues="doomed")
     live.wait_workers(2)
-    job = create_job(
-        api,
-        name="doomed",
-        payload={"command": "sleep 341"},
-        schedule="manual",
-        queue="doomed",
-        max_retries=1,
-        timeout=60,
-    )
-    api.post(f"/api/v1/jobs/{job['id']}/run/")
+    job = manual_job(api, "doomed", "sleep 341", queue="doomed", max_retries=1, timeout=60)
+    run_now(api, job)
     (running,) = wait_runs(job["id"], 1, status=Run.Status.RUNNING)
     live.stop("doomed", sig=signal.SIGKILL)
     try:

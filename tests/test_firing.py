@@ -8,21 +8,17 @@ import pytest
 
 from scheduler_app import firing
 from scheduler_app.models import Calendar, Job, Run
+from tests.helpers import make_job
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # a Monday
 MINUTE = timedelta(minutes=1)
+HOURLY = {"type": "hourly", "minute": 0}
 
 
 @pytest.fixture
 def every_minute(owner) -> Job:
-    return Job.objects.create(
-        owner=owner,
-        name="m",
-        payload={"command": "true"},
-        schedule={"type": "cron", "expression": "* * * * *"},
-        start_at=T0,
-        misfire_grace=30,
-    )
+    cron = {"type": "cron", "expression": "* * * * *"}
+    return make_job(owner, name="m", schedule=cron, start_at=T0, misfire_grace=30)
 
 
 def statuses(job: Job) -> list[tuple[str, str]]:
@@ -88,14 +84,8 @@ def test_many_missed_times_are_recorded_up_to_a_bound_and_counted(every_minute):
 
 
 def test_a_fire_time_outside_the_window_is_a_skipped_run(owner):
-    job = Job.objects.create(
-        owner=owner,
-        name="w",
-        payload={"command": "true"},
-        schedule={"type": "hourly", "minute": 0},
-        start_at=T0,
-        window={"days_of_week": [0], "start": "10:00", "end": "12:00"},
-    )
+    monday_late_morning = {"days_of_week": [0], "start": "10:00", "end": "12:00"}
+    job = make_job(owner, name="w", schedule=HOURLY, start_at=T0, window=monday_late_morning)
     assert firing.fire_due(job.id, T0, sent_at=T0) == []
     run = Run.objects.get(job=job)
     assert (run.status, run.error) == (
@@ -112,10 +102,9 @@ def test_a_calendar_shift_queues_the_run_for_the_next_allowed_day(
     owner, django_capture_on_commit_callbacks
 ):
     calendar = Calendar.objects.create(owner=owner, name="h", dates=["2030-01-07"])
-    job = Job.objects.create(
-        owner=owner,
+    job = make_job(
+        owner,
         name="s",
-        payload={"command": "true"},
         schedule={"type": "daily", "time": "09:00"},
         start_at=T0,
         calendar=calendar,
@@ -132,15 +121,10 @@ def test_a_calendar_shift_queues_the_run_for_the_next_allowed_day(
 
 
 def test_a_job_past_its_end_completes_when_its_last_fire_is_skipped(owner):
-    job = Job.objects.create(
-        owner=owner,
-        name="e",
-        payload={"command": "true"},
-        schedule={"type": "hourly", "minute": 0},
-        start_at=T0,
-        end_at=T0 + timedelta(minutes=30),
-        window={"days_of_week": [6], "start": "10:00", "end": "12:00"},
-    )
+    sunday_late_morning = {"days_of_week": [6], "start": "10:00", "end": "12:00"}
+    end = T0 + timedelta(minutes=30)
+    job = make_job(owner, name="e", schedule=HOURLY, start_at=T0, end_at=end,
+                   window=sunday_late_morning)  # fmt: skip
     firing.fire_due(job.id, T0, sent_at=T0)
     job.refresh_from_db()
     assert job.status == "completed"

@@ -14,14 +14,14 @@ import pytest
 from django.conf import settings
 
 from scheduler_app.models import Run
-from tests.helpers import create_job, wait_for, wait_runs
+from tests.helpers import create_job, manual_job, run_now, wait_for, wait_runs
 
 pytestmark = pytest.mark.stack
 
 
 def run_once(api, **fields) -> Run:
     job = create_job(api, name=f"kind-{uuid.uuid4().hex[:8]}", schedule="manual", **fields)
-    assert api.post(f"/api/v1/jobs/{job['id']}/run/").status_code == 202
+    run_now(api, job)
     (run,) = wait_runs(job["id"], 1, timeout=60, finished_at__isnull=False)
     return run
 
@@ -164,10 +164,10 @@ def test_failure_and_recovery_are_notified_by_webhook_and_mail(live, api, http_s
                      payload={"command": f"test -f {marker}"},
                      notify_emails=["ops@example.com"], notify_webhooks=[url + "/hook"],
                      notify_on=["failure", "recovery"])  # fmt: skip
-    api.post(f"/api/v1/jobs/{job['id']}/run/")
+    run_now(api, job)
     wait_for(lambda: len(received) >= 1, timeout=30)
     marker.touch()
-    api.post(f"/api/v1/jobs/{job['id']}/run/")
+    run_now(api, job)
     wait_for(lambda: len(received) >= 2, timeout=30)
 
     failure, recovery = (json.loads(body) for body in received[:2])
@@ -180,29 +180,11 @@ def test_failure_and_recovery_are_notified_by_webhook_and_mail(live, api, http_s
 
 
 def test_a_dependency_chain_runs_a_then_b_then_c(live, api):
-    a = create_job(api, name="chain-a", payload={"command": "echo a"}, schedule="manual")
-    b = create_job(
-        api,
-        name="chain-b",
-        payload={"command": "exit 1"},
-        schedule="manual",
-        depends_on=[{"job": a["id"], "on": "success"}],
-    )
-    c = create_job(
-        api,
-        name="chain-c",
-        payload={"command": "echo c"},
-        schedule="manual",
-        depends_on=[{"job": b["id"], "on": "failure"}],
-    )
-    never = create_job(
-        api,
-        name="chain-never",
-        payload={"command": "true"},
-        schedule="manual",
-        depends_on=[{"job": b["id"], "on": "success"}],
-    )
-    api.post(f"/api/v1/jobs/{a['id']}/run/")
+    a = manual_job(api, "chain-a", "echo a")
+    b = manual_job(api, "chain-b", "exit 1", depends_on=[{"job": a["id"], "on": "success"}])
+    c = manual_job(api, "chain-c", "echo c", depends_on=[{"job": b["id"], "on": "failure"}])
+    never = manual_job(api, "chain-never", "true", depends_on=[{"job": b["id"], "on": "success"}])
+    run_now(api, a)
 
     (c_run,) = wait_runs(c["id"], 1, timeout=60, status=Run.Status.SUCCEEDED)
 

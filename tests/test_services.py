@@ -9,16 +9,16 @@ from django.utils import timezone
 
 from scheduler_app import firing, retries, services
 from scheduler_app.models import Job, Run
+from tests.helpers import make_job
 
 AT = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def job(owner) -> Job:
-    return Job.objects.create(
-        owner=owner,
+    return make_job(
+        owner,
         name="j",
-        payload={"command": "true"},
         schedule={"type": "interval", "every": 1, "unit": "minutes"},
         max_retries=2,
         retry_delay=10,
@@ -147,10 +147,9 @@ def test_a_run_cancelled_while_running_stays_cancelled(job):
 
 
 def test_a_once_job_completes_after_its_run(owner):
-    job = Job.objects.create(
-        owner=owner,
+    job = make_job(
+        owner,
         name="once",
-        payload={"command": "true"},
         schedule={"type": "once", "at": AT.isoformat()},
     )
     assert job.next_run_at == AT

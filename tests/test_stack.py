@@ -12,18 +12,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scheduler_app.models import Job, Run
-from tests.helpers import create_job, processes_running, wait_for, wait_runs
+from tests.helpers import create_job, manual_job, processes_running, run_now, wait_for, wait_runs
 
 pytestmark = pytest.mark.stack
 
 
 def test_it_runs_an_interval_job_on_its_schedule(live, api):
-    job = create_job(
-        api,
-        name="tick",
-        payload={"command": "echo tick $SCHEDULER_ATTEMPT"},
-        schedule="every 2 seconds",
-    )
+    tick = {"command": "echo tick $SCHEDULER_ATTEMPT"}
+    job = create_job(api, name="tick", payload=tick, schedule="every 2 seconds")
 
     first, second = wait_runs(job["id"], 2, status=Run.Status.SUCCEEDED)[:2]
 
@@ -80,13 +76,7 @@ def test_it_retries_a_failed_run_as_new_attempts_then_completes_a_once_job(live,
 
 
 def test_a_timeout_kills_the_whole_process_group(live, api):
-    job = create_job(
-        api,
-        name="slow",
-        payload={"command": "sleep 317 & sleep 318; echo never"},
-        schedule="manual",
-        timeout=2,
-    )
+    job = manual_job(api, "slow", "sleep 317 & sleep 318; echo never", timeout=2)
     response = api.post(f"/api/v1/jobs/{job['id']}/run/")
     assert response.status_code == 202
     assert response.data["trigger"] == "manual"
@@ -101,10 +91,8 @@ def test_a_timeout_kills_the_whole_process_group(live, api):
 
 
 def test_cancel_stops_a_running_run_on_its_worker(live, api):
-    job = create_job(
-        api, name="long", payload={"command": "echo started; sleep 319"}, schedule="manual"
-    )
-    run_id = api.post(f"/api/v1/jobs/{job['id']}/run/").data["id"]
+    job = manual_job(api, "long", "echo started; sleep 319")
+    run_id = run_now(api, job)
     wait_runs(job["id"], 1, status=Run.Status.RUNNING)
     wait_for(lambda: processes_running("sleep", "319"))
 
@@ -190,14 +178,8 @@ def test_beat_fires_a_seconds_cron_and_a_once_job_at_the_previewed_seconds(live,
 
 
 def test_fire_times_missed_while_beat_was_down_are_recorded_not_lost(live, api):
-    job = create_job(
-        api,
-        name="gap",
-        payload={"command": "true"},
-        schedule="every 1 seconds",
-        misfire_grace=1,
-        catchup="skip",
-    )
+    job = create_job(api, name="gap", payload={"command": "true"}, schedule="every 1 seconds",
+                     misfire_grace=1, catchup="skip")  # fmt: skip
     wait_runs(job["id"], 1, status=Run.Status.SUCCEEDED)
     live.stop("beat")
     stopped_at = datetime.now(UTC)

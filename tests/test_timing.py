@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler_app import schedules
-from scheduler_app.models import Calendar, Job
+from scheduler_app.models import Calendar
 from scheduler_app.schedules import (
     ScheduleError,
     Timing,
@@ -17,6 +17,7 @@ from scheduler_app.schedules import (
     normalize,
     normalize_window,
 )
+from tests.helpers import make_job
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 12, 21, 6, 0, tzinfo=UTC)  # a Monday, 07:00 in Paris
@@ -193,10 +194,9 @@ def test_a_job_uses_its_calendar_window_and_jitter_in_next_runs(api, owner):
 
 def test_a_calendar_change_moves_next_run_at(api, owner):
     calendar = Calendar.objects.create(owner=owner, name="c", dates=[])
-    job = Job.objects.create(
-        owner=owner,
+    job = make_job(
+        owner,
         name="j",
-        payload={"command": "true"},
         schedule={"type": "daily", "time": "09:00"},
         calendar=calendar,
         start_at=datetime(2030, 5, 1, tzinfo=UTC),

@@ -24,6 +24,7 @@ from scheduler_app.api.serializers import JobSerializer
 from scheduler_app.models import Job
 from scheduler_app.payloads import KINDS
 from scheduler_app.validation import JobRulesError, clean_job
+from tests.helpers import make_job
 from workers.executors import SUPPORTED_KINDS
 
 GOOD = {
@@ -261,9 +262,7 @@ def test_job_full_clean_applies_the_rules_and_normalises(owner):
 
 
 def test_job_clean_leaves_a_passed_one_time_schedule_alone(owner):
-    job = Job.objects.create(
-        owner=owner, name="once", payload={"command": "true"},
-        schedule={"type": "once", "at": "2001-01-01T00:00:00Z"},
+    job = make_job(owner, name="once", schedule={"type": "once", "at": "2001-01-01T00:00:00Z"},
     )  # fmt: skip
     job = Job.objects.get(pk=job.pk)
     job.description = "edited"
@@ -274,9 +273,7 @@ def test_job_clean_leaves_a_passed_one_time_schedule_alone(owner):
 
 
 def test_a_partial_update_of_a_passed_one_time_job_is_accepted(api, owner):
-    job = Job.objects.create(
-        owner=owner, name="once", payload={"command": "true"},
-        schedule={"type": "once", "at": "2001-01-01T00:00:00Z"},
+    job = make_job(owner, name="once", schedule={"type": "once", "at": "2001-01-01T00:00:00Z"},
     )  # fmt: skip
     response = api.patch(f"/api/v1/jobs/{job.id}/", {"description": "later"}, format="json")
     assert response.status_code == 200, response.data
@@ -292,10 +289,9 @@ def test_a_masked_secret_sent_back_through_the_api_is_kept(api):
 
 
 def test_the_admin_changes_a_job_under_the_same_rules(admin_client, admin_user):
-    job = Job.objects.create(
-        owner=admin_user, name="edit me", payload={"command": "true"},
-        schedule={"type": "once", "at": "2001-01-01T00:00:00Z"},
-    )  # fmt: skip
+    job = make_job(
+        admin_user, name="edit me", schedule={"type": "once", "at": "2001-01-01T00:00:00Z"}
+    )
     url = f"/admin/scheduler_app/job/{job.id}/change/"
     form = as_form({**GOOD, "name": "edit me", "schedule": job.schedule}, admin_user.id)
     assert admin_client.post(url, form).status_code == 302

@@ -140,15 +140,7 @@ class JobSerializer(OwnedSerializer):
 
     class Meta:
         model = Job
-        read_only_fields = [
-            "next_run_at",
-            "last_run_at",
-            "last_status",
-            "total_runs",
-            "failed_runs",
-            "created_at",
-            "updated_at",
-        ]
+        read_only_fields = list(Job.REPORTED_FIELDS)
         fields = [
             "id",
             *validation.JOB_FIELDS,
