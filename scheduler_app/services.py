@@ -71,7 +71,11 @@ def _admitted(run: Run) -> bool:
         .order_by("id")
         .values_list("id", flat=True)
     )
-    another_waits = job.runs.filter(status=Run.Status.WAITING).exclude(id=run.id).exists()
+    another_waits = (
+        bool(running)
+        and job.concurrency_policy == Job.ConcurrencyPolicy.QUEUE_ONE
+        and job.runs.filter(status=Run.Status.WAITING).exclude(id=run.id).exists()
+    )
     admission = concurrency.admit(
         job.concurrency_policy, job.max_concurrent, running, another_waits
     )
