@@ -26,6 +26,9 @@ ZONES = {
     "Australia/Lord_Howe": (time(2, 15), time(2, 30), time(1, 45), timedelta(hours=11)),
 }
 YEARS = range(2025, 2031)
+EACH_ZONE_AND_YEAR = pytest.mark.parametrize(
+    ("zone_name", "year"), list(itertools.product(ZONES, YEARS))
+)
 
 
 def daily_fires_on(zone_name: str, at: time, day: date) -> list[datetime]:
@@ -52,8 +55,7 @@ def _offset_change(zone: ZoneInfo, day: datetime) -> float:
     return (after - before).total_seconds()
 
 
-@pytest.mark.parametrize("zone_name", ZONES)
-@pytest.mark.parametrize("year", YEARS)
+@EACH_ZONE_AND_YEAR
 def test_a_skipped_wall_time_fires_once_at_the_end_of_the_gap(zone_name, year):
     skipped, fires_at, _, _ = ZONES[zone_name]
     spring, _ = spring_and_fall_days(zone_name, year)
@@ -61,8 +63,7 @@ def test_a_skipped_wall_time_fires_once_at_the_end_of_the_gap(zone_name, year):
     assert [f.time() for f in fires] == [fires_at]
 
 
-@pytest.mark.parametrize("zone_name", ZONES)
-@pytest.mark.parametrize("year", YEARS)
+@EACH_ZONE_AND_YEAR
 def test_a_doubled_wall_time_fires_once_at_its_first_occurrence(zone_name, year):
     _, _, doubled, first_offset = ZONES[zone_name]
     _, fall = spring_and_fall_days(zone_name, year)
@@ -132,7 +133,7 @@ def oracle_next(expression: str, zone: ZoneInfo, after: datetime) -> datetime | 
 
     def matches(w: datetime) -> bool:
         day_ok = (w.day in sets[2], (w.weekday() + 1) % 7 in sets[4])
-        if dom != "*" and dow != "*":
+        if not dom.startswith("*") and not dow.startswith("*"):  # Vixie: both restricted
             day_matches = day_ok[0] or day_ok[1]
         else:
             day_matches = day_ok[0] and day_ok[1]

@@ -200,10 +200,27 @@ def test_random_input_only_ever_raises_a_schedule_error(value):
         ("@monthly", ["2026-04-01", "2026-05-01", "2026-06-01"]),
         ("@yearly", ["2027-01-01", "2028-01-01", "2029-01-01"]),
         ("0 0 29 2 *", ["2028-02-29", "2032-02-29", "2036-02-29"]),
+        ("0 0 29 2 */7", ["2032-02-29", "2060-02-29", "2088-02-29"]),  # 29 Feb on a Sunday
+        ("0 0 1 * 5L", ["2026-03-27", "2026-04-01", "2026-04-24"]),  # the 1st or the last Friday
     ],
 )
 def test_the_full_cron_dialect(expression, expected):
     assert [t[:10] for t in fires(expression)] == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "same_as"),
+    [
+        ("5-5/2 * * * *", "5 * * * *"),  # croniter reads a one-value range as the whole field
+        ("0 0 * * mon-mon", "0 0 * * 1"),
+        ("0 0 * * 7/1", "0 0 * * 0"),  # day-of-week a/n runs to 7, not 6
+        ("0 0 * * 5/2", "0 0 * * 5,0"),
+        ("0 0 2-31,L * *", "0 0 2-31 * *"),  # croniter counts L as a 31st value
+    ],
+)
+def test_what_croniter_reads_otherwise_is_read_as_cron_does(expression, same_as):
+    after = datetime(2026, 3, 30, tzinfo=UTC)
+    assert fires(expression, count=8, after=after) == fires(same_as, count=8, after=after)
 
 
 @pytest.mark.parametrize(

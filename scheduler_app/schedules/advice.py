@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from scheduler_app.schedules import zones
-from scheduler_app.schedules.forms import CRON_ALIASES, wall_croniter
+from scheduler_app.schedules.forms import wall_times
 from scheduler_app.schedules.parse import parse_instant
 from scheduler_app.schedules.timing import calendar_to_cron
 
@@ -48,7 +49,7 @@ def _wall_clock_crons(spec: dict[str, Any]) -> list[str]:
     crons = []
     for member in _members(spec):
         if member["type"] == "cron":
-            crons.append(CRON_ALIASES.get(member["expression"], member["expression"]))
+            crons.append(member["expression"])
         elif member["type"] in ("hourly", "daily", "weekly", "monthly"):
             crons.append(calendar_to_cron(member))
     return crons
@@ -56,9 +57,7 @@ def _wall_clock_crons(spec: dict[str, Any]) -> list[str]:
 
 def _day_warnings(expression: str, zone: ZoneInfo, day: datetime) -> list[str]:
     missing, doubled = [], []
-    itr = wall_croniter(expression, day - timedelta(seconds=1))
-    for _ in range(100_000):
-        local = itr.get_next(datetime)
+    for local in itertools.islice(wall_times(expression, day - timedelta(seconds=1)), 100_000):
         if local >= day + timedelta(days=1):
             break
         if not zones.exists(local, zone):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -12,7 +15,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from cron_descriptor import Options, get_description
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from scheduler_app.schedules import zones
 from scheduler_app.schedules.zones import ScheduleError
@@ -27,8 +30,18 @@ CRON_ALIASES = {
     "@hourly": "0 * * * *",
 }
 # croniter gives up after this many years without a match, so an impossible date
-# such as 31 February is reported instead of searched for forever.
-MAX_YEARS_BETWEEN_MATCHES = 8
+# such as 31 February is reported instead of searched for forever. 40 is the longest
+# gap a possible expression has: 29 February on one weekday (0 0 29 2 */7), across
+# 2100, which is not a leap year.
+MAX_YEARS_BETWEEN_MATCHES = 40
+# Names croniter reads, and the values they stand for.
+_MONTHS = {name: i for i, name in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+)}  # fmt: skip
+_WEEKDAYS = {name: i for i, name in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
+_RANGE = re.compile(r"^(\w+)-(\w+)(/\d+)?$")
+_START_STEP = re.compile(r"^(\d+|[a-z]{3})/(\d+)$", re.IGNORECASE)
+_QUARTZ_LAST_WEEKDAY = re.compile(r"^([0-7])l$", re.IGNORECASE)
 # A per-second cron in the repeated hour of a fall-back can need this many steps.
 _MAX_STEPS = 4000
 
@@ -46,9 +59,9 @@ class CronSchedule:
     """A cron expression read on the wall clock of ``zone`` (see zones for DST).
 
     5 fields, or 6 with seconds first; names, lists, ranges, steps, ``L``, ``W``,
-    ``#``, ``?``, and Jenkins' ``H`` (a value fixed per job, from ``seed``). When
-    both day-of-month and day-of-week are restricted, a day matching either fires
-    (the Vixie cron rule).
+    ``#``, ``?``, and Jenkins' ``H`` (a value fixed per job, from ``seed``). The day
+    fields follow Vixie cron (see :func:`days_or`): a day must match both, unless
+    neither starts with ``*`` or ``?``, and then a day matching either fires.
     """
 
     expression: str
@@ -58,18 +71,11 @@ class CronSchedule:
     def __post_init__(self) -> None:
         check_cron(self.expression)
 
-    def _iterate(self, start: datetime) -> croniter:
-        return wall_croniter(self.expression, start, self.seed)
-
     def next_after(self, after: datetime) -> datetime | None:
         # Walk matching wall times; each resolves to an instant by the DST policy.
         # Resolved instants never decrease, so the first one after ``after`` is next.
-        itr = self._iterate(zones.wall(after, self.zone))
-        for _ in range(_MAX_STEPS):
-            try:
-                local = itr.get_next(datetime)
-            except CroniterBadDateError:
-                return None
+        matches = wall_times(self.expression, zones.wall(after, self.zone), self.seed)
+        for local in itertools.islice(matches, _MAX_STEPS):
             fire = zones.resolve(local, self.zone)
             if fire > after:
                 return fire
@@ -78,20 +84,119 @@ class CronSchedule:
     def describe(self) -> str:
         options = Options()
         options.use_24hour_time_format = True
+        expression = CRON_ALIASES.get(self.expression, self.expression)
         try:
-            return str(get_description(CRON_ALIASES.get(self.expression, self.expression), options))
+            text = str(get_description(expression, options))
         except Exception:  # a description is a courtesy, never a failure
             return f"Cron {self.expression}"
+        # cron_descriptor says "or on Monday" whenever the day of the month is not a
+        # plain *; ``*/2`` is unrestricted (days_or), so it is "only on Monday" then.
+        return text if days_or(expression) else text.replace(", or on ", ", only on ")
 
 
-def wall_croniter(expression: str, start: datetime, seed: str = "") -> croniter:
+def days_or(expression: str) -> bool:
+    """Whether a day matching either day field fires; if not, it must match both.
+
+    Vixie cron (and cronie, and cronsim) treats a day field whose text starts with
+    ``*`` (``*``, ``*/2``) as unrestricted and ORs the two only when both are
+    restricted, so ``0 0 */2 * 1`` is the Mondays that are odd days, and ``0 0 13 * 5``
+    every 13th and every Friday. croniter ORs whenever neither field expands to every
+    value, which reads the first as odd days or Mondays. ``?`` is our ``*``.
+    """
+    fields = expression.split()
+    return not any(field.startswith(("*", "?")) for field in (fields[-3], fields[-1]))
+
+
+def wall_times(expression: str, start: datetime, seed: str = "") -> Iterator[datetime]:
+    """The naive wall times ``expression`` matches after ``start``, in order, while it fires."""
+    expression = CRON_ALIASES.get(expression, expression)
+    if len(expression.split()) not in (5, 6):
+        raise ScheduleError("expected 5 fields, or 6 with seconds first.")
+    parts = _union(_croniter_fields(expression), days_or(expression))
+    matches = heapq.merge(*(_matches(_croniter(fields, start, seed)) for fields in parts))
+    return (local for local, _ in itertools.groupby(matches))
+
+
+def _union(fields: list[str], either: bool) -> list[list[str]]:
+    """``fields`` as a union of expressions in which croniter only intersects the day fields.
+
+    When a day matching ``either`` day field fires, one expression per field:
+    croniter's own union drops a side that uses ``#``, ``W`` or ``L5``, or refuses
+    it (``0 0 1 * L5``).
+    """
+    *times, month_day, month, weekday = fields
+    month_days = _apart_from_last_day(month_day)
+    if either:
+        days = [(day, "*") for day in month_days] + [("*", weekday)]
+    else:
+        days = [(day, weekday) for day in month_days]
+    return [[*times, day, month, week_day] for day, week_day in days]
+
+
+def _apart_from_last_day(month_day: str) -> list[str]:
+    """``L`` apart from the other days in the list: croniter counts it as one more
+    value, so ``2-31,L`` would read as all 31 days, the 1st too."""
+    items = month_day.split(",")
+    others = [item for item in items if item.lower() != "l"]
+    if not others or len(others) == len(items):
+        return [month_day]
+    return ["L", ",".join(others)]
+
+
+def _croniter_fields(expression: str) -> list[str]:
+    """The fields of ``expression`` in croniter's dialect, where it differs from ours.
+
+    croniter reads a range with equal ends (``5-5``, ``mon-mon``, ``5-5/2``) as the
+    whole field; ends a day-of-week ``a/n`` at 6 where the field, as in Vixie cron,
+    ends at 7 (``7/1`` is Sunday, not every day); and writes Quartz's ``5L`` as ``L5``.
+    """
+    *fields, month, weekday = expression.split()
+    weekdays = []
+    for item in weekday.split(","):
+        if last := _QUARTZ_LAST_WEEKDAY.match(item):
+            item = f"L{last[1]}"
+        elif start_step := _START_STEP.match(item):
+            item = f"{start_step[1]}-7/{start_step[2]}"
+        weekdays.append(item)
+    return [
+        *(_one_value_ranges(field, {}) for field in fields),
+        _one_value_ranges(month, _MONTHS),
+        _one_value_ranges(",".join(weekdays), _WEEKDAYS),
+    ]
+
+
+def _one_value_ranges(field: str, names: dict[str, int]) -> str:
+    """``field`` with each range whose two ends are one value written as that value."""
+    return ",".join(_one_value(item, names) for item in field.split(","))
+
+
+def _one_value(item: str, names: dict[str, int]) -> str:
+    span = _RANGE.match(item)
+    if not span:
+        return item
+    first, last = (
+        int(end) if end.isdigit() else names.get(end.lower()) for end in span.group(1, 2)
+    )
+    return span[1] if first is not None and first == last else item
+
+
+def _croniter(fields: list[str], start: datetime, seed: str) -> croniter:
     return croniter(
-        CRON_ALIASES.get(expression, expression),
+        " ".join(fields),
         start,
-        second_at_beginning=len(expression.split()) == 6,
+        day_or=False,  # the day-field rule is days_or's
+        second_at_beginning=len(fields) == 6,
         max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES,
         hash_id=seed.encode() or b"-",
     )
+
+
+def _matches(itr: croniter) -> Iterator[datetime]:
+    try:
+        while True:
+            yield itr.get_next(datetime)
+    except CroniterBadDateError:
+        return
 
 
 @lru_cache(maxsize=4096)
@@ -99,11 +204,11 @@ def check_cron(expression: str) -> None:
     """ScheduleError unless ``expression`` parses and ever fires. Cached: beat rebuilds
     each due job's schedule from Redis every tick, and a valid expression stays valid."""
     try:
-        wall_croniter(expression, datetime(2000, 1, 1)).get_next(datetime)  # noqa: DTZ001 (wall time)
-    except CroniterBadDateError as exc:
-        raise ScheduleError(f"cron expression {expression!r} never fires.") from exc
-    except (CroniterBadCronError, CroniterError, ValueError, KeyError, IndexError) as exc:
+        first = next(wall_times(expression, datetime(2000, 1, 1)), None)  # noqa: DTZ001 (wall time)
+    except (CroniterError, ValueError, KeyError, IndexError) as exc:
         raise ScheduleError(f"invalid cron expression {expression!r}: {exc}") from exc
+    if first is None:
+        raise ScheduleError(f"cron expression {expression!r} never fires.")
 
 
 @dataclass(frozen=True)

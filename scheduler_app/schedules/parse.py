@@ -39,8 +39,6 @@ _EVERY_RE = re.compile(r"^every\s+(?:(\d+|other)\s+)?([a-z]+)$")
 _AT_SPLIT = re.compile(r"\s+at\s+")
 _ORDINAL_RE = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)?$")
 _JENKINS_H = re.compile(r"^h(\(\d+-\d+\))?(/\d+)?$")
-_SINGLE_RANGE = re.compile(r"\b(\d+)-\1\b(?!/)")
-_QUARTZ_LAST_DOW = re.compile(r"^([0-7])l$", re.IGNORECASE)
 EXAMPLES = (
     "a cron expression ('*/5 * * * *'), 'every 30 seconds', 'every 2 hours', 'hourly', "
     "'daily at 10:30', 'monday at 09:00', 'weekdays at 9:00', "
@@ -238,13 +236,6 @@ def _cron_object(obj: dict[str, Any]) -> dict[str, Any]:
             f"cron expression {expression!r} has {len(fields)} fields; expected 5 "
             "(minute hour day-of-month month day-of-week) or 6 (seconds first)."
         )
-    # croniter reads a one-value range such as 0-0 as the whole field.
-    fields = [_SINGLE_RANGE.sub(r"\1", field) for field in fields]
-    # Quartz writes 'the last Friday' as 5L; croniter as L5.
-    fields[-1] = ",".join(
-        f"L{m.group(1)}" if (m := _QUARTZ_LAST_DOW.match(part)) else part
-        for part in fields[-1].split(",")
-    )
     return {"type": "cron", "expression": " ".join(fields)}
 
 
