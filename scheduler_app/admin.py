@@ -88,6 +88,13 @@ class RuledText(forms.CharField):
         super().__init__(**kwargs)
 
 
+class OptionalJSON(forms.JSONField):
+    """JSON that may be left out (a window): an empty box, not the word "null"."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 class JobForm(forms.ModelForm):
     """The job's fields as typed; the rules are validation.clean_job's, the same as the API's."""
 
@@ -103,7 +110,11 @@ class JobForm(forms.ModelForm):
     class Meta:
         model = Job
         fields = ["owner", *validation.JOB_FIELDS]
-        field_classes = {**dict.fromkeys(validation.BOUNDS, RuledInteger), "queue": RuledText}
+        field_classes = {
+            **dict.fromkeys(validation.BOUNDS, RuledInteger),
+            "queue": RuledText,
+            "window": OptionalJSON,
+        }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -63,3 +63,8 @@ def test_every_run_status_has_a_colour_and_shows_in_the_run_list(admin_client, n
     )
     html = admin_client.get("/admin/scheduler_app/run/?status=waiting").content.decode()
     assert STATUS_COLOURS[Run.Status.WAITING] in html and "waiting" in html
+
+
+def test_a_job_without_a_window_shows_an_empty_window_box(admin_client, nightly):
+    html = admin_client.get(f"/admin/scheduler_app/job/{nightly.id}/change/").content.decode()
+    assert 'id="id_window">\n</textarea>' in html
