@@ -203,6 +203,7 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = envint("BEAT_MAX_LOOP_INTERVAL", 1)
 # Static entries beside the jobs: RedBeat keeps them in Redis too.
 CELERY_BEAT_SCHEDULE = {
     "reap-lost-runs": {"task": "workers.reap_lost", "schedule": float(envint("REAP_EVERY", 60))},
+    "prune-runs": {"task": "workers.prune_runs", "schedule": float(envint("PRUNE_EVERY", 3600))},
 }
 CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
@@ -213,6 +214,10 @@ CELERY_REDBEAT_LOCK_TIMEOUT = envint("REDBEAT_LOCK_TIMEOUT", 10)
 SCHEDULER_OUTPUT_LIMIT = envint("SCHEDULER_OUTPUT_LIMIT", 64 * 1024)
 SCHEDULER_KILL_GRACE = envint("SCHEDULER_KILL_GRACE", 5)
 SCHEDULER_LOG_FLUSH_SECONDS = float(os.environ.get("SCHEDULER_LOG_FLUSH_SECONDS", "1.0"))
+# A running run whose worker wrote no heartbeat (with its output, every flush) for this
+# many seconds is lost; a queued run not claimed this long after it was due is sent again.
+SCHEDULER_HEARTBEAT_TIMEOUT = envint("SCHEDULER_HEARTBEAT_TIMEOUT", 30)
+SCHEDULER_REQUEUE_AFTER = envint("SCHEDULER_REQUEUE_AFTER", 300)
 SCHEDULER_MAX_TIMEOUT = envint("SCHEDULER_MAX_TIMEOUT", 24 * 3600)
 SCHEDULER_NAME = os.environ.get("SCHEDULER_NAME", "cronfleet")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -226,3 +231,11 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "scheduler@localhost")
 
 # Scripts, pytest paths and working directories must lie under one of these.
 SCHEDULER_ALLOWED_DIRS = envlist("SCHEDULER_ALLOWED_DIRS", str(VAR_DIR / "jobs"))
+
+# Run retention (scheduler_app/retention.py, beat's "prune-runs"): finished runs are
+# kept this many days, and at most this many per job; 0 is no limit. Failed runs are
+# what someone comes back to look at: by default they stay three times as long.
+RUN_RETENTION_DAYS = envint("RUN_RETENTION_DAYS", 30)
+RUN_RETENTION_PER_JOB = envint("RUN_RETENTION_PER_JOB", 1000)
+RUN_RETENTION_DAYS_FAILED = envint("RUN_RETENTION_DAYS_FAILED", 3 * RUN_RETENTION_DAYS)
+RUN_RETENTION_PER_JOB_FAILED = envint("RUN_RETENTION_PER_JOB_FAILED", RUN_RETENTION_PER_JOB)

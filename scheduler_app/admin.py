@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from scheduler_app import services, validation
-from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run
+from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run, RunTally
 from scheduler_app.payloads import KINDS
 
 STATUS_COLOURS = {
@@ -340,3 +340,22 @@ class JobTemplateAdmin(OwnedAdmin):
             initial[field] = json.dumps(value) if isinstance(value, dict | list) else value
         url = reverse("admin:scheduler_app_job_add") + "?" + urlencode(initial)
         return HttpResponseRedirect(url)
+
+
+@admin.register(RunTally)
+class RunTallyAdmin(admin.ModelAdmin):
+    """What retention deleted, per job and status: read only, written by the prune."""
+
+    list_display = ["job", "status", "count", "duration_count", "duration_sum", "duration_max"]
+    list_filter = ["status"]
+    search_fields = ["job__name"]
+    list_select_related = ["job"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -22,3 +22,20 @@ def visibility_timeout_covers_jobs(app_configs: Any, **kwargs: Any) -> list[Erro
             )
         ]
     return []
+
+
+@register()
+def heartbeat_timeout_spans_flushes(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """A heartbeat is written with each output flush: a timeout of fewer than three
+    flushes would take a busy but healthy run for a dead one."""
+    flush, timeout = settings.SCHEDULER_LOG_FLUSH_SECONDS, settings.SCHEDULER_HEARTBEAT_TIMEOUT
+    if timeout < 3 * flush:
+        return [
+            Error(
+                f"SCHEDULER_HEARTBEAT_TIMEOUT ({timeout} s) must be at least three times "
+                f"SCHEDULER_LOG_FLUSH_SECONDS ({flush} s), how often a running job's "
+                "worker writes its heartbeat; otherwise healthy runs are marked lost.",
+                id="scheduler_app.E002",
+            )
+        ]
+    return []

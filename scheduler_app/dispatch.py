@@ -16,6 +16,7 @@ from scheduler_app.models import Run
 EXECUTE_RUN = "workers.execute_run"
 FIRE_JOB = "workers.fire_job"
 NOTIFY = "workers.notify"
+KILL_ORPHAN = "workers.kill_orphan"
 INSPECT_TIMEOUT = 1.0
 
 
@@ -36,6 +37,11 @@ def enqueue(run: Run, countdown: float = 0, node: str = "") -> None:
 def notify(run_id: int, event: str) -> None:
     """Send a run's notification for ``event`` after the commit."""
     transaction.on_commit(lambda: app.send_task(NOTIFY, (run_id, event)))
+
+
+def kill_orphan(run: Run) -> None:
+    """Ask the node of a lost run to kill the process group the run left there."""
+    app.send_task(KILL_ORPHAN, (run.id, run.pid), queue=worker_direct(run.worker))
 
 
 def live_nodes(queue: str) -> list[str]:

@@ -94,7 +94,8 @@ def _run_for(job: Job, decision: schedules.Decision) -> Run | None:
     if decision.run_at is None:
         runs.record_skipped(job, decision.fire_time, f"skipped: {decision.skip_reason}")
         return None
-    run = runs.create(job=job, trigger=Run.Trigger.SCHEDULE, scheduled_for=decision.run_at)
+    run = runs.create(job=job, trigger=Run.Trigger.SCHEDULE, scheduled_for=decision.run_at,
+                      due_at=max(decision.run_at, timezone.now()))  # fmt: skip
     if run is not None and decision.run_at != decision.fire_time:
         # Shifted by the calendar to a later day: start it then.
         delay = (decision.run_at - timezone.now()).total_seconds()

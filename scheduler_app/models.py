@@ -412,6 +412,14 @@ class Run(models.Model):
         "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
     )
     node = models.CharField(max_length=255, blank=True)
+    # When its message is due at a worker: when it was queued, or later for a retry's
+    # countdown or a calendar shift. A run still queued long after is sent again.
+    due_at = models.DateTimeField(default=timezone.now)
+    # Written by its worker with every output flush (about a second): a running run
+    # whose heartbeat stops is lost, whatever its node says.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The process group of its child on ``worker``, to kill what a dead worker left.
+    pid = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -425,6 +433,9 @@ class Run(models.Model):
             models.Index(fields=["job", "-queued_at"], name="run_job_recent_idx"),
             models.Index(fields=["status", "queued_at"], name="run_status_idx"),
             models.Index(fields=["worker", "status"], name="run_worker_status_idx"),
+            models.Index(fields=["status", "due_at"], name="run_status_due_idx"),
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat_idx"),
+            models.Index(fields=["finished_at"], name="run_finished_idx"),
         ]
 
     def __str__(self) -> str:
@@ -433,3 +444,25 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class RunTally(models.Model):
+    """Runs that retention deleted (scheduler_app/retention.py), summed per job and status,
+    so that the figures over all runs (GET /api/v1/stats/) stay true without their rows."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="run_tallies")
+    status = models.CharField(max_length=16, choices=Run.Status.choices)
+    count = models.PositiveBigIntegerField(default=0)
+    duration_sum = models.FloatField(default=0.0, help_text="Seconds, over the timed runs.")
+    duration_count = models.PositiveBigIntegerField(default=0, help_text="Runs with a duration.")
+    duration_max = models.FloatField(null=True, blank=True, help_text="Seconds.")
+
+    class Meta:
+        verbose_name_plural = "run tallies"
+        ordering = ["job", "status"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "status"], name="run_tally_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.count} {self.status} runs pruned"

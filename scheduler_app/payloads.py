@@ -19,7 +19,14 @@ from config.celery import app
 DEFAULT_SHELL = "/bin/sh"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # The scheduler's own tasks: a job may not call them.
-INTERNAL_TASKS = ("workers.fire_job", "workers.execute_run", "workers.notify", "workers.reap_lost")
+INTERNAL_TASKS = (
+    "workers.fire_job",
+    "workers.execute_run",
+    "workers.notify",
+    "workers.reap_lost",
+    "workers.kill_orphan",
+    "workers.prune_runs",
+)
 
 Payload = dict[str, Any]
 

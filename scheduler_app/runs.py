@@ -16,6 +16,8 @@ queued                 running     claim      a worker, when the concurrency pol
 queued                 skipped     skip       a worker: ``forbid``, or ``allow`` at its limit
 queued                 waiting     wait       a worker: ``queue_one`` while another runs
 waiting                queued      release    the orchestrator, as the running run ends
+queued                 queued      requeue    the sweep: its message was lost (due long ago,
+                                              never claimed); it is sent again
 queued, waiting,       cancelled   cancel     a user; ``replace`` (a running process is killed
 running                                       by its node at its next output flush)
 running                succeeded,  finish     the worker, as the process ends (``skipped``:
@@ -24,8 +26,8 @@ running                succeeded,  finish     the worker, as the process ends (`
                        skipped
 cancelled (was         cancelled   finish     the worker: output and timings of the killed
 running)                                      process, recorded once
-running                lost        lose       the reaper (its node stopped answering), or its
-                                              node starting again
+running                lost        lose       the reaper (its heartbeat stopped: its worker
+                                              or pool process died), or its node restarting
 =====================  ==========  =========  ==============================================
 
 Every other status is final. What follows a transition (retries, dependents,
@@ -84,9 +86,10 @@ def _insert(fields: dict[str, Any]) -> Run | None:
 
 
 def claim(run_id: int, worker: str) -> bool:
-    """queued -> running on ``worker``."""
-    return _move(run_id, [Status.QUEUED], status=Status.RUNNING, started_at=timezone.now(),
-                 worker=worker, error="")  # fmt: skip
+    """queued -> running on ``worker``; its heartbeat starts now."""
+    now = timezone.now()
+    return _move(run_id, [Status.QUEUED], status=Status.RUNNING, started_at=now,
+                 heartbeat_at=now, worker=worker, error="")  # fmt: skip
 
 
 def skip(run_id: int, reason: str) -> bool:
@@ -101,8 +104,20 @@ def wait(run_id: int, reason: str) -> bool:
 
 
 def release(run_id: int) -> bool:
-    """waiting -> queued: it may start now."""
-    return _move(run_id, [Status.WAITING], status=Status.QUEUED, error="")
+    """waiting -> queued: it may start now (and is sent now)."""
+    return _move(run_id, [Status.WAITING], status=Status.QUEUED, error="",
+                 due_at=timezone.now())  # fmt: skip
+
+
+def requeue(run_id: int, stale_before: datetime) -> bool:
+    """queued -> queued, sent again: its message was due before ``stale_before`` and no
+    worker has claimed it (the message was lost with a flushed or restarted Redis).
+    Only one sweep wins; a late original and its copy still start it once (claim)."""
+    return bool(
+        Run.objects.filter(id=run_id, status=Status.QUEUED, due_at__lt=stale_before).update(
+            due_at=timezone.now()
+        )
+    )
 
 
 def cancel(run_id: int, reason: str) -> bool:
@@ -142,8 +157,28 @@ def lose(run_id: int, reason: str) -> bool:
 
 
 def save_output(run_id: int, output: str) -> bool:
-    """The output so far of a running run; False once it is no longer running (cancelled)."""
-    return bool(Run.objects.filter(id=run_id, status=Status.RUNNING).update(output=output))
+    """The output so far of a running run, and its heartbeat; False once it is no
+    longer running (cancelled, or lost), so its node stops the process."""
+    return _beat(run_id, output=output)
+
+
+def beat(run_id: int) -> bool:
+    """The heartbeat of a running run that has no output to save (an HTTP request)."""
+    return _beat(run_id)
+
+
+def started_process(run_id: int, pid: int) -> bool:
+    """The process group its node started for it, so what a dead worker leaves behind
+    can be found and killed."""
+    return _beat(run_id, pid=pid)
+
+
+def _beat(run_id: int, **fields: Any) -> bool:
+    return bool(
+        Run.objects.filter(id=run_id, status=Status.RUNNING).update(
+            heartbeat_at=timezone.now(), **fields
+        )
+    )
 
 
 def note(run_id: int, **fields: Any) -> None:

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from scheduler_app import (
@@ -29,6 +30,8 @@ from scheduler_app import (
 from scheduler_app.models import Job, Run
 
 logger = logging.getLogger(__name__)
+
+REAP_BATCH = 1000  # runs looked at by one sweep; the next sweep takes the rest
 
 
 def create_manual_run(job: Job) -> Run:
@@ -165,8 +168,9 @@ def _count(run: Run) -> None:
 
 
 def _start_retry(run: Run, retry: retries.Retry) -> None:
+    due = timezone.now() + timedelta(seconds=retry.countdown)
     again = runs.create(job=run.job, trigger=Run.Trigger.RETRY, scheduled_for=run.scheduled_for,
-                        attempt=retry.attempt)  # fmt: skip
+                        attempt=retry.attempt, due_at=due)  # fmt: skip
     if again is not None:
         dispatch.enqueue(again, countdown=retry.countdown)
 
@@ -245,30 +249,50 @@ def mark_lost(worker: str) -> int:
     )
 
 
-def reap_lost(live_workers: set[str], older_than: float = 60) -> int:
-    """Runs left ``running`` by nodes that no longer answer are lost (and retried if due).
-
-    Only runs started more than ``older_than`` seconds ago, so a node that has just
-    started and not yet answered a ping is not taken for dead; fan-out parents are
-    left to their children.
-    """
-    started_before = timezone.now() - timedelta(seconds=older_than)
+def reap_silent(timeout: float) -> list[Run]:
+    """Runs whose heartbeat stopped more than ``timeout`` seconds ago are lost (and
+    retried if the job has retries left), whatever their node says: the worker or its
+    pool process died, or a job killed it. Fan-out parents are left to their children.
+    Returns the lost runs, so the nodes still alive can kill what they left running."""
+    silent_since = timezone.now() - timedelta(seconds=timeout)
     stale = (
-        Run.objects.filter(status=Run.Status.RUNNING, started_at__lt=started_before)
-        .exclude(worker__in=live_workers)
-        .filter(children__isnull=True)
+        Run.objects.filter(status=Run.Status.RUNNING, children__isnull=True)
+        .annotate(last_sign=Coalesce("heartbeat_at", "started_at"))
+        .filter(last_sign__lt=silent_since)
     )
-    return _lose(stale, "its worker stopped answering while the run was going")
+    lost = []
+    for run in stale.select_related("job")[:REAP_BATCH]:
+        last = run.last_sign.isoformat(timespec="seconds")  # type: ignore[attr-defined]
+        if _lose_one(run, f"no heartbeat since {last} from {run.worker or 'its worker'}"):
+            lost.append(run)
+    return lost
+
+
+def requeue_stale(after: float) -> int:
+    """Send again the queued runs due more than ``after`` seconds ago that no worker has
+    claimed: their message was lost (a Redis flushed or restarted without persistence).
+    The Run row is its own outbox; the conditional claim makes a copy harmless."""
+    stale_before = timezone.now() - timedelta(seconds=after)
+    sent = 0
+    stale = Run.objects.filter(status=Run.Status.QUEUED, due_at__lt=stale_before)
+    for run in stale.select_related("job").order_by("due_at")[:REAP_BATCH]:
+        with transaction.atomic():
+            if runs.requeue(run.id, stale_before):
+                dispatch.enqueue(run, node=run.node)
+                sent += 1
+    return sent
 
 
 def _lose(candidates: QuerySet[Run], reason: str) -> int:
-    lost = 0
-    for run in candidates.select_related("job").distinct():
-        with transaction.atomic():
-            if runs.lose(run.id, reason):
-                _follow_up(Run.objects.select_related("job").get(id=run.id))
-                lost += 1
-    return lost
+    return sum(_lose_one(run, reason) for run in candidates.select_related("job"))
+
+
+def _lose_one(run: Run, reason: str) -> bool:
+    with transaction.atomic():
+        if not runs.lose(run.id, reason):
+            return False
+        _follow_up(Run.objects.select_related("job").get(id=run.id))
+    return True
 
 
 # --- jobs -----------------------------------------------------------------------

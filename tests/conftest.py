@@ -69,6 +69,10 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
             "REDIS_URL": settings.REDIS_URL,
             "DEBUG": "1",
             "PYTHONUNBUFFERED": "1",
+            # Losses and lost messages found in seconds, not minutes.
+            "SCHEDULER_HEARTBEAT_TIMEOUT": "5",
+            "REAP_EVERY": "2",
+            "SCHEDULER_REQUEUE_AFTER": "10",
         }
     logs = tmp_path_factory.mktemp("stack")
     env["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"

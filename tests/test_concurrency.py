@@ -6,12 +6,10 @@ import itertools
 import signal
 from collections.abc import Iterator
 
-import psutil
 import pytest
 
-from scheduler_app import services
 from scheduler_app.models import Run
-from tests.helpers import Stack, create_job, manual_job, run_now, wait_runs
+from tests.helpers import Stack, create_job, manual_job, processes_running, run_now, wait_runs
 
 pytestmark = pytest.mark.stack
 
@@ -113,19 +111,14 @@ def test_a_run_whose_worker_was_killed_is_reaped_and_retried_elsewhere(live, api
     live.stop("doomed", sig=signal.SIGKILL)
     try:
         live.start_worker(name="rescue", node="w6", queues="doomed")
-        live.wait_workers(2)
-        from config.celery import app
-
-        answering = {name for reply in app.control.ping(timeout=2.0) for name in reply}
-        assert services.reap_lost(answering, older_than=0) == 1
-        running.refresh_from_db()
-        assert running.status == "lost"
-        retry = wait_runs(job["id"], 1, attempt=2, status=Run.Status.RUNNING)[0]
+        # Its heartbeat stops with its worker: beat's reaper declares it lost.
+        lost = wait_runs(job["id"], 1, timeout=30, id=running.id, status=Run.Status.LOST)[0]
+        assert lost.error.startswith("lost: no heartbeat since ")
+        retry = wait_runs(job["id"], 1, timeout=30, attempt=2, status=Run.Status.RUNNING)[0]
         assert retry.worker.startswith("w6@")
         api.post(f"/api/v1/runs/{retry.id}/cancel/")
-        wait_runs(job["id"], 1, attempt=2, finished_at__isnull=False)
+        wait_runs(job["id"], 1, attempt=2, duration__isnull=False)
     finally:
         live.stop("rescue")
-        for proc in psutil.process_iter(["cmdline"]):  # the orphan of the killed node
-            if proc.info["cmdline"] == ["sleep", "341"]:
-                proc.kill()
+        for proc in processes_running("sleep", "341"):  # the orphan of the killed node
+            proc.kill()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from scheduler_app import firing, retries, services
+from scheduler_app import firing, retries, runs, services
 from scheduler_app.models import Job, Run
 from tests.helpers import make_job
 
@@ -185,25 +185,53 @@ def test_changing_the_schedule_restarts_its_clock_but_a_pause_does_not(job):
     assert job.schedule_start > start
 
 
-def test_runs_of_workers_that_stopped_answering_are_reaped_as_lost(job):
-    old = timezone.now() - timedelta(minutes=5)
-    gone = fire(job, AT)
-    services.claim_run(gone.id, "w9@gone")
-    alive = fire(job, AT + timedelta(minutes=1))
-    Run.objects.filter(id=alive.id).update(status="running", worker="w1@alive", started_at=old)
-    fresh = fire(job, AT + timedelta(minutes=2))
-    Run.objects.filter(id=fresh.id).update(status="running", worker="w9@gone")
-    Run.objects.filter(id=gone.id).update(started_at=old)
+def test_runs_whose_heartbeat_stopped_are_lost_whatever_their_node_says(job):
+    now = timezone.now()
+    silent, beating, parent = (fire(job, AT + n * timedelta(minutes=1)) for n in range(3))
+    services.claim_run(silent.id, "w1@alive")
+    Run.objects.filter(id=silent.id).update(heartbeat_at=now - timedelta(seconds=31), pid=4242)
+    Run.objects.filter(id=beating.id).update(status="running", started_at=now, heartbeat_at=now)
+    old = now - timedelta(minutes=5)
+    Run.objects.filter(id=parent.id).update(status="running", started_at=old, heartbeat_at=old)
+    Run.objects.create(job=job, trigger="schedule", scheduled_for=AT, parent=parent, node="w2")
 
-    assert services.reap_lost({"w1@alive"}) == 1
+    (lost,) = services.reap_silent(timeout=30)
 
-    gone.refresh_from_db()
-    assert (gone.status, gone.error) == (
-        "lost",
-        "lost: its worker stopped answering while the run was going",
-    )
-    assert Run.objects.get(id=fresh.id).status == "running"  # started a moment ago
+    assert (lost.id, lost.worker, lost.pid) == (silent.id, "w1@alive", 4242)
+    silent.refresh_from_db()
+    assert silent.status == "lost" and silent.error.startswith("lost: no heartbeat since ")
+    assert silent.finished_at is not None and silent.duration is not None
+    assert Run.objects.get(id=beating.id).status == "running"
+    assert Run.objects.get(id=parent.id).status == "running"  # judged by its children
     assert Run.objects.get(job=job, scheduled_for=AT, attempt=2).trigger == "retry"
+    assert services.reap_silent(timeout=30) == []  # lost once
+
+
+def test_a_run_whose_message_was_lost_is_sent_again_once(job, django_capture_on_commit_callbacks):
+    now = timezone.now()
+    lost_message = fire(job, AT)
+    delayed = runs.create(job=job, trigger="retry", scheduled_for=AT, attempt=2,
+                          due_at=now + timedelta(minutes=10))  # fmt: skip
+    Run.objects.filter(id=lost_message.id).update(due_at=now - timedelta(minutes=6))
+
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert services.requeue_stale(after=300) == 1
+        assert services.requeue_stale(after=300) == 0  # sent again now: not stale any more
+
+    assert len(sent) == 1
+    assert Run.objects.get(id=lost_message.id).due_at > now
+    assert Run.objects.get(id=delayed.id).due_at > now  # its countdown is not a lost message
+    assert services.claim_run(lost_message.id, "w1@a") is not None
+    assert services.claim_run(lost_message.id, "w2@b") is None  # the late original
+
+
+def test_a_retry_is_due_after_its_countdown(job):
+    run = fire(job, AT)
+    services.claim_run(run.id, "w1@a")
+    before = timezone.now()
+    services.finish_run(run, Run.Status.FAILED, exit_code=1)
+    retry = Run.objects.get(job=job, attempt=2)
+    assert before + timedelta(seconds=8) <= retry.due_at  # retry_delay 10, less jitter
 
 
 def test_an_edit_from_a_stale_row_keeps_the_runs_counted_meanwhile(job):

@@ -47,3 +47,9 @@ def test_reading_the_settings_creates_no_directory(tmp_path):
     var = tmp_path / "var"
     assert load_settings(DEBUG="1", VAR_DIR=str(var)).returncode == 0
     assert not var.exists()
+
+
+def test_a_heartbeat_timeout_shorter_than_three_flushes_is_an_error(settings):
+    settings.SCHEDULER_LOG_FLUSH_SECONDS = 5.0
+    settings.SCHEDULER_HEARTBEAT_TIMEOUT = 10
+    assert [e.id for e in run_checks()] == ["scheduler_app.E002"]

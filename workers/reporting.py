@@ -1,19 +1,33 @@
-"""How a running job reports back: its output so far, and whether it should go on."""
+"""How a run that has no child process still shows it is alive (an HTTP request)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import connection
+
 from scheduler_app import runs
-from workers.executors.process import Heartbeat
 
 
-def heartbeat_for(run_id: int) -> Heartbeat:
-    """Save the output so far; False once the run is no longer running (it was cancelled).
+@contextmanager
+def beating(run_id: int, every: float) -> Iterator[None]:
+    """Write the run's heartbeat every ``every`` seconds from a thread while the caller
+    works, so a long request is not taken for a dead worker."""
+    stop = threading.Event()
 
-    One UPDATE per flush interval does both: the row count says whether the run is
-    still ``running``, so a cancel from any node reaches the node that runs it.
-    """
+    def loop() -> None:
+        try:
+            while not stop.wait(every) and runs.beat(run_id):
+                pass
+        finally:
+            connection.close()  # this thread's own connection
 
-    def beat(output: str) -> bool:
-        return runs.save_output(run_id, output)
-
-    return beat
+    thread = threading.Thread(target=loop, name=f"heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

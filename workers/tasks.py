@@ -13,10 +13,11 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 
-from scheduler_app import dispatch, firing, notifications, services
+from scheduler_app import dispatch, firing, notifications, retention, services
 from scheduler_app.models import Run
-from workers import executors
+from workers import executors, orphans
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,28 @@ def _run(run_id: int, worker: str) -> None:
 
 
 @shared_task(name="workers.reap_lost", ignore_result=True)
-def reap_lost() -> int:
-    """Run by beat every minute: mark lost the runs of worker nodes that are gone."""
-    lost = services.reap_lost(dispatch.live_workers())
+def reap_lost() -> None:
+    """Run by beat every REAP_EVERY seconds: runs whose heartbeat stopped are lost (and
+    what they left running on a live node is killed); queued runs whose message was
+    lost are sent again."""
+    lost = services.reap_silent(settings.SCHEDULER_HEARTBEAT_TIMEOUT)
     if lost:
-        logger.warning("%d runs of workers that stopped answering were marked lost", lost)
-    return lost
+        logger.warning("%d runs stopped sending heartbeats; marked lost", len(lost))
+        live = dispatch.live_workers()
+        for run in lost:
+            if run.pid and run.worker in live:
+                dispatch.kill_orphan(run)
+    requeued = services.requeue_stale(settings.SCHEDULER_REQUEUE_AFTER)
+    if requeued:
+        logger.warning("%d queued runs were never claimed; sent again", requeued)
+
+
+@shared_task(name="workers.kill_orphan", ignore_result=True)
+def kill_orphan(run_id: int, pid: int) -> None:
+    """Sent to the node of a lost run: kill the process group it left running, if that
+    group is still the run's (its environment says so: a pid may have been reused)."""
+    if orphans.kill_group_of_run(pid, run_id):
+        logger.warning("killed process group %d left running by lost run %d", pid, run_id)
 
 
 @worker_ready.connect
@@ -94,3 +111,12 @@ def notify(run_id: int, event: str) -> None:
 def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Returns what it is given: a task for trying the ``celery`` job kind."""
     return {"args": list(args), "kwargs": kwargs}
+
+
+@shared_task(name="workers.prune_runs", ignore_result=True)
+def prune_runs() -> int:
+    """Run by beat every PRUNE_EVERY seconds: delete the finished runs past retention."""
+    report = retention.prune()
+    if report.total:
+        logger.info("retention deleted %d runs (%s)", report.total, report.describe())
+    return report.total

@@ -212,6 +212,8 @@ class RunSerializer(serializers.ModelSerializer):
             "result",
             "parent",
             "node",
+            "due_at",
+            "heartbeat_at",
         ]
         read_only_fields = fields
 

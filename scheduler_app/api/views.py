@@ -11,7 +11,7 @@ import django_filters
 import redis
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, Max, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status, viewsets
@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 
 from config.celery import app as celery_app
-from scheduler_app import schedules, services
+from scheduler_app import retention, schedules, services
 from scheduler_app.api.serializers import (
     CalendarSerializer,
     JobSerializer,
@@ -300,13 +300,10 @@ def upcoming_runs(request: Request) -> Response:
 @extend_schema(responses=inline_serializer("Stats", {"jobs": serializers.DictField()}))
 @api_view(["GET"])
 def stats(request: Request) -> Response:
+    """Over all runs, those retention deleted included (their tallies)."""
     jobs = jobs_of(request.user)
-    runs = Run.objects.filter(job__in=jobs)
-    by_status = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
+    by_status, durations = retention.run_figures(jobs)
     finished = sum(by_status.get(s, 0) for s in (Run.Status.SUCCEEDED, *Run.FAILURES))
-    durations = runs.filter(duration__isnull=False).aggregate(
-        average=Avg("duration"), longest=Max("duration")
-    )
     return Response(
         {
             "jobs": {

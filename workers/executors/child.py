@@ -13,11 +13,11 @@ from typing import Any
 
 from django.conf import settings
 
+from scheduler_app import runs
 from scheduler_app.models import Job, Run
 from scheduler_app.validation import MASK
 from workers.executors.base import Outcome
 from workers.executors.process import Limits, ProcessResult, run_process
-from workers.reporting import heartbeat_for
 
 # The child sees these of the worker's environment, and nothing else but the
 # job's own env: the worker's secrets (SECRET_KEY, DATABASE_URL) stay in the worker.
@@ -73,7 +73,6 @@ def run_child(
     """
     job = run.job
     secrets = secrets_of(job)
-    beat = heartbeat_for(run.id)
     result = run_process(
         argv,
         env=child_env(run, inherit),
@@ -82,8 +81,9 @@ def run_child(
         output_limit=settings.SCHEDULER_OUTPUT_LIMIT,
         kill_grace=settings.SCHEDULER_KILL_GRACE,
         flush_every=settings.SCHEDULER_LOG_FLUSH_SECONDS,
-        heartbeat=lambda output: beat(mask(output, secrets)),
+        heartbeat=lambda output: runs.save_output(run.id, mask(output, secrets)),
         limits=Limits(job.max_memory_mb, job.max_cpu_seconds),
+        on_start=lambda pid: runs.started_process(run.id, pid),
     )
     return ProcessResult(result.exit_code, mask(result.output, secrets), result.timed_out,
                          result.cancelled)  # fmt: skip

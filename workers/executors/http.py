@@ -11,9 +11,12 @@ import time
 import urllib.error
 import urllib.request
 
+from django.conf import settings
+
 from scheduler_app.models import Run
 from workers.executors.base import Outcome
 from workers.executors.child import mask, secrets_of
+from workers.reporting import beating
 
 DEFAULT_TIMEOUT = 30
 EXCERPT = 4096
@@ -34,12 +37,8 @@ class HttpExecutor:
         )
         started = time.monotonic()
         try:
-            with urllib.request.urlopen(
-                request, timeout=run.job.timeout or DEFAULT_TIMEOUT
-            ) as response:
-                status, text = response.status, response.read(EXCERPT).decode("utf-8", "replace")
-        except urllib.error.HTTPError as exc:
-            status, text = exc.code, exc.read(EXCERPT).decode("utf-8", "replace")
+            with beating(run.id, settings.SCHEDULER_LOG_FLUSH_SECONDS):
+                status, text = _send(request, run.job.timeout or DEFAULT_TIMEOUT)
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             timed_out = isinstance(reason, TimeoutError) or "timed out" in str(reason)
@@ -56,3 +55,12 @@ class HttpExecutor:
             return Outcome(Run.Status.SUCCEEDED, 0, text, "", result)
         error = f"HTTP {status}, expected {' or '.join(map(str, payload['expect_status']))}."
         return Outcome(Run.Status.FAILED, None, text, error, result)
+
+
+def _send(request: urllib.request.Request, timeout: float) -> tuple[int, str]:
+    """The response's status and the start of its body (an error status is a response)."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(EXCERPT).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(EXCERPT).decode("utf-8", "replace")

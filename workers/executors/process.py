@@ -85,8 +85,12 @@ def run_process(
     flush_every: float,
     heartbeat: Heartbeat,
     limits: Limits | None = None,
+    on_start: Callable[[int], object] | None = None,
 ) -> ProcessResult:
-    """Run ``argv`` to its end; ``heartbeat`` sees the output so far every ``flush_every`` s."""
+    """Run ``argv`` to its end; ``heartbeat`` sees the output so far every ``flush_every`` s.
+
+    ``on_start`` is told the child's pid, which is also its process group's id.
+    """
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -97,6 +101,8 @@ def run_process(
         start_new_session=True,
         preexec_fn=limits.apply if limits else None,  # only setrlimit: safe after fork
     )
+    if on_start is not None:
+        on_start(proc.pid)
     tail = OutputBuffer(output_limit)
     reader = threading.Thread(target=_pump, args=(proc, tail), daemon=True)
     reader.start()
