@@ -40,8 +40,10 @@ def notify(run_id: int, event: str) -> None:
 
 
 def kill_orphan(run: Run) -> None:
-    """Ask the node of a lost run to kill the process group the run left there."""
-    app.send_task(KILL_ORPHAN, (run.id, run.pid), queue=worker_direct(run.worker))
+    """Ask the node of a lost run to kill the processes the run left there. A node that
+    is gone finds the message if it comes back under its name, and finds nothing."""
+    if run.worker:
+        app.send_task(KILL_ORPHAN, (run.identity_env(),), queue=worker_direct(run.worker))
 
 
 def live_nodes(queue: str) -> list[str]:
@@ -49,8 +51,3 @@ def live_nodes(queue: str) -> list[str]:
     replies = app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues() or {}
     return sorted(node for node, queues in replies.items()
                   if any(q.get("name") == queue for q in queues))  # fmt: skip
-
-
-def live_workers() -> set[str]:
-    """The node names of the workers that answer a ping."""
-    return {name for reply in app.control.ping(timeout=2.0) for name in reply}

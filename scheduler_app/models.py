@@ -418,7 +418,8 @@ class Run(models.Model):
     # Written by its worker with every output flush (about a second): a running run
     # whose heartbeat stops is lost, whatever its node says.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    # The process group of its child on ``worker``, to kill what a dead worker left.
+    # The process group of its child on ``worker`` (for an operator; a lost run's
+    # processes are found by their environment, see workers/orphans.py).
     pid = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
@@ -444,6 +445,15 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    def identity_env(self) -> dict[str, str]:
+        """The environment variables that name this run in its processes (ids alone
+        repeat across scheduler databases; with the job and the time they do not)."""
+        return {
+            "SCHEDULER_JOB_ID": str(self.job_id),
+            "SCHEDULER_RUN_ID": str(self.id),
+            "SCHEDULER_SCHEDULED_FOR": self.scheduled_for.isoformat(),
+        }
 
 
 class RunTally(models.Model):

@@ -168,8 +168,7 @@ def beat(run_id: int) -> bool:
 
 
 def started_process(run_id: int, pid: int) -> bool:
-    """The process group its node started for it, so what a dead worker leaves behind
-    can be found and killed."""
+    """The process group its node started for it, shown to operators."""
     return _beat(run_id, pid=pid)
 
 

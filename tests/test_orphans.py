@@ -1,4 +1,4 @@
-"""Killing what a dead worker left running: only the lost run's own process group."""
+"""Killing what a dead worker left running: only the lost run's own processes."""
 
 from __future__ import annotations
 
@@ -9,33 +9,35 @@ from tests.helpers import wait_for
 from workers import orphans
 
 
-def start_group(run_id: int) -> subprocess.Popen[bytes]:
+def marks(run_id: int, job_id: int = 3) -> dict[str, str]:
+    return {"SCHEDULER_JOB_ID": str(job_id), "SCHEDULER_RUN_ID": str(run_id),
+            "SCHEDULER_SCHEDULED_FOR": "2030-01-01T09:00:00+00:00"}  # fmt: skip
+
+
+def start_job(run_marks: dict[str, str]) -> subprocess.Popen[bytes]:
     """A job-like process group: a shell in its own session, with a child of its own."""
-    env = {**os.environ, "SCHEDULER_RUN_ID": str(run_id)}
+    env = {**os.environ, **run_marks}
     return subprocess.Popen(["/bin/sh", "-c", "sleep 353 & wait"], env=env,
                             start_new_session=True)  # fmt: skip
 
 
-def test_the_group_of_the_run_is_killed_and_no_other():
-    group = start_group(run_id=7)
+def test_the_processes_of_the_run_are_killed_and_no_other():
+    # The same run id in another scheduler's database: another job, not ours.
+    mine, other = start_job(marks(7)), start_job(marks(7, job_id=4))
     try:
-        wait_for(lambda: len(orphans.group_members(group.pid)) == 2, timeout=10)
-        assert orphans.belongs_to_run(group.pid, 7) and not orphans.belongs_to_run(group.pid, 70)
+        wait_for(lambda: len(orphans.processes_of_run(marks(7))) == 2, timeout=10)
 
-        assert not orphans.kill_group_of_run(group.pid, run_id=8)  # a reused pid: left alone
-        assert group.poll() is None
+        assert orphans.kill_run_processes(marks(7)) == 1
 
-        assert orphans.kill_group_of_run(group.pid, run_id=7)
-        assert group.wait(timeout=10) == -9
-        wait_for(lambda: not orphans.group_members(group.pid), timeout=10)
+        assert mine.wait(timeout=10) == -9
+        wait_for(lambda: not orphans.processes_of_run(marks(7)), timeout=10)
+        assert other.poll() is None and len(orphans.processes_of_run(marks(7, 4))) == 2
     finally:
-        group.kill()
-        group.wait()
+        for job in (mine, other):
+            if job.poll() is None:
+                os.killpg(job.pid, 9)
+            job.wait()
 
 
-def test_a_group_that_is_gone_is_nothing_to_kill():
-    group = start_group(run_id=9)
-    os.killpg(group.pid, 9)
-    group.wait()
-    wait_for(lambda: not orphans.group_members(group.pid), timeout=10)
-    assert not orphans.kill_group_of_run(group.pid, run_id=9)
+def test_a_run_with_no_process_left_is_nothing_to_kill():
+    assert orphans.kill_run_processes(marks(123456789)) == 0

@@ -1,10 +1,11 @@
-"""What a dead worker process leaves behind: the process group of a job it ran.
+"""What a dead worker process leaves behind: the processes of a job it ran.
 
 A job runs in a session of its own (see executors/process.py), so when its pool
 process dies (killed by the job, or by the out-of-memory killer) the job goes on,
-orphaned. Its node kills the group once the run is declared lost, after checking
-that the group still belongs to that run: the environment of every job process
-names its run (SCHEDULER_RUN_ID), and a pid may have been reused since.
+orphaned. Once the run is declared lost, its node kills them. They are found by
+their environment, which names their run and which every process the job starts
+inherits, so nothing depends on a pid recorded in time. The run's id, job and
+scheduled time together: two scheduler databases on one machine reuse ids.
 """
 
 from __future__ import annotations
@@ -15,32 +16,26 @@ import signal
 from pathlib import Path
 
 
-def belongs_to_run(pid: int, run_id: int) -> bool:
-    """Whether process ``pid`` is a job process of run ``run_id``."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or not ours to read
-        return False
-    return f"SCHEDULER_RUN_ID={run_id}".encode() in environ.split(b"\0")
+def processes_of_run(marks: dict[str, str]) -> list[int]:
+    """The pids on this machine (that we may read) whose environment holds ``marks``,
+    the variables that name a run (see executors/child.py: run_marks)."""
+    wanted = {f"{name}={value}".encode() for name, value in marks.items()}
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if wanted <= set(environ.read_bytes().split(b"\0")):
+                found.append(int(environ.parent.name))
+    return found
 
 
-def group_members(pgid: int) -> list[int]:
-    """The processes of process group ``pgid`` (its leader may have exited already)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after it.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                members.append(int(stat.parent.name))
-    return members
-
-
-def kill_group_of_run(pgid: int, run_id: int) -> bool:
-    """SIGKILL the process group ``pgid`` if its processes are those of run ``run_id``."""
-    if not any(belongs_to_run(pid, run_id) for pid in group_members(pgid)):
-        return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-        return True
-    return False
+def kill_run_processes(marks: dict[str, str]) -> int:
+    """SIGKILL the process groups of the run's processes; how many groups."""
+    groups = set()
+    for pid in processes_of_run(marks):
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
+    groups.discard(os.getpgrp())  # never the worker itself
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    return len(groups)

@@ -67,26 +67,24 @@ def _run(run_id: int, worker: str) -> None:
 @shared_task(name="workers.reap_lost", ignore_result=True)
 def reap_lost() -> None:
     """Run by beat every REAP_EVERY seconds: runs whose heartbeat stopped are lost (and
-    what they left running on a live node is killed); queued runs whose message was
-    lost are sent again."""
+    their nodes kill what they left running); queued runs whose message was lost are
+    sent again."""
     lost = services.reap_silent(settings.SCHEDULER_HEARTBEAT_TIMEOUT)
     if lost:
         logger.warning("%d runs stopped sending heartbeats; marked lost", len(lost))
-        live = dispatch.live_workers()
-        for run in lost:
-            if run.pid and run.worker in live:
-                dispatch.kill_orphan(run)
+    for run in lost:
+        dispatch.kill_orphan(run)
     requeued = services.requeue_stale(settings.SCHEDULER_REQUEUE_AFTER)
     if requeued:
         logger.warning("%d queued runs were never claimed; sent again", requeued)
 
 
 @shared_task(name="workers.kill_orphan", ignore_result=True)
-def kill_orphan(run_id: int, pid: int) -> None:
-    """Sent to the node of a lost run: kill the process group it left running, if that
-    group is still the run's (its environment says so: a pid may have been reused)."""
-    if orphans.kill_group_of_run(pid, run_id):
-        logger.warning("killed process group %d left running by lost run %d", pid, run_id)
+def kill_orphan(marks: dict[str, str]) -> None:
+    """Sent to the node of a lost run: kill the processes the run left running there
+    (``marks``: the variables that name the run in their environment)."""
+    if killed := orphans.kill_run_processes(marks):
+        logger.warning("killed %d process groups left running by lost run %s", killed, marks)
 
 
 @worker_ready.connect

@@ -214,6 +214,7 @@ class RunSerializer(serializers.ModelSerializer):
             "node",
             "due_at",
             "heartbeat_at",
+            "pid",
         ]
         read_only_fields = fields
 

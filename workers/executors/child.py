@@ -52,9 +52,7 @@ def child_env(run: Run, inherit: dict[str, str] | None = None) -> dict[str, str]
     env = inherit or {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(env_values(run.job.env))
-    env["SCHEDULER_JOB_ID"] = str(run.job_id)
-    env["SCHEDULER_RUN_ID"] = str(run.id)
-    env["SCHEDULER_SCHEDULED_FOR"] = run.scheduled_for.isoformat()
+    env.update(run.identity_env())
     env["SCHEDULER_ATTEMPT"] = str(run.attempt)
     env["SCHEDULER_NODE"] = run.node or run.worker
     return env
