@@ -4,31 +4,26 @@ Each transition is one conditional UPDATE (or one INSERT guarded by the run's
 unique identity): the row count says whether this caller won, so two workers,
 two beats or a user and a worker racing on one run cannot both change it.
 
-=====================  ==========  =========  ==============================================
-from                   to          function   who
-=====================  ==========  =========  ==============================================
-(new)                  queued      create     beat's fire, run now, a retry, a dependency,
-                                              a fan-out child
-(new)                  skipped     create     beat's fire: outside the window, a calendar date
-(new)                  missed      create     beat's fire: the time passed while beat or the
-                                              job was down
-queued                 running     claim      a worker, when the concurrency policy admits it
-queued                 skipped     skip       a worker: ``forbid``, or ``allow`` at its limit
-queued                 waiting     wait       a worker: ``queue_one`` while another runs
-waiting                queued      release    the orchestrator, as the running run ends
-queued                 queued      requeue    the sweep: its message was lost (due long ago,
-                                              never claimed); it is sent again
-queued, waiting,       cancelled   cancel     a user; ``replace`` (a running process is killed
-running                                       by its node at its next output flush)
-running                succeeded,  finish     the worker, as the process ends (``skipped``:
-                       failed,                the job's condition said no)
-                       timed_out,
-                       skipped
-cancelled (was         cancelled   finish     the worker: output and timings of the killed
-running)                                      process, recorded once
-running                lost        lose       the reaper (its heartbeat stopped: its worker
-                                              or pool process died), or its node restarting
-=====================  ==========  =========  ==============================================
+===============  ==========  ==============  ==================================================
+from             to          function        who
+===============  ==========  ==============  ==================================================
+(new)            queued      create          a fire, run now, a retry, a dependency, a fan-out
+(new)            skipped     record_skipped  a fire: outside the window, on a calendar date
+(new)            missed      record_missed   a fire: passed while beat or the job was down
+queued           running     claim           a worker, when the concurrency policy admits it
+queued           skipped     skip            a worker: ``forbid``, or ``allow`` at its limit
+queued           waiting     wait            a worker: ``queue_one`` while another run runs
+waiting          queued      release         the orchestrator, as the running run ends
+queued           queued      requeue         the sweep: due long ago, never claimed (message lost)
+queued, waiting  cancelled   cancel          a user; ``replace``
+running          cancelled   cancel          a user; ``replace`` (its node kills the process)
+running          succeeded,  finish          the worker, as the process ends
+                 failed,
+                 timed_out,
+                 skipped
+cancelled        cancelled   finish          the worker: the killed process's end, recorded once
+running          lost        lose            the reaper (no heartbeat), or its node restarting
+===============  ==========  ==============  ==================================================
 
 Every other status is final. What follows a transition (retries, dependents,
 notifications, a waiting run's release) is decided by the policy modules and
