@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "scheduler_app.middleware.DatabaseAwayMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -218,6 +219,8 @@ SCHEDULER_LOG_FLUSH_SECONDS = float(os.environ.get("SCHEDULER_LOG_FLUSH_SECONDS"
 # many seconds is lost; a queued run not claimed this long after it was due is sent again.
 SCHEDULER_HEARTBEAT_TIMEOUT = envint("SCHEDULER_HEARTBEAT_TIMEOUT", 30)
 SCHEDULER_REQUEUE_AFTER = envint("SCHEDULER_REQUEUE_AFTER", 300)
+# How long a worker keeps a finished run's outcome, trying again, while the database is away.
+SCHEDULER_DB_RETRY_SECONDS = envint("SCHEDULER_DB_RETRY_SECONDS", 600)
 SCHEDULER_MAX_TIMEOUT = envint("SCHEDULER_MAX_TIMEOUT", 24 * 3600)
 SCHEDULER_NAME = os.environ.get("SCHEDULER_NAME", "cronfleet")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

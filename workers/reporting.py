@@ -1,14 +1,48 @@
-"""How a run that has no child process still shows it is alive (an HTTP request)."""
+"""How a running job reports back, and how its outcome survives a database away.
+
+Writes made while a job runs (output, heartbeat) are best effort: with the
+database away for a moment the job goes on, and the next flush writes again. The
+outcome is not: :func:`persist` keeps trying, with backoff, for a bounded time.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from scheduler_app import runs
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# What a database that is away (restarting, unreachable, locked) raises.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+
+def save_output(run_id: int, output: str) -> bool:
+    """The output so far and the heartbeat; False once the run was cancelled or lost.
+    With the database away the job goes on (True): its next flush writes again."""
+    return _tolerant(lambda: runs.save_output(run_id, output), run_id)
+
+
+def started_process(run_id: int, pid: int) -> None:
+    _tolerant(lambda: runs.started_process(run_id, pid), run_id)
+
+
+def _tolerant(write: Callable[[], bool], run_id: int) -> bool:
+    try:
+        return write()
+    except DATABASE_AWAY as exc:
+        logger.warning("run %s: could not report to the database (%s); the job goes on",
+                       run_id, exc)  # fmt: skip
+        close_old_connections()
+        return True
 
 
 @contextmanager
@@ -19,7 +53,7 @@ def beating(run_id: int, every: float) -> Iterator[None]:
 
     def loop() -> None:
         try:
-            while not stop.wait(every) and runs.beat(run_id):
+            while not stop.wait(every) and _tolerant(lambda: runs.beat(run_id), run_id):
                 pass
         finally:
             connection.close()  # this thread's own connection
@@ -31,3 +65,23 @@ def beating(run_id: int, every: float) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def persist(
+    write: Callable[[], T], within: float, sleep: Callable[[float], object] = time.sleep
+) -> T:
+    """``write()``, tried again with backoff (1 s doubling, at most 30 s) while the
+    database is away, for up to ``within`` seconds; then the last error is raised."""
+    deadline = time.monotonic() + within
+    delay = 1.0
+    while True:
+        try:
+            return write()
+        except DATABASE_AWAY as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("the database is away (%s); trying again in %.0f s", exc, delay)
+            close_old_connections()
+            connection.close()
+            sleep(delay)
+            delay = min(delay * 2, 30.0)

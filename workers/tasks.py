@@ -17,33 +17,50 @@ from django.conf import settings
 
 from scheduler_app import dispatch, firing, notifications, retention, services
 from scheduler_app.models import Run
-from workers import executors, orphans
+from workers import executors, orphans, reporting
 
 logger = logging.getLogger(__name__)
+
+DATABASE_RETRIES = 20  # of a fire or a claim while the database is away
 
 
 @shared_task(name="workers.fire_job", bind=True, acks_late=True, reject_on_worker_lost=True)
 def fire_job(
     self: Any, job_id: int, scheduled_for: str | None = None, sent_at: str | None = None
 ) -> None:
-    """Sent by beat when a job is due: record the due fire times once, and run what is due."""
+    """Sent by beat when a job is due: record the due fire times once, and run what is due.
+
+    With the database away the fire is kept: the task is tried again later (recording
+    a fire time twice makes one run)."""
     when = datetime.fromisoformat(scheduled_for) if scheduled_for else self.app.now()
     sent = datetime.fromisoformat(sent_at) if sent_at else self.app.now()
-    runs = firing.fire_due(job_id, when, sent)
+    try:
+        runs = firing.fire_due(job_id, when, sent)
+    except reporting.DATABASE_AWAY as exc:
+        raise _later(self, exc) from exc
     for extra in runs[1:]:  # catchup "all": the others go to any worker of the queue
         dispatch.enqueue(extra)
     if runs:
-        _run(runs[0].id, self.request.hostname)
+        _run(self, runs[0].id)
 
 
 @shared_task(name="workers.execute_run", bind=True, acks_late=True, reject_on_worker_lost=True)
 def execute_run(self: Any, run_id: int) -> None:
     """Run a queued run (run now, a retry)."""
-    _run(run_id, self.request.hostname)
+    _run(self, run_id)
 
 
-def _run(run_id: int, worker: str) -> None:
-    run = services.claim_run(run_id, worker=worker)
+def _later(task: Any, exc: Exception) -> Exception:
+    """The task again, after 1, 2, 4 ... 60 s, for about a quarter of an hour."""
+    countdown = min(2**task.request.retries, 60)
+    return task.retry(exc=exc, countdown=countdown, max_retries=DATABASE_RETRIES)
+
+
+def _run(task: Any, run_id: int) -> None:
+    try:
+        run = services.claim_run(run_id, worker=task.request.hostname)
+    except reporting.DATABASE_AWAY as exc:
+        raise _later(task, exc) from exc
     if run is None:  # claimed elsewhere, cancelled, skipped, waiting, or a redelivery
         return
     if run.job.fan_out and run.parent_id is None:
@@ -54,14 +71,13 @@ def _run(run_id: int, worker: str) -> None:
     except Exception as exc:
         logger.exception("run %s of job %s crashed in the executor", run.id, run.job_id)
         outcome = executors.Outcome(Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-    services.finish_run(
-        run,
-        outcome.status,
-        exit_code=outcome.exit_code,
-        output=outcome.output,
-        error=outcome.error,
-        result=outcome.result,
-    )
+    # The outcome is kept until the database takes it (SCHEDULER_DB_RETRY_SECONDS).
+    reporting.persist(
+        lambda: services.finish_run(run, outcome.status, exit_code=outcome.exit_code,
+                                    output=outcome.output, error=outcome.error,
+                                    result=outcome.result),
+        within=settings.SCHEDULER_DB_RETRY_SECONDS,
+    )  # fmt: skip
 
 
 @shared_task(name="workers.reap_lost", ignore_result=True)

@@ -16,7 +16,12 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.decorators import (
+    action,
+    api_view,
+    authentication_classes,
+    permission_classes,
+)
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
@@ -335,6 +340,7 @@ def stats(request: Request) -> Response:
     ),
 )
 @api_view(["GET"])
+@authentication_classes([])  # no credentials read: it answers with the database away too
 @permission_classes([permissions.AllowAny])
 def health(request: Request) -> Response:
     """Liveness of each part: 200 when the database and Redis answer, 503 otherwise."""

@@ -13,9 +13,9 @@ from typing import Any
 
 from django.conf import settings
 
-from scheduler_app import runs
 from scheduler_app.models import Job, Run
 from scheduler_app.validation import MASK
+from workers import reporting
 from workers.executors.base import Outcome
 from workers.executors.process import Limits, ProcessResult, run_process
 
@@ -79,9 +79,9 @@ def run_child(
         output_limit=settings.SCHEDULER_OUTPUT_LIMIT,
         kill_grace=settings.SCHEDULER_KILL_GRACE,
         flush_every=settings.SCHEDULER_LOG_FLUSH_SECONDS,
-        heartbeat=lambda output: runs.save_output(run.id, mask(output, secrets)),
+        heartbeat=lambda output: reporting.save_output(run.id, mask(output, secrets)),
         limits=Limits(job.max_memory_mb, job.max_cpu_seconds),
-        on_start=lambda pid: runs.started_process(run.id, pid),
+        on_start=lambda pid: reporting.started_process(run.id, pid),
     )
     return ProcessResult(result.exit_code, mask(result.output, secrets), result.timed_out,
                          result.cancelled)  # fmt: skip
