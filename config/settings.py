@@ -221,6 +221,9 @@ SCHEDULER_HEARTBEAT_TIMEOUT = envint("SCHEDULER_HEARTBEAT_TIMEOUT", 30)
 SCHEDULER_REQUEUE_AFTER = envint("SCHEDULER_REQUEUE_AFTER", 300)
 # How long a worker keeps a finished run's outcome, trying again, while the database is away.
 SCHEDULER_DB_RETRY_SECONDS = envint("SCHEDULER_DB_RETRY_SECONDS", 600)
+# A worker told to stop (SIGTERM) lets its running jobs finish this long, then kills
+# them and records them lost.
+SCHEDULER_SHUTDOWN_GRACE = envint("SCHEDULER_SHUTDOWN_GRACE", 60)
 SCHEDULER_MAX_TIMEOUT = envint("SCHEDULER_MAX_TIMEOUT", 24 * 3600)
 SCHEDULER_NAME = os.environ.get("SCHEDULER_NAME", "cronfleet")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -13,7 +13,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -241,12 +241,11 @@ def cancel_run(run: Run | int, reason: str = "cancelled by user") -> bool:
 # --- lost runs ------------------------------------------------------------------
 
 
-def mark_lost(worker: str) -> int:
-    """Runs a node had running when it (re)started died with its old process: they are lost."""
-    return _lose(
-        Run.objects.filter(worker=worker, status=Run.Status.RUNNING),
-        f"worker {worker} stopped while the run was going",
-    )
+def lose_runs_of(worker: str, reason: str) -> list[Run]:
+    """The runs ``worker`` has running are lost (and retried elsewhere if due): it
+    restarted, so they died with its old process, or it is shutting down."""
+    running = Run.objects.filter(worker=worker, status=Run.Status.RUNNING)
+    return [run for run in running.select_related("job") if _lose_one(run, reason)]
 
 
 def reap_silent(timeout: float) -> list[Run]:
@@ -281,10 +280,6 @@ def requeue_stale(after: float) -> int:
                 dispatch.enqueue(run, node=run.node)
                 sent += 1
     return sent
-
-
-def _lose(candidates: QuerySet[Run], reason: str) -> int:
-    return sum(_lose_one(run, reason) for run in candidates.select_related("job"))
 
 
 def _lose_one(run: Run, reason: str) -> bool:

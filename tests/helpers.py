@@ -110,15 +110,17 @@ class Stack:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, args: list[str]) -> None:
+    def start(self, name: str, args: list[str], **env: str) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            CELERY + args, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            CELERY + args, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
         )
 
-    def start_worker(self, name: str = "worker", node: str = "w1", queues: str = "default") -> None:
+    def start_worker(
+        self, name: str = "worker", node: str = "w1", queues: str = "default", **env: str
+    ) -> None:
         self.start(name, ["worker", "-n", f"{node}@%h", "-Q", queues, "-c", "2", "-l", "info",
-                          "--without-mingle", "--without-gossip"])  # fmt: skip
+                          "--without-mingle", "--without-gossip"], **env)  # fmt: skip
 
     def start_beat(self) -> None:
         self.start("beat", ["beat", "-l", "info"])

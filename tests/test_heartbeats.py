@@ -1,8 +1,11 @@
-"""Nothing stuck: a run whose worker died is lost and retried, a lost message is sent
-again, on the real stack (heartbeat timeout 5 s, reaper every 2 s, requeue after 10 s:
-see the ``stack`` fixture)."""
+"""Nothing stuck, on the real stack: a run whose worker died is lost and retried, a
+lost message is sent again, a worker told to stop leaves no run running (heartbeat
+timeout 5 s, reaper every 2 s, requeue after 10 s: see the ``stack`` fixture)."""
 
 from __future__ import annotations
+
+import signal
+import time
 
 import pytest
 from django.utils import timezone
@@ -43,3 +46,26 @@ def test_a_queued_run_whose_message_was_lost_still_runs_once(live, api):
 
     assert (done.id, done.output) == (run.id, "once\n")
     assert Run.objects.filter(job_id=job["id"]).count() == 1
+
+
+def test_a_warm_shutdown_lets_short_jobs_end_and_records_long_ones_lost(live, api):
+    live.start_worker(name="deploy", node="w7", queues="deploy", SCHEDULER_SHUTDOWN_GRACE="3")
+    live.wait_workers(2)
+    short = manual_job(api, "short", "sleep 1; echo ok", queue="deploy")
+    long = manual_job(api, "long", "sleep 361", queue="deploy", max_retries=0)
+    short_run, long_run = run_now(api, short), run_now(api, long)
+    wait_runs(short["id"], 1, id=short_run, status=Run.Status.RUNNING)
+    wait_runs(long["id"], 1, id=long_run, status=Run.Status.RUNNING)
+
+    started = time.monotonic()
+    worker = live.procs.pop("deploy")
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)
+    took = time.monotonic() - started
+
+    assert Run.objects.get(id=short_run).status == Run.Status.SUCCEEDED
+    lost = Run.objects.get(id=long_run)
+    assert lost.status == Run.Status.LOST and lost.finished_at
+    assert "shut down; the run was still going after 3 s" in lost.error
+    assert 3 <= took < 20
+    assert not processes_running("sleep", "361")

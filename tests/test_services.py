@@ -163,9 +163,10 @@ def test_a_once_job_completes_after_its_run(owner):
 def test_a_restarted_worker_marks_its_running_runs_lost(job):
     run = fire(job, AT)
     services.claim_run(run.id, "w1@a")
-    assert services.mark_lost("w1@a") == 1
+    (lost,) = services.lose_runs_of("w1@a", "worker w1@a restarted")
+    assert services.lose_runs_of("w1@a", "again") == []
     run.refresh_from_db()
-    assert run.status == Run.Status.LOST
+    assert (lost.id, run.status, run.error) == (run.id, "lost", "lost: worker w1@a restarted")
     assert Run.objects.get(job=job, attempt=2).trigger == "retry"
 
 

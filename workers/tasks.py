@@ -8,11 +8,12 @@ redelivered message harmless.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 
 from scheduler_app import dispatch, firing, notifications, retention, services
@@ -106,11 +107,28 @@ def kill_orphan(marks: dict[str, str]) -> None:
 @worker_ready.connect
 def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
     """A node starting up holds no runs: any it had running died with its last process."""
-    lost = services.mark_lost(sender.hostname)
-    if lost:
-        logger.warning(
-            "%d runs of %s were running when it stopped; marked lost", lost, sender.hostname
-        )
+    node = sender.hostname
+    if lost := services.lose_runs_of(node, f"worker {node} stopped while the run was going"):
+        logger.warning("%d runs of %s were running when it stopped; marked lost", len(lost), node)
+
+
+@worker_shutting_down.connect
+def stop_runs_after_grace(sender: str, how: str = "", **kwargs: Any) -> None:
+    """A warm shutdown (SIGTERM) lets running jobs finish for SCHEDULER_SHUTDOWN_GRACE
+    seconds; then they are recorded lost (and retried elsewhere if due) and killed, so a
+    deploy never leaves a run ``running`` nor waits a day for one."""
+    if how == "Warm":
+        grace = settings.SCHEDULER_SHUTDOWN_GRACE
+        timer = threading.Timer(grace, _abandon_runs, args=(sender, grace))
+        timer.daemon = True
+        timer.start()
+
+
+def _abandon_runs(node: str, grace: int) -> None:
+    reason = f"worker {node} shut down; the run was still going after {grace} s"
+    for run in services.lose_runs_of(node, reason):
+        orphans.kill_run_processes(run.identity_env())
+        logger.warning("run %s was still going at shutdown: killed, marked lost", run.id)
 
 
 @shared_task(name="workers.notify", acks_late=True, autoretry_for=(OSError,), max_retries=3)
