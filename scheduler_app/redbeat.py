@@ -24,7 +24,9 @@ from django.db import transaction
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockNotOwnedError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.celery import app as celery_app
 from scheduler_app import schedules
@@ -34,6 +36,7 @@ from scheduler_app.models import Job
 logger = logging.getLogger(__name__)
 
 _SCHEDULE_TYPE = "scheduler_app.JobSchedule"
+REDIS_AWAY_RETRY = 2.0  # seconds between beat's looks at a Redis that does not answer
 
 
 class JobSchedule(BaseSchedule):
@@ -141,22 +144,38 @@ class JobScheduler(RedBeatScheduler):
         logger.info("beat: reconciled schedules: %d job entries saved, %d removed", saved, removed)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        """One beat tick; survives Redis losing its data (a restart without persistence).
+        """One beat tick; survives Redis going away, and losing its data.
 
-        Redis forgetting everything also drops beat's lock: instead of dying, take the
-        lock again (waiting, as a standby beat does, if another beat has it now) and
-        rebuild the job entries from the database.
+        While Redis does not answer, beat waits for it instead of dying. When it
+        answers again, beat keeps (or takes back, waiting as a standby beat does) its
+        lock and rebuilds the job entries from the database, so jobs saved meanwhile
+        are scheduled at once. A Redis that forgot everything also drops the lock:
+        the same repair follows.
         """
         try:
+            if self._redis_away:
+                self._recover()
             return super().tick(*args, **kwargs)
         except LockNotOwnedError:
             logger.warning(
                 "beat: lost the RedBeat lock (Redis restarted or flushed?); re-acquiring"
             )
-            self.lock.acquire()
-            saved, _ = reconcile(self.app)
-            logger.warning("beat: lock re-acquired; %d job entries rebuilt", saved)
+            self._recover()
             return 0.0
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if not self._redis_away:
+                logger.warning("beat: Redis is not answering (%s); waiting for it", exc)
+            self._redis_away = True
+            return REDIS_AWAY_RETRY
+
+    _redis_away = False
+
+    def _recover(self) -> None:
+        if not self.lock.owned():
+            self.lock.acquire()
+        saved, _ = reconcile(self.app)
+        self._redis_away = False
+        logger.warning("beat: Redis answers; lock held, %d job entries rebuilt", saved)
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any):  # type: ignore[no-untyped-def]
         if isinstance(entry.schedule, JobSchedule):
