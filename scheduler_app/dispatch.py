@@ -34,9 +34,9 @@ def enqueue(run: Run, countdown: float = 0, node: str = "") -> None:
     )
 
 
-def notify(run_id: int, event: str) -> None:
-    """Send a run's notification for ``event`` after the commit."""
-    transaction.on_commit(lambda: app.send_task(NOTIFY, (run_id, event)))
+def notify(notification_id: int) -> None:
+    """Send the notification (an outbox row) after the commit."""
+    transaction.on_commit(lambda: app.send_task(NOTIFY, (notification_id,)))
 
 
 def kill_orphan(run: Run) -> None:

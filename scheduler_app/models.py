@@ -476,3 +476,27 @@ class RunTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}: {self.count} {self.status} runs pruned"
+
+
+class Notification(models.Model):
+    """One event of a run to tell its job's recipients about: the outbox of notifications.
+
+    Written in the transaction that ends the run, then sent by ``workers.notify``; one
+    still unsent long after (its message lost, its worker killed) is sent again by the
+    sweep, a bounded number of times. Delivery is at least once.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=16)
+    due_at = models.DateTimeField(default=timezone.now)
+    sends = models.PositiveSmallIntegerField(default=1, help_text="Times handed to a worker.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "event"], name="notification_once_per_event")
+        ]
+        indexes = [models.Index(fields=["sent_at", "due_at"], name="notification_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: {self.event}"

@@ -1,9 +1,10 @@
 """Telling people how a run ended: e-mail and webhooks, on failure, success or recovery.
 
 ``recovery`` is the first success after a failure. A failed attempt that will be
-retried notifies nobody; its last attempt does. Sending happens in the
-``workers.notify`` task, after the run is saved, so a slow mail server or
-webhook never holds up a run.
+retried notifies nobody; its last attempt does. Each notification is a row
+(:class:`Notification`, the outbox) written with the run's end; the
+``workers.notify`` task sends it after the commit, so a slow mail server or
+webhook never holds up a run, and a lost message is swept up and sent again.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.utils import timezone
 
-from scheduler_app.models import Job, Run
+from scheduler_app.models import Job, Notification, Run
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,21 @@ def previous_status(run: Run) -> str | None:
         .order_by("-id")
         .values_list("status", flat=True)
         .first()
+    )
+
+
+def record(run: Run, event: str) -> Notification | None:
+    """The outbox row for the run's ``event``, once; None when it exists already."""
+    notice, made = Notification.objects.get_or_create(run=run, event=event)
+    return notice if made else None
+
+
+def mark_sent(notice_id: int) -> bool:
+    """Sent now; False when it was sent already (a copy got there first)."""
+    return bool(
+        Notification.objects.filter(id=notice_id, sent_at__isnull=True).update(
+            sent_at=timezone.now()
+        )
     )
 
 

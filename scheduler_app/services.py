@@ -27,11 +27,12 @@ from scheduler_app import (
     retries,
     runs,
 )
-from scheduler_app.models import Job, Run
+from scheduler_app.models import Job, Notification, Run
 
 logger = logging.getLogger(__name__)
 
 REAP_BATCH = 1000  # runs looked at by one sweep; the next sweep takes the rest
+MAX_NOTIFICATION_SENDS = 5
 
 
 def create_manual_run(job: Job) -> Run:
@@ -179,7 +180,8 @@ def _notify(run: Run, retrying: bool) -> None:
     previous = notifications.previous_status(run) if run.status == Run.Status.SUCCEEDED else None
     events = notifications.events_for(run.status, previous, retrying)
     for event in notifications.wanted(run.job, events):
-        dispatch.notify(run.id, event)
+        if notice := notifications.record(run, event):
+            dispatch.notify(notice.id)
 
 
 def _start_dependents(run: Run) -> None:
@@ -279,6 +281,25 @@ def requeue_stale(after: float) -> int:
             if runs.requeue(run.id, stale_before):
                 dispatch.enqueue(run, node=run.node)
                 sent += 1
+    return sent
+
+
+def resend_notifications(after: float) -> int:
+    """Send again the notifications due more than ``after`` seconds ago and not sent
+    (their message lost, or their worker killed while sending), at most
+    MAX_NOTIFICATION_SENDS times each."""
+    stale_before = timezone.now() - timedelta(seconds=after)
+    pending = Notification.objects.filter(
+        sent_at__isnull=True, due_at__lt=stale_before, sends__lt=MAX_NOTIFICATION_SENDS
+    )
+    sent = 0
+    for notice_id in pending.order_by("due_at").values_list("id", flat=True)[:REAP_BATCH]:
+        again = Notification.objects.filter(
+            id=notice_id, sent_at__isnull=True, due_at__lt=stale_before
+        ).update(due_at=timezone.now(), sends=F("sends") + 1)
+        if again:
+            dispatch.notify(notice_id)
+            sent += 1
     return sent
 
 

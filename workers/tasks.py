@@ -17,7 +17,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 
 from scheduler_app import dispatch, firing, notifications, retention, services
-from scheduler_app.models import Run
+from scheduler_app.models import Notification, Run
 from workers import executors, orphans, reporting
 
 logger = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ def _run(task: Any, run_id: int) -> None:
 @shared_task(name="workers.reap_lost", ignore_result=True)
 def reap_lost() -> None:
     """Run by beat every REAP_EVERY seconds: runs whose heartbeat stopped are lost (and
-    their nodes kill what they left running); queued runs whose message was lost are
-    sent again."""
+    their nodes kill what they left running); queued runs and notifications whose
+    message was lost are sent again."""
     lost = services.reap_silent(settings.SCHEDULER_HEARTBEAT_TIMEOUT)
     if lost:
         logger.warning("%d runs stopped sending heartbeats; marked lost", len(lost))
@@ -94,6 +94,8 @@ def reap_lost() -> None:
     requeued = services.requeue_stale(settings.SCHEDULER_REQUEUE_AFTER)
     if requeued:
         logger.warning("%d queued runs were never claimed; sent again", requeued)
+    if resent := services.resend_notifications(settings.SCHEDULER_REQUEUE_AFTER):
+        logger.warning("%d notifications were never sent; sent again", resent)
 
 
 @shared_task(name="workers.kill_orphan", ignore_result=True)
@@ -132,11 +134,15 @@ def _abandon_runs(node: str, grace: int) -> None:
 
 
 @shared_task(name="workers.notify", acks_late=True, autoretry_for=(OSError,), max_retries=3)
-def notify(run_id: int, event: str) -> None:
-    """Send a run's notifications (e-mail, webhooks); retried if the mail server is away."""
-    run = Run.objects.select_related("job").filter(id=run_id).first()
-    if run is not None:
-        notifications.send(run, event)
+def notify(notification_id: int) -> None:
+    """Send a notification (e-mail, webhooks) unless it was sent already; retried if the
+    mail server is away, and swept up again if this worker dies while sending."""
+    notice = Notification.objects.select_related("run__job").filter(
+        id=notification_id, sent_at__isnull=True
+    )
+    if (pending := notice.first()) is not None:
+        notifications.send(pending.run, pending.event)
+        notifications.mark_sent(pending.id)
 
 
 @shared_task(name="workers.echo")
