@@ -39,7 +39,7 @@ def test_beat_outlives_a_redis_outage_and_schedules_what_was_saved_meanwhile(
 
     redis.stop()
     during = create_job(api, name="during", payload={"command": "true"}, schedule="every 2 seconds")
-    time.sleep(4)
+    time.sleep(4)  # Redis stays away over two of beat's looks (every 2 s) at it
     assert live.procs["own-beat"].poll() is None, live.log("own-beat")[-2000:]
 
     restarted = EmbeddedRedis.start(tmp_path / "redis", redis.port, persist=True)
