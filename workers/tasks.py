@@ -1,8 +1,10 @@
-"""Thin Celery tasks: load the run, call the executor, save the outcome.
+"""Thin Celery tasks, each calling plain functions: fire a job, run a run, the sweeps
+beat sends (lost runs and messages, retention), notifications; and the worker's own
+start and warm shutdown.
 
-Both tasks acknowledge late, so a message is not lost with a worker killed
-mid-run; the run's unique identity and the conditional claim make a
-redelivered message harmless.
+The run tasks acknowledge late, so a message is not lost with a worker killed
+mid-run; the run's unique identity and the conditional claim make a redelivered
+message harmless.
 """
 
 from __future__ import annotations
