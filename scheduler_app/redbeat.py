@@ -98,6 +98,16 @@ class JobEntry(RedBeatSchedulerEntry):
     def decode_definition(definition: str) -> dict[str, Any]:
         return json.loads(definition, cls=JobScheduleDecoder)
 
+    @property
+    def due_at(self) -> datetime | None:
+        """The next fire time itself: the entry's score in RedBeat's sorted set.
+
+        RedBeat adds a "remaining from now" to the last run, which is early by the
+        time since that run (harmless, but the score should say when it is due)."""
+        if self.last_run_at is None or not isinstance(self.schedule, JobSchedule):
+            return super().due_at
+        return self.schedule.fire_time(self.last_run_at)
+
     def save(self) -> JobEntry:
         """Write the entry; its stored ``last_run_at`` only ever moves forward.
 
