@@ -418,6 +418,9 @@ class Run(models.Model):
     # Written by its worker with every output flush (about a second): a running run
     # whose heartbeat stops is lost, whatever its node says.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When a sweep first found it silent; the next sweep loses it only if it stayed so,
+    # so a database that was away for everyone does not take beating runs for dead.
+    suspected_at = models.DateTimeField(null=True, blank=True)
     # The process group of its child on ``worker`` (for an operator; a lost run's
     # processes are found by their environment, see workers/orphans.py).
     pid = models.PositiveIntegerField(null=True, blank=True)

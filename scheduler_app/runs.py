@@ -151,6 +151,14 @@ def lose(run_id: int, reason: str) -> bool:
                  finished_at=now, duration=_seconds_since(_started_at(run_id), now))  # fmt: skip
 
 
+def suspect(run_ids: list[int]) -> int:
+    """Running runs found silent by a sweep: lost at the next sweep unless they beat
+    again meanwhile (not a status change: a note the next sweep reads)."""
+    return Run.objects.filter(id__in=run_ids, status=Status.RUNNING).update(
+        suspected_at=timezone.now()
+    )
+
+
 def save_output(run_id: int, output: str) -> bool:
     """The output so far of a running run, and its heartbeat; False once it is no
     longer running (cancelled, or lost), so its node stops the process."""

@@ -251,21 +251,28 @@ def lose_runs_of(worker: str, reason: str) -> list[Run]:
 
 
 def reap_silent(timeout: float) -> list[Run]:
-    """Runs whose heartbeat stopped more than ``timeout`` seconds ago are lost (and
-    retried if the job has retries left), whatever their node says: the worker or its
-    pool process died, or a job killed it. Fan-out parents are left to their children.
-    Returns the lost runs, so the nodes still alive can kill what they left running."""
+    """Runs whose heartbeat stopped more than ``timeout`` seconds ago, and that a sweep
+    before this one found silent too, are lost (and retried if the job has retries
+    left), whatever their node says: the worker or its pool process died, or a job
+    killed it. A run silent for the first time is only suspected, so runs that could
+    not beat because the database was away for everyone get a sweep's time to beat
+    again. Fan-out parents are left to their children. Returns the lost runs, so their
+    nodes, if alive, can kill what they left running."""
     silent_since = timezone.now() - timedelta(seconds=timeout)
-    stale = (
+    silent = (
         Run.objects.filter(status=Run.Status.RUNNING, children__isnull=True)
         .annotate(last_sign=Coalesce("heartbeat_at", "started_at"))
         .filter(last_sign__lt=silent_since)
+        .select_related("job")
     )
+    confirmed = silent.filter(suspected_at__isnull=False, last_sign__lt=F("suspected_at"))
     lost = []
-    for run in stale.select_related("job")[:REAP_BATCH]:
+    for run in confirmed[:REAP_BATCH]:
         last = run.last_sign.isoformat(timespec="seconds")  # type: ignore[attr-defined]
         if _lose_one(run, f"no heartbeat since {last} from {run.worker or 'its worker'}"):
             lost.append(run)
+    new = silent.exclude(suspected_at__isnull=False, last_sign__lt=F("suspected_at"))
+    runs.suspect(list(new.values_list("id", flat=True)[:REAP_BATCH]))
     return lost
 
 

@@ -196,6 +196,7 @@ def test_runs_whose_heartbeat_stopped_are_lost_whatever_their_node_says(job):
     Run.objects.filter(id=parent.id).update(status="running", started_at=old, heartbeat_at=old)
     Run.objects.create(job=job, trigger="schedule", scheduled_for=AT, parent=parent, node="w2")
 
+    assert services.reap_silent(timeout=30) == []  # first found silent: only suspected
     (lost,) = services.reap_silent(timeout=30)
 
     assert (lost.id, lost.worker, lost.pid) == (silent.id, "w1@alive", 4242)
@@ -206,6 +207,18 @@ def test_runs_whose_heartbeat_stopped_are_lost_whatever_their_node_says(job):
     assert Run.objects.get(id=parent.id).status == "running"  # judged by its children
     assert Run.objects.get(job=job, scheduled_for=AT, attempt=2).trigger == "retry"
     assert services.reap_silent(timeout=30) == []  # lost once
+
+
+def test_a_run_that_beats_again_after_a_sweep_found_it_silent_is_not_lost(job):
+    """The database away for everyone: no run could beat. The first sweep after it only
+    suspects them; they beat again within a second; the next sweep loses none."""
+    run = fire(job, AT)
+    services.claim_run(run.id, "w1@a")
+    Run.objects.filter(id=run.id).update(heartbeat_at=timezone.now() - timedelta(minutes=2))
+    assert services.reap_silent(timeout=30) == []
+    assert runs.save_output(run.id, "still here")
+    assert services.reap_silent(timeout=30) == []
+    assert Run.objects.get(id=run.id).status == "running"
 
 
 def test_a_run_whose_message_was_lost_is_sent_again_once(job, django_capture_on_commit_callbacks):
