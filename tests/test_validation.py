@@ -18,7 +18,8 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from rest_framework.test import APIClient
 
-from scheduler_app import validation
+from config.celery import app as celery_app
+from scheduler_app import payloads, validation
 from scheduler_app.admin import JobAdmin, JobForm
 from scheduler_app.api.serializers import JobSerializer
 from scheduler_app.models import Job
@@ -326,3 +327,12 @@ def test_the_admin_form_and_fieldsets_cover_exactly_the_job_fields():
 def test_the_rules_know_every_kind():
     assert list(KINDS) == list(Job.Kind.values) == list(SUPPORTED_KINDS)
     assert set(validation.RULED_FIELDS) <= set(validation.JOB_FIELDS)
+
+
+def test_a_job_may_call_no_task_of_the_scheduler_but_the_sample():
+    from_workers = {name for name in celery_app.tasks if name.startswith("workers.")}
+    callable_ones = payloads.registered_tasks()
+    assert "workers.echo" in callable_ones
+    assert from_workers - {"workers.echo"} and not (from_workers - {"workers.echo"}) & callable_ones
+    with pytest.raises(payloads.PayloadError, match="registered Celery task"):
+        payloads.KINDS["celery"]({"task": "workers.kill_orphan", "args": [{}]})
