@@ -35,9 +35,13 @@ def events_for(status: str, previous: str | None, retrying: bool) -> list[str]:
     return []
 
 
+def has_recipients(job: Job) -> bool:
+    return bool(job.notify_emails or job.notify_webhooks)
+
+
 def wanted(job: Job, events: list[str]) -> list[str]:
     """Those of ``events`` the job has subscribed to and someone to tell about."""
-    if not (job.notify_emails or job.notify_webhooks):
+    if not has_recipients(job):
         return []
     return [event for event in events if event in (job.notify_on or [])]
 

@@ -33,16 +33,18 @@ logger = logging.getLogger(__name__)
 
 REAP_BATCH = 1000  # runs looked at by one sweep; the next sweep takes the rest
 MAX_NOTIFICATION_SENDS = 5
+MANUAL_RUN_TRIES = 3
 
 
 def create_manual_run(job: Job) -> Run:
     """A run the user asked for now, whatever the schedule; queued on the job's queue."""
     with transaction.atomic():
-        run = None
-        while run is None:  # two clicks in one microsecond: the second is a moment later
+        for _ in range(MANUAL_RUN_TRIES):  # two clicks in one microsecond: one a moment later
             run = runs.create(job=job, trigger=Run.Trigger.MANUAL, scheduled_for=timezone.now())
-        dispatch.enqueue(run)
-    return run
+            if run is not None:
+                dispatch.enqueue(run)
+                return run
+    raise RuntimeError(f"could not make a manual run of job {job.id}")
 
 
 # --- starting -------------------------------------------------------------------
@@ -177,6 +179,8 @@ def _start_retry(run: Run, retry: retries.Retry) -> None:
 
 
 def _notify(run: Run, retrying: bool) -> None:
+    if not notifications.has_recipients(run.job):
+        return  # most jobs: no query for the previous run on their hot path
     previous = notifications.previous_status(run) if run.status == Run.Status.SUCCEEDED else None
     events = notifications.events_for(run.status, previous, retrying)
     for event in notifications.wanted(run.job, events):
