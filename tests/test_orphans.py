@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 
-from tests.helpers import wait_for
+from scheduler_app.models import Run
+from tests.helpers import make_job, wait_for
 from workers import orphans
+from workers.executors.child import child_env
 
 
 def marks(run_id: int, job_id: int = 3) -> dict[str, str]:
@@ -41,3 +43,13 @@ def test_the_processes_of_the_run_are_killed_and_no_other():
 
 def test_a_run_with_no_process_left_is_nothing_to_kill():
     assert orphans.kill_run_processes(marks(123456789)) == 0
+
+
+def test_a_job_cannot_name_another_run_in_its_environment(owner):
+    """Its processes are found by these variables: a job's own env must not set them."""
+    forged = {"SCHEDULER_JOB_ID": "999998", "SCHEDULER_RUN_ID": "999999",
+              "SCHEDULER_SCHEDULED_FOR": "2000-01-01T00:00:00+00:00"}  # fmt: skip
+    job = make_job(owner, env=forged)
+    run = Run.objects.create(job=job, trigger="manual", scheduled_for=job.created_at)
+    env = child_env(run)
+    assert {name: env[name] for name in forged} == run.identity_env() != forged
