@@ -147,6 +147,7 @@ class JobScheduler(RedBeatScheduler):
     """RedBeat, plus: rebuild job entries at start, and tell each fire its scheduled time."""
 
     Entry = JobEntry
+    _redis_away = False  # set while Redis does not answer; repaired when it does
 
     def setup_schedule(self) -> None:
         super().setup_schedule()
@@ -177,8 +178,6 @@ class JobScheduler(RedBeatScheduler):
                 logger.warning("beat: Redis is not answering (%s); waiting for it", exc)
             self._redis_away = True
             return REDIS_AWAY_RETRY
-
-    _redis_away = False
 
     def _recover(self) -> None:
         if not self.lock.owned():
@@ -235,8 +234,8 @@ def sync_job(job_id: int) -> None:
 def sync_after_commit(job_id: int) -> None:
     """Sync the job's entry once the transaction commits, so Redis never holds a
     schedule the database rolled back. If Redis is down then, the change is still
-    safe in the database; beat's reconcile at start (or ``manage.py
-    sync_schedules``) repairs it."""
+    safe in the database; beat rebuilds the entries when Redis answers again, and at
+    its start (``manage.py sync_schedules`` does it on demand)."""
 
     def sync() -> None:
         try:

@@ -81,7 +81,6 @@ def persist(
             if time.monotonic() + delay > deadline:
                 raise
             logger.warning("the database is away (%s); trying again in %.0f s", exc, delay)
-            close_old_connections()
-            connection.close()
+            connection.close()  # the next try opens a new one
             sleep(delay)
             delay = min(delay * 2, 30.0)
