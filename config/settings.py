@@ -225,6 +225,15 @@ SCHEDULER_DB_RETRY_SECONDS = envint("SCHEDULER_DB_RETRY_SECONDS", 600)
 # them and records them lost.
 SCHEDULER_SHUTDOWN_GRACE = envint("SCHEDULER_SHUTDOWN_GRACE", 60)
 SCHEDULER_MAX_TIMEOUT = envint("SCHEDULER_MAX_TIMEOUT", 24 * 3600)
+# The dead-man's switch (scheduler_app/alerts.py), checked by a watchdog in every worker
+# (one at a time): jobs' missed slots and long runs; and beat itself, which is down when
+# an entry of its schedule is overdue this long (longer than a standby's takeover).
+SCHEDULER_ALERT_CHECK_EVERY = envint("SCHEDULER_ALERT_CHECK_EVERY", 30)
+SCHEDULER_DOWN_AFTER = envint("SCHEDULER_DOWN_AFTER", 120)
+SCHEDULER_LONG_RUN_FACTOR = float(os.environ.get("SCHEDULER_LONG_RUN_FACTOR", "2.0"))
+# Who hears of the scheduler's own alerts (scheduler_down).
+SCHEDULER_ADMIN_EMAILS = envlist("SCHEDULER_ADMIN_EMAILS", "")
+SCHEDULER_ADMIN_WEBHOOK = os.environ.get("SCHEDULER_ADMIN_WEBHOOK", "")
 SCHEDULER_NAME = os.environ.get("SCHEDULER_NAME", "cronfleet")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))

@@ -14,7 +14,15 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from scheduler_app import services, validation
-from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run, RunTally
+from scheduler_app.models import (
+    Alert,
+    Calendar,
+    Job,
+    JobDependency,
+    JobTemplate,
+    Run,
+    RunTally,
+)
 from scheduler_app.payloads import KINDS
 
 STATUS_COLOURS = {
@@ -114,6 +122,7 @@ class JobForm(forms.ModelForm):
             **dict.fromkeys(validation.BOUNDS, RuledInteger),
             "queue": RuledText,
             "window": OptionalJSON,
+            "alert_if_longer": OptionalJSON,
         }
 
     def clean(self) -> dict[str, Any]:
@@ -234,6 +243,10 @@ class JobAdmin(admin.ModelAdmin):
             },
         ),
         ("Notify", {"fields": ["notify_emails", "notify_webhooks", "notify_on"]}),
+        (
+            "Alert (told to the same recipients)",
+            {"fields": [("alert_if_missed", "alert_if_late", "alert_if_longer")]},
+        ),
         (
             "History",
             {
@@ -358,4 +371,28 @@ class RunTallyAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """The dead-man's switch: read only, opened and resolved by the checks."""
+
+    list_display = ["opened_at", "kind", "job", "since", "detail", "state"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["job__name", "detail"]
+    list_select_related = ["job"]
+    date_hierarchy = "opened_at"
+    readonly_fields = [field.name for field in Alert._meta.fields]
+
+    @admin.display(description="state", ordering="resolved_at")
+    def state(self, alert: Alert) -> str:
+        if alert.is_open:
+            return format_html('<b style="color:{}">open</b>', STATUS_COLOURS[Run.Status.FAILED])
+        return f"resolved {alert.resolved_at:%Y-%m-%d %H:%M:%S}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

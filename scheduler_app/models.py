@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from scheduler_app import graph, payloads, schedules, validation
@@ -150,6 +151,14 @@ class Job(models.Model):
         blank=True, help_text="A shell command run first; a non-zero exit skips the run."
     )
     working_dir = models.CharField(max_length=500, blank=True)
+    # The dead-man's switch (scheduler_app/alerts.py): tell the job's recipients when a
+    # slot passes with no run started within this many seconds, when a run starts this
+    # many seconds late, or runs longer than this (seconds, or "auto" from its history).
+    alert_if_missed = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    alert_if_late = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    alert_if_longer = models.JSONField(
+        null=True, blank=True, help_text='Seconds, or "auto": a factor over its p95 duration.'
+    )
 
     # When the current schedule took effect (creation, a schedule change, a resume):
     # interval grids start here and no fire time before it is due.
@@ -481,15 +490,67 @@ class RunTally(models.Model):
         return f"{self.job_id}: {self.count} {self.status} runs pruned"
 
 
-class Notification(models.Model):
-    """One event of a run to tell its job's recipients about: the outbox of notifications.
+class Alert(models.Model):
+    """Something that should have happened and did not: the dead-man's switch.
 
-    Written in the transaction that ends the run, then sent by ``workers.notify``; one
-    still unsent long after (its message lost, its worker killed) is sent again by the
-    sweep, a bounded number of times. Delivery is at least once.
+    An alert is open while its condition holds and resolved when it stops holding;
+    a job has at most one open alert of each kind (the scheduler at most one
+    ``scheduler_down``), so a condition that lasts is told once, not at every slot.
     """
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="notifications")
+    class Kind(models.TextChoices):
+        MISSED = "missed"
+        LATE = "late"
+        LONG_RUNNING = "long_running"
+        SCHEDULER_DOWN = "scheduler_down"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # None for the scheduler's own alerts (scheduler_down), which go to its admins.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
+    )
+    run = models.ForeignKey(
+        Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+    )
+    since = models.DateTimeField(help_text="The slot missed, the late slot, the run's start.")
+    detail = models.TextField()
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            # Two checkers (two workers' watchdogs) finding one condition open one alert.
+            models.UniqueConstraint(
+                "kind", Coalesce("job", Value(0)), condition=Q(resolved_at__isnull=True),
+                name="alert_open_once",
+            ),
+        ]  # fmt: skip
+        indexes = [models.Index(fields=["job", "-opened_at"], name="alert_job_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.job or 'scheduler'} since {self.since:%Y-%m-%dT%H:%M:%S}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class Notification(models.Model):
+    """One event to tell people about, a run's end or an alert: the outbox of notifications.
+
+    Written in the transaction that ends the run (or opens the alert), then sent by
+    ``workers.notify``; one still unsent long after (its message lost, its worker
+    killed) is sent again by the sweep, a bounded number of times. Delivery is at
+    least once.
+    """
+
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
+    )
+    alert = models.ForeignKey(
+        Alert, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
+    )
     event = models.CharField(max_length=16)
     due_at = models.DateTimeField(default=timezone.now)
     sends = models.PositiveSmallIntegerField(default=1, help_text="Times handed to a worker.")
@@ -497,9 +558,12 @@ class Notification(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["run", "event"], name="notification_once_per_event")
+            models.UniqueConstraint(fields=["run", "event"], name="notification_once_per_event"),
+            models.UniqueConstraint(fields=["alert", "event"], name="notification_once_per_alert"),
         ]
         indexes = [models.Index(fields=["sent_at", "due_at"], name="notification_pending_idx")]
 
     def __str__(self) -> str:
-        return f"run {self.run_id}: {self.event}"
+        return (
+            f"{f'alert {self.alert_id}' if self.alert_id else f'run {self.run_id}'}: {self.event}"
+        )

@@ -86,13 +86,17 @@ def message(run: Run, event: str) -> dict[str, Any]:
 
 
 def send(run: Run, event: str) -> None:
-    body = message(run, event)
     job: Job = run.job
-    if job.notify_emails:
-        subject = f"[{settings.SCHEDULER_NAME}] {job.name}: {event} (run {run.id}, {run.status})"
-        text = json.dumps(body, indent=2)
-        send_mail(subject, text, None, job.notify_emails, fail_silently=False)
-    for url in job.notify_webhooks or []:
+    subject = f"[{settings.SCHEDULER_NAME}] {job.name}: {event} (run {run.id}, {run.status})"
+    deliver(subject, message(run, event), job.notify_emails or [], job.notify_webhooks or [])
+
+
+def deliver(subject: str, body: dict[str, Any], emails: list[str], webhooks: list[str]) -> None:
+    """E-mail ``body`` (as JSON) to ``emails`` and POST it to each webhook. A mail server
+    away raises (the task tries again); a webhook that fails is logged."""
+    if emails:
+        send_mail(subject, json.dumps(body, indent=2), None, emails, fail_silently=False)
+    for url in webhooks:
         request = urllib.request.Request(
             url, data=json.dumps(body).encode(), method="POST",
             headers={"Content-Type": "application/json", "User-Agent": "cronfleet"},
@@ -101,4 +105,4 @@ def send(run: Run, event: str) -> None:
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read(1)
         except OSError as exc:
-            logger.warning("webhook %s for run %s failed: %s", url, run.id, exc)
+            logger.warning("webhook %s (%s) failed: %s", url, subject, exc)

@@ -222,6 +222,34 @@ def remove_entry(job_id: int, app: Celery | None = None) -> None:
     JobEntry(name=entry_name(job_id), app=app).delete()
 
 
+def last_sent(job_id: int, app: Celery | None = None) -> datetime | None:
+    """When beat last sent the job's fire (its entry's last run), None if never or unknown."""
+    app = app or celery_app
+    get_redis(app)  # binds app.redbeat_conf
+    try:
+        entry = JobEntry.from_key(app.redbeat_conf.key_prefix + entry_name(job_id), app=app)
+    except KeyError:
+        return None
+    return entry.last_run_at
+
+
+def first_due(app: Celery | None = None) -> tuple[int, tuple[str, datetime] | None]:
+    """How many entries beat's schedule holds, and the one due first (its key and due
+    time; None when none is due at all). Beat moves an entry's score to its next fire
+    as it sends it, so a first due time far in the past means no beat is sending."""
+    app = app or celery_app
+    client = get_redis(app)
+    key = app.redbeat_conf.schedule_key
+    with client.pipeline() as pipe:
+        pipe.zcard(key)
+        pipe.zrangebyscore(key, 0, "+inf", start=0, num=1, withscores=True)
+        count, first = pipe.execute()
+    if not first:
+        return count, None
+    name, score = first[0]
+    return count, (name, datetime.fromtimestamp(score, UTC))
+
+
 def sync_job(job_id: int) -> None:
     """Make the job's RedBeat entry match its row: saved while scheduled, gone otherwise."""
     job = Job.objects.filter(id=job_id).first()

@@ -18,6 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from scheduler_app import (
+    alerts,
     concurrency,
     dependencies,
     dispatch,
@@ -67,7 +68,12 @@ def claim_run(run_id: int, worker: str) -> Run | None:
         if run.parent_id is None and not _admitted(run):
             return None
         claimed = runs.claim(run_id, worker)
-    return Run.objects.select_related("job").get(id=run_id) if claimed else None
+    if not claimed:
+        return None
+    run = Run.objects.select_related("job").get(id=run_id)
+    if run.job.alert_if_late is not None:
+        alerts.judge_start(run)
+    return run
 
 
 def _admitted(run: Run) -> bool:

@@ -58,6 +58,9 @@ JOB_FIELDS = (
     "notify_emails",
     "notify_webhooks",
     "notify_on",
+    "alert_if_missed",
+    "alert_if_late",
+    "alert_if_longer",
 )
 
 MASK = "***"  # how a secret env value is shown, in the API and in a run's output
@@ -122,7 +125,10 @@ BOUNDS = {
     "quorum": Bound(1, 1000),
     "jitter": Bound(0, DAY),
     "misfire_grace": Bound(0, 30 * DAY),
+    "alert_if_missed": Bound(1, 30 * DAY),
+    "alert_if_late": Bound(1, 30 * DAY),
 }
+AUTO = "auto"  # alert_if_longer: a factor over the job's usual (p95) duration
 
 
 def _timezone(values: Mapping[str, Any]) -> str:
@@ -258,6 +264,22 @@ def _bounded(name: str, values: Mapping[str, Any]) -> int | None:
     return BOUNDS[name].check(values[name])
 
 
+def _alert_if_missed(values: Mapping[str, Any]) -> int | None:
+    grace = _bounded("alert_if_missed", values)
+    if grace is not None and values.get("schedule", {}).get("type") == "manual":
+        raise RuleError("a manual job has no slots to miss; give it a schedule, or leave this out.")
+    return grace
+
+
+def _alert_if_longer(values: Mapping[str, Any]) -> int | str | None:
+    value = values["alert_if_longer"]
+    if value is None or value == AUTO:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 30 * DAY:
+        raise RuleError(f'must be a number of seconds from 1 to {30 * DAY}, or "{AUTO}".')
+    return value
+
+
 @dataclass(frozen=True)
 class Rule:
     """``check`` returns ``field``'s value normalised, or raises saying why it is wrong.
@@ -285,7 +307,9 @@ RULES = (
     Rule("notify_emails", _notify_emails),
     Rule("notify_webhooks", _notify_webhooks),
     Rule("notify_on", _notify_on),
-    *(Rule(name, partial(_bounded, name)) for name in BOUNDS),
+    Rule("alert_if_missed", _alert_if_missed, reads=("schedule",)),
+    Rule("alert_if_longer", _alert_if_longer),
+    *(Rule(name, partial(_bounded, name)) for name in BOUNDS if name != "alert_if_missed"),
 )
 # The fields the rules read, which ``values_of`` takes from a saved job.
 RULED_FIELDS = tuple(dict.fromkeys(name for rule in RULES for name in (rule.field, *rule.reads)))

@@ -21,7 +21,7 @@ from django.db import IntegrityError
 from rest_framework.test import APIClient
 
 from scheduler_app.models import Job
-from tests.helpers import Stack, client_for, test_database_url
+from tests.helpers import Stack, WebhookRecorder, client_for, test_database_url
 
 
 @pytest.fixture
@@ -61,7 +61,15 @@ def redis_client() -> redis.Redis:
 
 
 @pytest.fixture(scope="session")
-def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
+def webhooks() -> Iterator[WebhookRecorder]:
+    """Where the stack's webhooks go: the admins' at /admin, a test's at a path of its own."""
+    recorder = WebhookRecorder()
+    yield recorder
+    recorder.close()
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory, webhooks) -> Iterator[Stack]:
     with django_db_blocker.unblock():
         env = {
             **os.environ,
@@ -73,6 +81,10 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
             "SCHEDULER_HEARTBEAT_TIMEOUT": "5",
             "REAP_EVERY": "2",
             "SCHEDULER_REQUEUE_AFTER": "10",
+            # Alerts checked every second; beat down after 5 s without a fire.
+            "SCHEDULER_ALERT_CHECK_EVERY": "1",
+            "SCHEDULER_DOWN_AFTER": "5",
+            "SCHEDULER_ADMIN_WEBHOOK": webhooks.url + "/admin",
         }
     logs = tmp_path_factory.mktemp("stack")
     env["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"

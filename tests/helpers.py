@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +146,32 @@ class Stack:
             return len(app.control.ping(timeout=0.5)) >= count
 
         wait_for(workers_answer, timeout=60)
+
+
+class WebhookRecorder:
+    """An HTTP server on loopback that records the JSON body of every POST, by path."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                recorder.received.append((self.path, json.loads(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def posts(self, path: str) -> list[dict]:
+        return [body for where, body in self.received if where == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -83,6 +83,11 @@ BAD_JOBS: list[tuple[dict[str, Any], str, str]] = [
     ({"retry_delay": -5}, "retry_delay", "must be greater than or equal to 0."),
     ({"max_concurrent": 0}, "max_concurrent", "must be greater than or equal to 1."),
     ({"quorum": 0}, "quorum", "must be greater than or equal to 1."),
+    ({"alert_if_missed": 0}, "alert_if_missed", "must be greater than or equal to 1."),
+    ({"alert_if_missed": 60, "schedule": "manual"}, "alert_if_missed", "a manual job has no slots"),
+    ({"alert_if_late": 30 * 86400 + 1}, "alert_if_late", "less than or equal to 2592000."),
+    ({"alert_if_longer": "sometimes"}, "alert_if_longer", 'seconds from 1 to 2592000, or "auto"'),
+    ({"alert_if_longer": 0}, "alert_if_longer", 'seconds from 1 to 2592000, or "auto"'),
 ]
 IDS = [f"{field}-{i}" for i, (_, field, _) in enumerate(BAD_JOBS)]
 
@@ -111,7 +116,8 @@ ADMIN_DEFAULTS = {
     "retry_delay": 0,
 }
 # Typed as JSON text in the admin (the schedule is not: a phrase is typed as it is).
-JSON_FIELDS = {"tags", "env", "payload", "window", "notify_emails", "notify_webhooks", "notify_on"}
+JSON_FIELDS = {"tags", "env", "payload", "window", "notify_emails", "notify_webhooks", "notify_on",
+               "alert_if_longer"}  # fmt: skip
 
 
 def as_form(job: dict[str, Any], owner_id: int) -> dict[str, Any]:

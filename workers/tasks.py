@@ -1,6 +1,6 @@
 """Thin Celery tasks, each calling plain functions: fire a job, run a run, the sweeps
 beat sends (lost runs and messages, retention), notifications; and the worker's own
-start and warm shutdown.
+start (its watchdog, the alert checks) and warm shutdown.
 
 The run tasks acknowledge late, so a message is not lost with a worker killed
 mid-run; the run's unique identity and the conditional claim make a redelivered
@@ -18,9 +18,9 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 
-from scheduler_app import dispatch, firing, notifications, retention, services
+from scheduler_app import alerts, dispatch, firing, notifications, retention, services
 from scheduler_app.models import Notification, Run
-from workers import executors, orphans, reporting
+from workers import executors, orphans, reporting, watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,12 @@ def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
         logger.warning("%d runs of %s were running when it stopped; marked lost", len(lost), node)
 
 
+@worker_ready.connect
+def start_watchdog(sender: Any, **kwargs: Any) -> None:
+    """The dead-man's switch, checked from inside the fleet (workers/watchdog.py)."""
+    watchdog.start(settings.SCHEDULER_ALERT_CHECK_EVERY)
+
+
 @worker_shutting_down.connect
 def stop_runs_after_grace(sender: str, how: str = "", **kwargs: Any) -> None:
     """A warm shutdown (SIGTERM) lets running jobs finish for SCHEDULER_SHUTDOWN_GRACE
@@ -139,12 +145,16 @@ def _abandon_runs(node: str, grace: int) -> None:
 def notify(notification_id: int) -> None:
     """Send a notification (e-mail, webhooks) unless it was sent already; retried if the
     mail server is away, and swept up again if this worker dies while sending."""
-    notice = Notification.objects.select_related("run__job").filter(
+    notice = Notification.objects.select_related("run__job", "alert__job").filter(
         id=notification_id, sent_at__isnull=True
     )
-    if (pending := notice.first()) is not None:
+    if (pending := notice.first()) is None:
+        return
+    if pending.alert is not None:
+        alerts.send(pending.alert)
+    else:
         notifications.send(pending.run, pending.event)
-        notifications.mark_sent(pending.id)
+    notifications.mark_sent(pending.id)
 
 
 @shared_task(name="workers.echo")

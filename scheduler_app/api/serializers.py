@@ -15,7 +15,7 @@ from rest_framework import serializers
 
 from scheduler_app import validation
 from scheduler_app.dependencies import DependencyError, set_dependencies
-from scheduler_app.models import Calendar, Job, JobDependency, JobTemplate, Run
+from scheduler_app.models import Alert, Calendar, Job, JobDependency, JobTemplate, Run
 from scheduler_app.payloads import KINDS
 
 
@@ -44,6 +44,14 @@ class ScheduleField(serializers.JSONField):
 @extend_schema_field({"type": "array", "items": {"type": "string"}})
 class StringListField(serializers.JSONField):
     """A list of strings (tags, e-mail addresses, URLs, events)."""
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 30 * validation.DAY},
+               {"type": "string", "enum": [validation.AUTO]}], "nullable": True}
+)  # fmt: skip
+class SecondsOrAutoField(serializers.JSONField):
+    """Seconds, or "auto" (a factor over the job's usual duration), or null."""
 
 
 @extend_schema_field({"type": "string", "enum": list(KINDS)})
@@ -129,6 +137,9 @@ class JobSerializer(OwnedSerializer):
     quorum = RuledInteger(allow_null=True)
     jitter = RuledInteger()
     misfire_grace = RuledInteger()
+    alert_if_missed = RuledInteger(allow_null=True)
+    alert_if_late = RuledInteger(allow_null=True)
+    alert_if_longer = SecondsOrAutoField(required=False, allow_null=True)
     queue = serializers.CharField(required=False)
     notify_emails = StringListField(required=False)
     notify_webhooks = StringListField(required=False)
@@ -216,6 +227,17 @@ class RunSerializer(serializers.ModelSerializer):
             "heartbeat_at",
             "pid",
         ]
+        read_only_fields = fields
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    job_name = serializers.CharField(source="job.name", read_only=True, default=None)
+    open = serializers.BooleanField(source="is_open", read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = ["id", "kind", "job", "job_name", "run", "since", "detail", "opened_at",
+                  "resolved_at", "open"]  # fmt: skip
         read_only_fields = fields
 
 

@@ -8,6 +8,7 @@ router.register("jobs", views.JobViewSet, basename="job")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("calendars", views.CalendarViewSet, basename="calendar")
 router.register("templates", views.JobTemplateViewSet, basename="template")
+router.register("alerts", views.AlertViewSet, basename="alert")
 
 urlpatterns = [
     path("health/", views.health, name="health"),

@@ -30,6 +30,7 @@ from rest_framework.throttling import AnonRateThrottle
 from config.celery import app as celery_app
 from scheduler_app import retention, schedules, services
 from scheduler_app.api.serializers import (
+    AlertSerializer,
     CalendarSerializer,
     JobSerializer,
     JobTemplateSerializer,
@@ -41,7 +42,7 @@ from scheduler_app.api.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
-from scheduler_app.models import Calendar, Job, JobTemplate, Run
+from scheduler_app.models import Alert, Calendar, Job, JobTemplate, Run
 
 
 def iso(moment: datetime) -> str:
@@ -97,6 +98,14 @@ class JobFilter(django_filters.FilterSet):
 
     def filter_search(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
+
+
+class AlertFilter(django_filters.FilterSet):
+    open = django_filters.BooleanFilter(field_name="resolved_at", lookup_expr="isnull")
+
+    class Meta:
+        model = Alert
+        fields = ["job", "kind", "open"]
 
 
 class RunFilter(django_filters.FilterSet):
@@ -220,6 +229,18 @@ class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
             )
         run.refresh_from_db()
         return Response(RunSerializer(run).data)
+
+
+class AlertViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """The dead-man's switch: missed slots, late starts, long runs, a scheduler down.
+
+    An alert is open while its condition holds; ``?open=true`` lists those. The
+    scheduler's own alerts (``scheduler_down``) are shown to staff only."""
+
+    queryset = Alert.objects.select_related("job")
+    owner_path = "job__owner"
+    serializer_class = AlertSerializer
+    filterset_class = AlertFilter
 
 
 @extend_schema(
