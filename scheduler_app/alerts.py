@@ -22,7 +22,8 @@ stops holding:
 A job has at most one open alert of each kind (a unique constraint), so a
 condition that lasts (a queue with no worker under a job every ten seconds) is
 told once, as it begins, not at every slot. An alert opens together with its
-notification, an outbox row sent like a run's (``workers.notify``).
+notification, an outbox row sent like a run's (``workers.notify``); its end is
+told too (event ``resolved``), to whoever was told of its beginning.
 
 The checks for what did not happen run in the workers' watchdog
 (workers/watchdog.py) rather than in beat, so that a beat that is down is seen.
@@ -38,6 +39,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -51,6 +53,7 @@ AUTO_HISTORY = 50  # recent successful runs whose p95 "auto" reads
 AUTO_MIN_RUNS = 5  # with fewer, "auto" has no baseline yet and raises nothing
 AUTO_FLOOR = 1.0  # seconds: "auto" never calls a run long below this
 CHECK_LIMIT = 1000  # rows one check looks at; the next check takes the rest
+RESOLVED = "resolved"  # the event that tells an alert's end
 
 
 def iso(moment: datetime) -> str:
@@ -108,17 +111,22 @@ def open_alert(
 
 
 def resolve(kind: str, job_ids: Iterable[int | None]) -> int:
-    """Resolve the open alerts of ``kind`` of these jobs (None: the scheduler's own)."""
+    """Resolve the open alerts of ``kind`` of these jobs (None: the scheduler's own);
+    an alert that was told as it began is told as it ends (event ``resolved``)."""
     ids = set(job_ids)
-    if not ids:
-        return 0
-    open_alerts = Alert.objects.filter(kind=kind, resolved_at__isnull=True)
-    now = timezone.now()
-    resolved = 0
-    if None in ids:
-        resolved += open_alerts.filter(job__isnull=True).update(resolved_at=now)
+    scope = Q(job__isnull=True) if None in ids else Q(pk__in=[])
     if ids - {None}:
-        resolved += open_alerts.filter(job_id__in=ids - {None}).update(resolved_at=now)
+        scope |= Q(job_id__in=ids - {None})
+    resolved = 0
+    for alert in Alert.objects.filter(scope, kind=kind, resolved_at__isnull=True):
+        with transaction.atomic():
+            ended = Alert.objects.filter(id=alert.id, resolved_at__isnull=True)
+            if not ended.update(resolved_at=timezone.now()):
+                continue  # another checker resolved it a moment ago
+            resolved += 1
+            if alert.notifications.exists():
+                notice = Notification.objects.create(alert=alert, event=RESOLVED)
+                dispatch.notify(notice.id)
     return resolved
 
 
@@ -325,21 +333,24 @@ def recipients(alert: Alert) -> tuple[list[str], list[str]]:
     return list(alert.job.notify_emails or []), list(alert.job.notify_webhooks or [])
 
 
-def message(alert: Alert) -> dict[str, Any]:
+def message(alert: Alert, event: str) -> dict[str, Any]:
     job = alert.job
     return {
-        "event": alert.kind,
+        "event": event,
         "job": {"id": job.id, "name": job.name} if job else None,
         "alert": {
             "id": alert.id, "kind": alert.kind, "since": alert.since.isoformat(),
             "opened_at": alert.opened_at.isoformat(), "detail": alert.detail,
             "run": alert.run_id,
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
         },
     }  # fmt: skip
 
 
-def send(alert: Alert) -> None:
+def send(alert: Alert, event: str) -> None:
+    """Tell the alert's recipients that it opened (``event`` is its kind) or ended."""
     emails, webhooks = recipients(alert)
     about = alert.job.name if alert.job else "the scheduler"
-    subject = f"[{settings.SCHEDULER_NAME}] {about}: {alert.kind.replace('_', ' ')}"
-    notifications.deliver(subject, message(alert), emails, webhooks)
+    what = alert.kind.replace("_", " ") + (" resolved" if event == RESOLVED else "")
+    subject = f"[{settings.SCHEDULER_NAME}] {about}: {what}"
+    notifications.deliver(subject, message(alert, event), emails, webhooks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 
 @register()
@@ -36,6 +36,23 @@ def heartbeat_timeout_spans_flushes(app_configs: Any, **kwargs: Any) -> list[Err
                 f"SCHEDULER_LOG_FLUSH_SECONDS ({flush} s), how often a running job's "
                 "worker writes its heartbeat; otherwise healthy runs are marked lost.",
                 id="scheduler_app.E002",
+            )
+        ]
+    return []
+
+
+@register()
+def scheduler_down_outlasts_a_takeover(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """A standby beat takes over when the leader's lock expires: a shorter SCHEDULER_DOWN_AFTER
+    would tell the admins the scheduler is down at every ordinary takeover."""
+    takeover = settings.CELERY_REDBEAT_LOCK_TIMEOUT + settings.CELERY_BEAT_MAX_LOOP_INTERVAL
+    if settings.SCHEDULER_DOWN_AFTER <= takeover:
+        return [
+            Warning(
+                f"SCHEDULER_DOWN_AFTER ({settings.SCHEDULER_DOWN_AFTER} s) is no longer than a "
+                f"standby beat's takeover (REDBEAT_LOCK_TIMEOUT + BEAT_MAX_LOOP_INTERVAL, "
+                f"{takeover} s): every takeover will raise a scheduler_down alert.",
+                id="scheduler_app.W001",
             )
         ]
     return []

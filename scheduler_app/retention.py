@@ -24,7 +24,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, QuerySet, Sum, Val
 from django.db.models.functions import Coalesce, Greatest, RowNumber
 from django.utils import timezone
 
-from scheduler_app.models import Job, Run, RunTally
+from scheduler_app.models import Alert, Job, Run, RunTally
 
 BATCH_SIZE = 500
 # A batch is one transaction holding its write lock, and one list of ids in a query.
@@ -141,6 +141,16 @@ def prune(
             if progress:
                 progress(report)
     return report
+
+
+def prune_alerts(now: datetime | None = None) -> int:
+    """Delete the alerts resolved longer ago than failed runs are kept; open ones stay."""
+    days = settings.RUN_RETENTION_DAYS_FAILED
+    if not days:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    _, deleted = Alert.objects.filter(resolved_at__lt=cutoff).delete()
+    return deleted.get(Alert._meta.label, 0)
 
 
 def next_batch(runs: QuerySet[Run], batch_size: int) -> dict[int, list[int]]:

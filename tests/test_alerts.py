@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from scheduler_app import alerts, firing, redbeat, runs, services
+from scheduler_app import alerts, firing, redbeat, retention, runs, services
 from scheduler_app.models import Alert, Job, Notification, Run
 from tests.helpers import make_job
 from workers import tasks
@@ -62,9 +62,12 @@ def test_a_slot_past_its_grace_opens_one_missed_alert_and_tells_the_recipients(
     assert str(alert.id) in mail.outbox[0].body
 
     job.save()  # back on its schedule: the next run is in the future again
-    alerts.check_missed(timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        alerts.check_missed(timezone.now())
     assert open_alerts("missed") == []
     assert Alert.objects.get(id=alert.id).resolved_at is not None
+    tasks.notify.run(Notification.objects.get(alert=alert, event="resolved").id)
+    assert mail.outbox[1].subject.endswith(": missed resolved")
 
 
 def test_a_run_left_queued_past_its_grace_is_a_missed_slot(owner):
@@ -204,8 +207,10 @@ def test_the_scheduler_alert_goes_to_the_admins(db, settings, django_capture_on_
 
 
 def test_an_alert_nobody_would_hear_is_still_recorded(owner):
-    alert = alerts.open_alert("missed", make_job(owner), timezone.now(), "...")
-    assert alert is not None and not Notification.objects.exists()
+    job = make_job(owner)
+    alert = alerts.open_alert("missed", job, timezone.now(), "...")
+    assert alert is not None and alerts.resolve("missed", [job.id]) == 1
+    assert not Notification.objects.exists()
 
 
 def test_the_api_lists_your_alerts_and_only_yours(owner, api, outsider_api, admin_client):
@@ -224,3 +229,26 @@ def test_the_api_lists_your_alerts_and_only_yours(owner, api, outsider_api, admi
 
     page = admin_client.get("/admin/scheduler_app/alert/?resolved_at__isempty=1")
     assert page.status_code == 200 and b"beat is down" in page.content
+
+
+def test_resolved_alerts_go_with_failed_runs_retention_and_open_ones_stay(owner, settings):
+    settings.RUN_RETENTION_DAYS_FAILED = 90
+    job = make_job(owner)
+    old = alerts.open_alert("missed", job, timezone.now(), "old")
+    alerts.resolve("missed", [job.id])
+    still = alerts.open_alert("missed", job, timezone.now(), "still open")
+    later = timezone.now() + timedelta(days=91)
+    assert retention.prune_alerts(later) == 1
+    assert list(Alert.objects.all()) == [still] and old.id != still.id
+
+
+def test_alert_settings_round_trip_through_the_api(api):
+    body = {"name": "watched", "payload": {"command": "true"}, "schedule": "@hourly",
+            "alert_if_missed": 300, "alert_if_late": 60, "alert_if_longer": "auto"}  # fmt: skip
+    made = api.post("/api/v1/jobs/", body, format="json").json()
+    assert (made["alert_if_missed"], made["alert_if_late"], made["alert_if_longer"]) == (
+        300, 60, "auto")  # fmt: skip
+    changed = api.patch(f"/api/v1/jobs/{made['id']}/", {"alert_if_longer": 600}, format="json")
+    assert changed.json()["alert_if_longer"] == 600
+    cleared = api.patch(f"/api/v1/jobs/{made['id']}/", {"alert_if_longer": None}, format="json")
+    assert cleared.json()["alert_if_longer"] is None

@@ -53,3 +53,8 @@ def test_a_heartbeat_timeout_shorter_than_three_flushes_is_an_error(settings):
     settings.SCHEDULER_LOG_FLUSH_SECONDS = 5.0
     settings.SCHEDULER_HEARTBEAT_TIMEOUT = 10
     assert [e.id for e in run_checks()] == ["scheduler_app.E002"]
+
+
+def test_a_scheduler_down_alert_quicker_than_a_takeover_is_a_warning(settings):
+    settings.SCHEDULER_DOWN_AFTER = settings.CELERY_REDBEAT_LOCK_TIMEOUT
+    assert [e.id for e in run_checks()] == ["scheduler_app.W001"]

@@ -151,7 +151,7 @@ def notify(notification_id: int) -> None:
     if (pending := notice.first()) is None:
         return
     if pending.alert is not None:
-        alerts.send(pending.alert)
+        alerts.send(pending.alert, pending.event)
     else:
         notifications.send(pending.run, pending.event)
     notifications.mark_sent(pending.id)
@@ -165,8 +165,11 @@ def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 @shared_task(name="workers.prune_runs", ignore_result=True)
 def prune_runs() -> int:
-    """Run by beat every PRUNE_EVERY seconds: delete the finished runs past retention."""
+    """Run by beat every PRUNE_EVERY seconds: delete the finished runs past retention,
+    and the alerts resolved as long ago as failed runs are kept."""
     report = retention.prune()
     if report.total:
         logger.info("retention deleted %d runs (%s)", report.total, report.describe())
+    if alerts_deleted := retention.prune_alerts():
+        logger.info("retention deleted %d resolved alerts", alerts_deleted)
     return report.total
