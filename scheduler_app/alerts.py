@@ -154,12 +154,17 @@ def judge_start(run: Run) -> None:
     if job.alert_if_late is None or run.trigger != Run.Trigger.SCHEDULE or run.parent_id:
         return
     late = lateness(run)
-    if late > job.alert_if_late:
-        detail = (f"run {run.id} of {job.name!r} started {late:.0f} s after its slot at "
-                  f"{iso(run.scheduled_for)} (alert_if_late {job.alert_if_late} s).")  # fmt: skip
-        open_alert(Kind.LATE, job, run.scheduled_for, detail, run)
-    else:
-        resolve(Kind.LATE, [job.id])
+    try:
+        if late > job.alert_if_late:
+            detail = (
+                f"run {run.id} of {job.name!r} started {late:.0f} s after its slot at "
+                f"{iso(run.scheduled_for)} (alert_if_late {job.alert_if_late} s)."
+            )
+            open_alert(Kind.LATE, job, run.scheduled_for, detail, run)
+        else:
+            resolve(Kind.LATE, [job.id])
+    except Exception:  # the run has started: an alert that cannot be written must not stop it
+        logger.exception("alerts: could not judge the start of run %s", run.id)
 
 
 # --- missed: a slot passed and no run started -------------------------------------

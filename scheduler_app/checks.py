@@ -46,10 +46,11 @@ def scheduler_down_outlasts_a_takeover(app_configs: Any, **kwargs: Any) -> list[
     """A standby beat takes over when the leader's lock expires: a shorter SCHEDULER_DOWN_AFTER
     would tell the admins the scheduler is down at every ordinary takeover."""
     takeover = settings.CELERY_REDBEAT_LOCK_TIMEOUT + settings.CELERY_BEAT_MAX_LOOP_INTERVAL
-    if settings.SCHEDULER_DOWN_AFTER <= takeover:
+    down_after = settings.SCHEDULER_DOWN_AFTER
+    if down_after <= takeover:
         return [
             Warning(
-                f"SCHEDULER_DOWN_AFTER ({settings.SCHEDULER_DOWN_AFTER} s) is no longer than a "
+                f"SCHEDULER_DOWN_AFTER ({down_after} s) is no longer than a "
                 f"standby beat's takeover (REDBEAT_LOCK_TIMEOUT + BEAT_MAX_LOOP_INTERVAL, "
                 f"{takeover} s): every takeover will raise a scheduler_down alert.",
                 id="scheduler_app.W001",
