@@ -182,9 +182,11 @@ class JobScheduler(RedBeatScheduler):
     def _recover(self) -> None:
         if not self.lock.owned():
             self.lock.acquire()
-        saved, _ = reconcile(self.app)
+        # All that beat installs as it starts: a Redis that forgot everything forgot the
+        # static entries too (the sweeps that resend lost messages), not only the jobs'.
+        self.setup_schedule()
         self._redis_away = False
-        logger.warning("beat: Redis answers; lock held, %d job entries rebuilt", saved)
+        logger.warning("beat: Redis answers; lock held, schedule rebuilt")
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any):  # type: ignore[no-untyped-def]
         if isinstance(entry.schedule, JobSchedule):

@@ -10,6 +10,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
 
 from scheduler_app.models import Job, Run
 from tests.helpers import create_job, manual_job, processes_running, run_now, wait_for, wait_runs
@@ -148,6 +149,12 @@ def test_beat_rebuilds_the_schedule_when_redis_is_flushed_under_it(live, api, re
 
     wait_runs(job["id"], 2, status=Run.Status.SUCCEEDED, scheduled_for__gt=flushed_at)
     assert "re-acquiring" in live.log("beat")
+
+    def sweeps_back() -> bool:
+        """beat's static entries (the sweeps) are back in Redis"""
+        return all(redis_client.exists(f"redbeat:{name}") for name in settings.CELERY_BEAT_SCHEDULE)
+
+    wait_for(sweeps_back, timeout=10)
 
 
 def test_beat_fires_a_seconds_cron_and_a_once_job_at_the_previewed_seconds(live, api):
