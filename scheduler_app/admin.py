@@ -103,6 +103,25 @@ class OptionalJSON(forms.JSONField):
         return "" if value is None else super().prepare_value(value)
 
 
+class SecondsOrAuto(forms.CharField):
+    """A number of seconds or the word "auto", typed as it is (alert_if_longer)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("encoder", None)
+        kwargs.pop("decoder", None)
+        kwargs["widget"] = forms.TextInput(attrs={"size": 10})
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else str(value)
+
+    def to_python(self, value: Any) -> Any:
+        value = super().to_python(value).strip()
+        if not value:
+            return None
+        return int(value) if value.isdigit() else value  # the rule judges the rest
+
+
 class JobForm(forms.ModelForm):
     """The job's fields as typed; the rules are validation.clean_job's, the same as the API's."""
 
@@ -122,7 +141,7 @@ class JobForm(forms.ModelForm):
             **dict.fromkeys(validation.BOUNDS, RuledInteger),
             "queue": RuledText,
             "window": OptionalJSON,
-            "alert_if_longer": OptionalJSON,
+            "alert_if_longer": SecondsOrAuto,
         }
 
     def clean(self) -> dict[str, Any]:

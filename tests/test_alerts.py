@@ -10,6 +10,7 @@ from django.core import mail
 from django.utils import timezone
 
 from scheduler_app import alerts, firing, redbeat, retention, runs, services
+from scheduler_app.admin import SecondsOrAuto
 from scheduler_app.models import Alert, Job, Notification, Run
 from tests.helpers import make_job
 from workers import tasks
@@ -252,3 +253,8 @@ def test_alert_settings_round_trip_through_the_api(api):
     assert changed.json()["alert_if_longer"] == 600
     cleared = api.patch(f"/api/v1/jobs/{made['id']}/", {"alert_if_longer": None}, format="json")
     assert cleared.json()["alert_if_longer"] is None
+
+
+@pytest.mark.parametrize(("typed", "value"), [("auto", "auto"), (" 600 ", 600), ("", None)])
+def test_the_admin_takes_alert_if_longer_as_typed(typed, value):
+    assert SecondsOrAuto(required=False).clean(typed) == value

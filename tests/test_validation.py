@@ -116,8 +116,7 @@ ADMIN_DEFAULTS = {
     "retry_delay": 0,
 }
 # Typed as JSON text in the admin (the schedule is not: a phrase is typed as it is).
-JSON_FIELDS = {"tags", "env", "payload", "window", "notify_emails", "notify_webhooks", "notify_on",
-               "alert_if_longer"}  # fmt: skip
+JSON_FIELDS = {"tags", "env", "payload", "window", "notify_emails", "notify_webhooks", "notify_on"}
 
 
 def as_form(job: dict[str, Any], owner_id: int) -> dict[str, Any]:
