@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,6 +55,19 @@ AUTO_MIN_RUNS = 5  # with fewer, "auto" has no baseline yet and raises nothing
 AUTO_FLOOR = 1.0  # seconds: "auto" never calls a run long below this
 CHECK_LIMIT = 1000  # rows one check looks at; the next check takes the rest
 RESOLVED = "resolved"  # the event that tells an alert's end
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A job's condition found by a check: what to open an alert with."""
+
+    job: Job
+    since: datetime
+    detail: str
+    run: Run | None = None
+
+
+Findings = dict[int, Finding]  # by job id
 
 
 def iso(moment: datetime) -> str:
@@ -136,12 +150,12 @@ def open_job_ids(kind: str) -> set[int | None]:
     )
 
 
-def _settle(kind: str, found: dict[int, tuple[Job, datetime, str, Run | None]]) -> None:
+def _settle(kind: str, found: Findings) -> None:
     """Open an alert for each job found, resolve the open ones whose job is not."""
     already = open_job_ids(kind)
-    for job_id, (job, since, detail, run) in found.items():
+    for job_id, finding in found.items():
         if job_id not in already:
-            open_alert(kind, job, since, detail, run)
+            open_alert(kind, finding.job, finding.since, finding.detail, finding.run)
     resolve(kind, already - set(found))
 
 
@@ -174,14 +188,14 @@ def check_missed(now: datetime) -> None:
     _settle(Kind.MISSED, missed_slots(now))
 
 
-def missed_slots(now: datetime) -> dict[int, tuple[Job, datetime, str, Run | None]]:
+def missed_slots(now: datetime) -> Findings:
     """Each watched job with a slot past its grace and no run started for it."""
     watched = Job.objects.filter(alert_if_missed__isnull=False, completed_at__isnull=True)
-    found: dict[int, tuple[Job, datetime, str, Run | None]] = {}
+    found: Findings = {}
     # Not fired: beat advances next_run_at as the job's worker records the fire.
     for job in watched.filter(enabled=True, next_run_at__lt=now)[:CHECK_LIMIT]:
         if _past_grace(job, job.next_run_at, now):  # type: ignore[arg-type]
-            found[job.id] = (job, job.next_run_at, _not_fired(job), None)  # type: ignore[assignment]
+            found[job.id] = Finding(job, job.next_run_at, _not_fired(job))  # type: ignore[arg-type]
     # Fired, but its run waits in a queue nobody takes.
     stuck = Run.objects.filter(
         status=Run.Status.QUEUED, trigger=Run.Trigger.SCHEDULE, parent__isnull=True,
@@ -190,20 +204,16 @@ def missed_slots(now: datetime) -> dict[int, tuple[Job, datetime, str, Run | Non
     for run in stuck[:CHECK_LIMIT]:
         if run.job_id not in found and _past_grace(run.job, run.scheduled_for, now):
             why = f"run {run.id} is still queued: no worker of queue {run.job.queue!r} took it"
-            found[run.job_id] = (
-                run.job,
-                run.scheduled_for,
-                _missed(run.job, run.scheduled_for, why),
-                run,
-            )
+            detail = _missed(run.job, run.scheduled_for, why)
+            found[run.job_id] = Finding(run.job, run.scheduled_for, detail, run)
     # Paused: its slots pass with no fire at all.
     still_open = open_job_ids(Kind.MISSED)
     for job in watched.filter(enabled=False)[:CHECK_LIMIT]:
         if job.id in still_open:  # told already; open while the job stays paused
-            found[job.id] = (job, job.paused_at or now, "", None)
+            found[job.id] = Finding(job, job.paused_at or now, "")
         elif (slot := _first_slot_since_pause(job)) and _past_grace(job, slot, now):
             why = f"the job is paused (since {iso(job.paused_at or slot)})"
-            found[job.id] = (job, slot, _missed(job, slot, why), None)
+            found[job.id] = Finding(job, slot, _missed(job, slot, why))
     return found
 
 
@@ -242,13 +252,13 @@ def check_long_running(now: datetime) -> None:
     _settle(Kind.LONG_RUNNING, long_runs(now))
 
 
-def long_runs(now: datetime) -> dict[int, tuple[Job, datetime, str, Run | None]]:
+def long_runs(now: datetime) -> Findings:
     """Each watched job with a run going for longer than its limit."""
     running = Run.objects.filter(
         status=Run.Status.RUNNING, parent__isnull=True, job__alert_if_longer__isnull=False
     ).select_related("job").order_by("started_at")  # fmt: skip
     limits: dict[int, float | None] = {}
-    found: dict[int, tuple[Job, datetime, str, Run | None]] = {}
+    found: Findings = {}
     for run in running[:CHECK_LIMIT]:
         job = run.job
         if job.id not in limits:
@@ -264,7 +274,7 @@ def long_runs(now: datetime) -> dict[int, tuple[Job, datetime, str, Run | None]]
             )
             detail = (f"run {run.id} of {job.name!r} has been running {elapsed:.0f} s, longer "
                       f"than {limit:.0f} s (alert_if_longer {how}).")  # fmt: skip
-            found[job.id] = (job, started, detail, run)
+            found[job.id] = Finding(job, started, detail, run)
     return found
 
 
