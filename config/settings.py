@@ -201,9 +201,11 @@ CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "scheduler_app.redbeat:JobScheduler"
 # Beat wakes at least this often, so a job created a moment ago fires on time.
 CELERY_BEAT_MAX_LOOP_INTERVAL = envint("BEAT_MAX_LOOP_INTERVAL", 1)
+# Seconds between the sweeps for silent runs and lost messages (workers.reap_lost).
+REAP_EVERY = envint("REAP_EVERY", 60)
 # Static entries beside the jobs: RedBeat keeps them in Redis too.
 CELERY_BEAT_SCHEDULE = {
-    "reap-lost-runs": {"task": "workers.reap_lost", "schedule": float(envint("REAP_EVERY", 60))},
+    "reap-lost-runs": {"task": "workers.reap_lost", "schedule": float(REAP_EVERY)},
     "prune-runs": {"task": "workers.prune_runs", "schedule": float(envint("PRUNE_EVERY", 3600))},
 }
 CELERY_REDBEAT_REDIS_URL = REDIS_URL

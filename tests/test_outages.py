@@ -97,3 +97,18 @@ def test_an_outcome_is_given_up_only_after_its_time(running, database_away):
             lambda: services.finish_run(running, Run.Status.SUCCEEDED), within=0.5,
             sleep=lambda _: None,
         )  # fmt: skip
+
+
+def test_an_outcome_is_tried_again_more_often_than_the_reaper_sweeps(running, database_away):
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 4:
+            database_away()
+
+    reporting.persist(
+        lambda: services.finish_run(running, Run.Status.SUCCEEDED, exit_code=0),
+        within=60, sleep=nap, most=1.5,
+    )  # fmt: skip
+    assert naps == [1.0, 1.5, 1.5, 1.5]

@@ -68,12 +68,20 @@ def beating(run_id: int, every: float) -> Iterator[None]:
 
 
 def persist(
-    write: Callable[[], T], within: float, sleep: Callable[[float], object] = time.sleep
+    write: Callable[[], T],
+    within: float,
+    sleep: Callable[[float], object] = time.sleep,
+    most: float = 30.0,
 ) -> T:
-    """``write()``, tried again with backoff (1 s doubling, at most 30 s) while the
-    database is away, for up to ``within`` seconds; then the last error is raised."""
+    """``write()``, tried again with backoff (1 s doubling, at most ``most`` s) while the
+    database is away, for up to ``within`` seconds; then the last error is raised.
+
+    A run's outcome waits here without a heartbeat: once the database is back, the
+    reaper suspects the silent run at its next sweep and loses it at the one after.
+    So the caller keeps ``most`` under the time between sweeps, and the outcome is
+    written first."""
     deadline = time.monotonic() + within
-    delay = 1.0
+    delay = min(1.0, most)
     while True:
         try:
             return write()
@@ -83,4 +91,4 @@ def persist(
             logger.warning("the database is away (%s); trying again in %.0f s", exc, delay)
             connection.close()  # the next try opens a new one
             sleep(delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, most)

@@ -74,12 +74,13 @@ def _run(task: Any, run_id: int) -> None:
     except Exception as exc:
         logger.exception("run %s of job %s crashed in the executor", run.id, run.job_id)
         outcome = executors.Outcome(Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-    # The outcome is kept until the database takes it (SCHEDULER_DB_RETRY_SECONDS).
+    # The outcome is kept until the database takes it (SCHEDULER_DB_RETRY_SECONDS), tried
+    # twice per sweep of the reaper, so that the reaper never takes the run for dead first.
     reporting.persist(
         lambda: services.finish_run(run, outcome.status, exit_code=outcome.exit_code,
                                     output=outcome.output, error=outcome.error,
                                     result=outcome.result),
-        within=settings.SCHEDULER_DB_RETRY_SECONDS,
+        within=settings.SCHEDULER_DB_RETRY_SECONDS, most=settings.REAP_EVERY / 2,
     )  # fmt: skip
 
 
