@@ -138,7 +138,9 @@ def parse_entry(entry: str) -> AllowEntry:
     text = entry.strip().lower()
     port: int | None = None
     if text.startswith("["):  # [v6] or [v6]:port
-        inside, _, rest = text[1:].partition("]")
+        inside, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"{entry!r}: the [ of an IPv6 address is not closed")
         if rest:
             if not rest.startswith(":"):
                 raise ValueError(f"{entry!r}: write an IPv6 address with a port as [::1]:8000")
@@ -215,8 +217,8 @@ def kind_of(address: Address) -> str | None:
         (address.is_multicast, "a multicast address"),
         (address.version == 6 and address in _UNIQUE_LOCAL, "a unique-local address"),
         (address.version == 4 and address in _SHARED, "a shared (carrier-grade NAT) address"),
-        (address.is_private, "a private address"),
         (address.is_reserved, "a reserved address"),
+        (address.is_private, "a private address"),
         (not address.is_global, "a non-public address"),
     )
     return next((kind for refused, kind in checks if refused), None)
