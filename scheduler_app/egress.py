@@ -254,7 +254,8 @@ def literal_address(host: str) -> Address | None:
         return ipaddress.ip_address(bare.split("%")[0])
     except ValueError:
         pass
-    if re.fullmatch(r"[0-9a-fx.]+", bare.lower()) and not bare.endswith("."):
+    bare = bare.rstrip(".")  # "127.0.0.1." is an absolute name, and that address
+    if re.fullmatch(r"[0-9a-fx.]+", bare.lower()):
         try:
             return ipaddress.IPv4Address(socket.inet_aton(bare))
         except OSError:
@@ -494,7 +495,7 @@ def _left(deadline: float) -> float:
 @dataclass(frozen=True)
 class Response:
     status: int
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # names in lower case
     body: bytes  # at most ``max_body`` bytes
     truncated: bool  # the body went on past the cap
     url: str  # the URL that answered (after redirects)
@@ -512,8 +513,8 @@ def _exchange(
         data = response.read(max_body) if max_body > 0 else b""
         truncated = not response.isclosed() and method != "HEAD" and len(data) >= max_body
         guard.check()  # a shut socket reads as an early end: it was stopped, not answered
-        return Response(response.status, dict(response.headers.items()), data, truncated,
-                        target.url)  # fmt: skip
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        return Response(response.status, headers, data, truncated, target.url)
     finally:
         conn.close()
 
@@ -563,7 +564,7 @@ def request(
                 headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
             response = _guarded(target, method, headers, body, guard, connect_timeout,
                                 deadline, max_body)  # fmt: skip
-            location = response.headers.get("Location") or response.headers.get("location")
+            location = response.headers.get("location")
             if response.status not in REDIRECT_STATUSES or not location:
                 return response
             if hop == hops:
