@@ -78,3 +78,13 @@ def http_allow_list_parses(app_configs: Any, **kwargs: Any) -> list[Error]:
                 )
             )
     return problems
+
+
+@register()
+def admin_webhook_is_reachable(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """The admins' webhook goes through the egress guard like any other: one it refuses
+    (an inside address not in SCHEDULER_HTTP_ALLOW) would tell nobody the scheduler is down."""
+    hook = settings.SCHEDULER_ADMIN_WEBHOOK
+    if hook and (refusal := egress.check_url(hook)):
+        return [Warning(f"SCHEDULER_ADMIN_WEBHOOK {hook}: {refusal}", id="scheduler_app.W002")]
+    return []

@@ -64,6 +64,7 @@ SCHEMES = {"http": 80, "https": 443}
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Not carried by a redirect to another origin (scheme, host, port).
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+BACKSTOP = 0.5  # seconds a socket timeout leaves past the deadline (see _left)
 
 # Cloud metadata services: AWS (and its IPv6 form), ECS tasks, GCP, Azure, DigitalOcean,
 # OpenStack (169.254.169.254); Azure's wire server; Alibaba; Oracle; Tencent.
@@ -488,8 +489,10 @@ def _connect(
 
 
 def _left(deadline: float) -> float:
-    """Seconds until the deadline, never zero (a zero timeout would mean non-blocking)."""
-    return max(deadline - time.monotonic(), 0.001)
+    """A socket timeout for what is left until the deadline, plus a little: the deadline
+    itself is kept by the guard's timer (which says so), the socket timeout is only a
+    backstop; never zero (a zero timeout would mean non-blocking)."""
+    return max(deadline - time.monotonic(), 0.0) + BACKSTOP
 
 
 @dataclass(frozen=True)

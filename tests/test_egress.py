@@ -26,6 +26,7 @@ import pytest
 
 from scheduler_app import checks, egress, notifications
 from scheduler_app.egress import Refused
+from scheduler_app.management.commands import runstack
 from scheduler_app.models import Run
 from tests.helpers import create_job, make_job, run_now, wait_for, wait_runs
 
@@ -109,6 +110,21 @@ def test_a_bad_allow_list_entry_fails_the_system_check(settings):
     settings.SCHEDULER_HTTP_ALLOW = ["127.0.0.1", "10.0.0.0/99"]
     (error,) = checks.http_allow_list_parses(None)
     assert error.id == "scheduler_app.E003" and "'10.0.0.0/99'" in error.msg
+
+
+def test_a_refused_admin_webhook_is_a_warning_at_start(settings):
+    settings.SCHEDULER_ADMIN_WEBHOOK = "http://10.0.0.9/alerts"
+    (warning,) = checks.admin_webhook_is_reachable(None)
+    assert warning.id == "scheduler_app.W002" and "10.0.0.9 is a private address" in warning.msg
+    settings.SCHEDULER_HTTP_ALLOW = ["10.0.0.9"]
+    assert checks.admin_webhook_is_reachable(None) == []
+
+
+def test_make_run_says_how_to_allow_this_machine(settings):
+    settings.SCHEDULER_HTTP_ALLOW = []
+    assert "SCHEDULER_HTTP_ALLOW=127.0.0.1,localhost make run" in runstack.Command.egress_note()
+    settings.SCHEDULER_HTTP_ALLOW = ["127.0.0.1", "localhost"]
+    assert runstack.Command.egress_note().endswith("SCHEDULER_HTTP_ALLOW: 127.0.0.1, localhost.")
 
 
 # --- refused before any connection ------------------------------------------------------
