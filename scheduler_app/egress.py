@@ -345,18 +345,18 @@ def judge(
     host, port = _host_port(url)
     if refusal := _judge_name(host, port, allowed):
         raise Refused(refusal)
+    literal = literal_address(host)
     try:
-        found = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(host, port)]
-    except (OSError, UnicodeError) as exc:
+        found = [literal] if literal else [ipaddress.ip_address(a.split("%")[0])
+                                           for a in resolver(host, port)]  # fmt: skip
+    except (OSError, UnicodeError, ValueError) as exc:
         raise Failed(f"could not resolve {host}: {exc}") from None
     if not found:
         raise Failed(f"could not resolve {host}: no address")
     usable = [a for a in found if not kind_of(a) or _admitted(host, a, port, allowed)]
-    if not usable:
+    if not usable:  # (a literal refused was refused by _judge_name already)
         first = found[0]
-        literal = literal_address(host) is not None
-        what = str(first) if literal else f"{host} resolves to {first}, which"
-        raise Refused(_refusal(what, kind_of(first) or "refused"))
+        raise Refused(_refusal(f"{host} resolves to {first}, which", kind_of(first) or "refused"))
     parts = urlsplit(url)
     path = parts.path or "/"
     if parts.query:
@@ -389,34 +389,42 @@ def _bare(host: str) -> str:
 
 class Guard:
     """One request's socket, so that another thread can stop it: :meth:`abort` (a cancel)
-    or the deadline shuts the socket down, which wakes a blocked connect or read."""
+    or :meth:`expire` (the deadline) shuts the socket down, which wakes a blocked connect
+    or read; the request then raises :class:`Aborted` or :class:`TimedOut`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self.reason: str | None = None  # "cancelled", "timed out", once stopped
+        self._stopped: EgressError | None = None  # what the request raises, once stopped
 
-    def abort(self, reason: str = "cancelled") -> None:
+    def abort(self) -> None:
+        """Stop the request: the run was cancelled."""
+        self._stop(Aborted("cancelled"))
+
+    def expire(self, reason: str) -> None:
+        """Stop the request: its deadline passed."""
+        self._stop(TimedOut(reason))
+
+    def _stop(self, error: EgressError) -> None:
         with self._lock:
-            if self.reason is None:
-                self.reason = reason
+            if self._stopped is None:
+                self._stopped = error
             sock = self._sock
         if sock is not None:
             _shut(sock)
 
     def attach(self, sock: socket.socket) -> None:
+        """The socket the request now waits on (shut at once if it was stopped already)."""
         with self._lock:
             self._sock = sock
-            stopped = self.reason is not None
+            stopped = self._stopped is not None
         if stopped:
             _shut(sock)
 
     def check(self) -> None:
-        """Raise when the request was stopped (between the steps of an exchange)."""
-        if self.reason == "cancelled":
-            raise Aborted("cancelled")
-        if self.reason is not None:
-            raise TimedOut(self.reason)
+        """Raise Aborted or TimedOut when the request was stopped."""
+        if self._stopped is not None:
+            raise self._stopped
 
 
 def _shut(sock: socket.socket) -> None:
@@ -548,7 +556,7 @@ def request(
     hops = settings.SCHEDULER_HTTP_MAX_REDIRECTS if max_redirects is None else max_redirects
     guard = guard or Guard()
     deadline = time.monotonic() + timeout
-    timer = threading.Timer(timeout, guard.abort, args=(f"timed out after {timeout:g} s",))
+    timer = threading.Timer(timeout, guard.expire, args=(f"timed out after {timeout:g} s",))
     timer.daemon = True
     timer.start()
     headers = dict(headers or {})
