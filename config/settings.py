@@ -249,6 +249,20 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "scheduler@localhost")
 # Scripts, pytest paths and working directories must lie under one of these.
 SCHEDULER_ALLOWED_DIRS = envlist("SCHEDULER_ALLOWED_DIRS", str(VAR_DIR / "jobs"))
 
+# Outbound HTTP (``http`` jobs, notification webhooks) goes through the egress guard
+# (scheduler_app/egress.py): loopback, private, link-local, unique-local, multicast,
+# reserved and cloud-metadata addresses are refused unless listed here, comma-separated:
+# addresses or networks (127.0.0.1, 10.0.0.0/8, ::1) or host names (localhost), each
+# with an optional :port (127.0.0.1:8000, [::1]:8000). Empty: public addresses only.
+SCHEDULER_HTTP_ALLOW = envlist("SCHEDULER_HTTP_ALLOW", "")
+# Seconds to wait for a connection (each address tried); the whole request is bounded by
+# the job's timeout, a webhook's by SCHEDULER_WEBHOOK_TIMEOUT (both redirects included).
+SCHEDULER_HTTP_CONNECT_TIMEOUT = float(os.environ.get("SCHEDULER_HTTP_CONNECT_TIMEOUT", "5"))
+SCHEDULER_WEBHOOK_TIMEOUT = float(os.environ.get("SCHEDULER_WEBHOOK_TIMEOUT", "10"))
+# Redirects followed (each judged like the first URL), and the bytes of a response body read.
+SCHEDULER_HTTP_MAX_REDIRECTS = envint("SCHEDULER_HTTP_MAX_REDIRECTS", 5)
+SCHEDULER_HTTP_BODY_LIMIT = envint("SCHEDULER_HTTP_BODY_LIMIT", 64 * 1024)
+
 # Run retention (scheduler_app/retention.py, beat's "prune-runs"): finished runs are
 # kept this many days, and at most this many per job; 0 is no limit. Failed runs are
 # what someone comes back to look at: by default they stay three times as long.

@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from scheduler_app import egress
+
 
 @register()
 def visibility_timeout_covers_jobs(app_configs: Any, **kwargs: Any) -> list[Error]:
@@ -56,4 +58,33 @@ def scheduler_down_outlasts_a_takeover(app_configs: Any, **kwargs: Any) -> list[
                 id="scheduler_app.W001",
             )
         ]
+    return []
+
+
+@register()
+def http_allow_list_parses(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """An allow-list entry the egress guard cannot read would be ignored at every request:
+    say so at start instead."""
+    problems = []
+    for entry in settings.SCHEDULER_HTTP_ALLOW:
+        try:
+            egress.parse_entry(entry)
+        except ValueError as exc:
+            problems.append(
+                Error(
+                    f"SCHEDULER_HTTP_ALLOW: {exc}. Use addresses or networks (127.0.0.1, "
+                    "10.0.0.0/8, ::1) or host names (localhost), each with an optional :port.",
+                    id="scheduler_app.E003",
+                )
+            )
+    return problems
+
+
+@register()
+def admin_webhook_is_reachable(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """The admins' webhook goes through the egress guard like any other: one it refuses
+    (an inside address not in SCHEDULER_HTTP_ALLOW) would tell nobody the scheduler is down."""
+    hook = settings.SCHEDULER_ADMIN_WEBHOOK
+    if hook and (refusal := egress.check_url(hook)):
+        return [Warning(f"SCHEDULER_ADMIN_WEBHOOK {hook}: {refusal}", id="scheduler_app.W002")]
     return []

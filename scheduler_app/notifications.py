@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
+from scheduler_app import egress
 from scheduler_app.models import Job, Notification, Run
 
 logger = logging.getLogger(__name__)
 
 TAIL = 2000
+WEBHOOK_BODY = 1024  # bytes of a webhook's answer read (it is not kept)
 
 
 def events_for(status: str, previous: str | None, retrying: bool) -> list[str]:
@@ -93,16 +94,24 @@ def send(run: Run, event: str) -> None:
 
 def deliver(subject: str, body: dict[str, Any], emails: list[str], webhooks: list[str]) -> None:
     """E-mail ``body`` (as JSON) to ``emails`` and POST it to each webhook. A mail server
-    away raises (the task tries again); a webhook that fails is logged."""
+    away raises (the task tries again); a webhook that fails is logged.
+
+    Webhooks go through the egress guard (a URL to loopback, a private or a metadata
+    address is refused unless SCHEDULER_HTTP_ALLOW lists it), each bounded by
+    SCHEDULER_WEBHOOK_TIMEOUT in all and SCHEDULER_HTTP_CONNECT_TIMEOUT to connect, so
+    an endpoint that never answers holds the notify task for seconds, not minutes."""
     if emails:
         send_mail(subject, json.dumps(body, indent=2), None, emails, fail_silently=False)
+    data = json.dumps(body).encode()
     for url in webhooks:
-        request = urllib.request.Request(
-            url, data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "cronfleet"},
-        )  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                response.read(1)
-        except OSError as exc:
+            response = egress.request(
+                "POST", url, body=data, timeout=settings.SCHEDULER_WEBHOOK_TIMEOUT,
+                headers={"Content-Type": "application/json", "User-Agent": "cronfleet"},
+                max_body=WEBHOOK_BODY,
+            )  # fmt: skip
+        except egress.EgressError as exc:
             logger.warning("webhook %s (%s) failed: %s", url, subject, exc)
+            continue
+        if response.status >= 400:
+            logger.warning("webhook %s (%s) answered HTTP %s", url, subject, response.status)

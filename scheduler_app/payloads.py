@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 
 from config.celery import app
+from scheduler_app import egress
 
 DEFAULT_SHELL = "/bin/sh"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -127,6 +128,9 @@ def _url(payload: Payload) -> str:
     parts = urlparse(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise PayloadError(f"'url' must be an http:// or https:// URL; got {url!r}.")
+    # A literal address (or localhost) is judged now; other names when the job runs.
+    if refusal := egress.check_url(url):
+        raise PayloadError(f"'url' {refusal}")
     return url
 
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
-from scheduler_app import schedules
+from scheduler_app import egress, schedules
 from scheduler_app.payloads import KINDS, PayloadError, allowed_path
 
 # The fields of a job that its owner edits, in the order the API and admin show them.
@@ -247,6 +247,9 @@ def _notify_webhooks(values: Mapping[str, Any]) -> list[str]:
     urls = _strings(values["notify_webhooks"], "URLs", MAX_WEBHOOKS)
     for url in urls:
         _valid(_webhook_url, url, "http:// or https:// URL")
+        # A literal address (or localhost) is judged now; other names when one is sent.
+        if refusal := egress.check_url(url):
+            raise RuleError(f"{url}: {refusal}")
     return urls
 
 

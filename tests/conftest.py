@@ -23,6 +23,8 @@ from rest_framework.test import APIClient
 from scheduler_app.models import Job
 from tests.helpers import Stack, WebhookRecorder, client_for, test_database_url
 
+LOOPBACK_ALLOWED = "127.0.0.1"  # SCHEDULER_HTTP_ALLOW in the tests, and in the stack
+
 
 @pytest.fixture
 def owner(db):
@@ -85,6 +87,9 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory, webhooks) -> Ite
             "SCHEDULER_ALERT_CHECK_EVERY": "1",
             "SCHEDULER_DOWN_AFTER": "5",
             "SCHEDULER_ADMIN_WEBHOOK": webhooks.url + "/admin",
+            # The tests' HTTP servers and webhook recorders listen on 127.0.0.1, which
+            # the egress guard refuses unless allowed; 127.0.0.2 and the rest stay refused.
+            "SCHEDULER_HTTP_ALLOW": LOOPBACK_ALLOWED,
         }
     logs = tmp_path_factory.mktemp("stack")
     env["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"
@@ -125,3 +130,10 @@ def live(stack: Stack, transactional_db, redis_client) -> Iterator[Stack]:
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def loopback_egress_allowed(settings) -> None:
+    """The test process allows 127.0.0.1 too (jobs and webhooks aimed at the tests'
+    loopback servers are made here), as the stack's processes do."""
+    settings.SCHEDULER_HTTP_ALLOW = [LOOPBACK_ALLOWED]

@@ -38,6 +38,11 @@ GOOD = {
 MAX_TIMEOUT = settings.SCHEDULER_MAX_TIMEOUT
 NOON = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
+
+def http_to(url: str) -> dict[str, Any]:
+    return {"kind": "http", "payload": {"url": url}}
+
+
 # (overrides on GOOD, the field blamed, a fragment of its message)
 BAD_JOBS: list[tuple[dict[str, Any], str, str]] = [
     ({"queue": "no spaces"}, "queue", "letters, digits, '_', '-' or '.'"),
@@ -75,6 +80,37 @@ BAD_JOBS: list[tuple[dict[str, Any], str, str]] = [
     ({"notify_emails": ["not-an-address"]}, "notify_emails", "not a valid e-mail address"),
     ({"notify_emails": ["a@example.com"] * 51}, "notify_emails", "at most 50 e-mail addresses"),
     ({"notify_webhooks": ["ftp://example.com/x"]}, "notify_webhooks", "not a valid http://"),
+    # The egress guard, where the URL says the address (the tests allow 127.0.0.1 only).
+    (
+        http_to("http://127.0.0.2:8000/api/v1/stats/"),
+        "payload",
+        "'url' refused: 127.0.0.2 is a loopback address; list it in SCHEDULER_HTTP_ALLOW",
+    ),
+    (http_to("http://10.1.2.3/"), "payload", "10.1.2.3 is a private address"),
+    (
+        http_to("http://169.254.169.254/latest/meta-data/"),
+        "payload",
+        "169.254.169.254 is a cloud metadata address",
+    ),
+    (http_to("http://[::ffff:169.254.169.254]/"), "payload", "is a cloud metadata address"),
+    (http_to("https://[::1]/"), "payload", "::1 is a loopback address"),
+    (http_to("http://0.0.0.0:8000/"), "payload", "0.0.0.0 is an unspecified address"),
+    (http_to("http://2130706434/"), "payload", "2130706434 (127.0.0.2) is a loopback address"),
+    (http_to("http://metadata.google.internal/"), "payload", "is a cloud metadata name"),
+    (http_to("ftp://example.com/"), "payload", "'url' must be an http:// or https:// URL"),
+    (
+        {"notify_webhooks": ["http://192.168.1.10/hook"]},
+        "notify_webhooks",
+        "http://192.168.1.10/hook: refused: 192.168.1.10 is a private address; list it in "
+        "SCHEDULER_HTTP_ALLOW to allow it.",
+    ),
+    (
+        {"notify_webhooks": ["http://[fd00:ec2::254]/"]},
+        "notify_webhooks",
+        "fd00:ec2::254 is a cloud metadata address",
+    ),
+    ({"notify_webhooks": ["http://[fe80::1]/"]}, "notify_webhooks", "is a link-local address"),
+    ({"notify_webhooks": ["http://224.0.0.1/"]}, "notify_webhooks", "is a multicast address"),
     ({"tags": ["ok", "x" * 65]}, "tags", "each tag must be 1-64 characters"),
     ({"tags": "nightly"}, "tags", "must be a list of strings."),
     ({"jitter": -1}, "jitter", "must be greater than or equal to 0."),

@@ -46,15 +46,22 @@ def _tolerant(write: Callable[[], bool], run_id: int) -> bool:
 
 
 @contextmanager
-def beating(run_id: int, every: float) -> Iterator[None]:
+def beating(
+    run_id: int, every: float, on_stop: Callable[[], object] | None = None
+) -> Iterator[None]:
     """Write the run's heartbeat every ``every`` seconds from a thread while the caller
-    works, so a long request is not taken for a dead worker."""
+    works, so a long request is not taken for a dead worker. When the run is no longer
+    running (cancelled, or lost) the beats stop and ``on_stop()`` is called, from that
+    thread: it stops the caller's work (an HTTP request aborts its socket)."""
     stop = threading.Event()
 
     def loop() -> None:
         try:
-            while not stop.wait(every) and _tolerant(lambda: runs.beat(run_id), run_id):
-                pass
+            while not stop.wait(every):
+                if not _tolerant(lambda: runs.beat(run_id), run_id):
+                    if on_stop is not None and not stop.is_set():
+                        on_stop()
+                    break
         finally:
             connection.close()  # this thread's own connection
 

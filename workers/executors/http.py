@@ -1,25 +1,30 @@
 """``http``: one request; the status, elapsed time and a body excerpt are recorded.
 
-No user code runs here (only a request is made), so it runs in the worker with
-the standard library's client, bounded by the job's timeout.
+No user code runs here (only a request is made), so it runs in the worker, through
+the egress guard (scheduler_app/egress.py: http and https only, no loopback,
+private or metadata address unless SCHEDULER_HTTP_ALLOW lists it, redirects judged
+alike, the body read up to SCHEDULER_HTTP_BODY_LIMIT), bounded by the job's timeout.
+
+A cancel is seen by the heartbeat thread (the run's row is no longer running): it
+aborts the request, which shuts its socket down, so the request stops within a
+heartbeat (SCHEDULER_LOG_FLUSH_SECONDS) and the run is recorded as cancelled.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 from django.conf import settings
 
+from scheduler_app import egress
 from scheduler_app.models import Run
 from workers.executors.base import Outcome
 from workers.executors.child import mask, secrets_of
 from workers.reporting import beating
 
 DEFAULT_TIMEOUT = 30
-EXCERPT = 4096
+EXCERPT = 500  # characters of the body in result.body_excerpt (the output has all that was read)
 
 
 class HttpExecutor:
@@ -32,35 +37,38 @@ class HttpExecutor:
             headers.setdefault("Content-Type", "application/json")
         elif isinstance(body, str):
             data = body.encode()
-        request = urllib.request.Request(
-            payload["url"], data=data, headers=headers, method=payload["method"]
-        )
+        timeout = run.job.timeout or DEFAULT_TIMEOUT
+        guard = egress.Guard()
         started = time.monotonic()
         try:
-            with beating(run.id, settings.SCHEDULER_LOG_FLUSH_SECONDS):
-                status, text = _send(request, run.job.timeout or DEFAULT_TIMEOUT)
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            timed_out = isinstance(reason, TimeoutError) or "timed out" in str(reason)
-            result = {"elapsed_ms": round((time.monotonic() - started) * 1000)}
-            return Outcome(
-                Run.Status.TIMED_OUT if timed_out else Run.Status.FAILED,
-                error=f"request failed: {reason}",
-                result=result,
-            )
-        elapsed = round((time.monotonic() - started) * 1000)
-        text = mask(text, secrets_of(run.job))
-        result = {"status": status, "elapsed_ms": elapsed, "body_excerpt": text[:500]}
-        if status in payload["expect_status"]:
+            with beating(run.id, settings.SCHEDULER_LOG_FLUSH_SECONDS, on_stop=guard.abort):
+                response = egress.request(
+                    payload["method"], payload["url"], headers=headers, body=data,
+                    timeout=timeout, guard=guard,
+                )  # fmt: skip
+        except egress.EgressError as exc:
+            result = {"elapsed_ms": _since(started)}
+            if isinstance(exc, egress.Aborted):
+                return Outcome(Run.Status.CANCELLED, error="cancelled", result=result)
+            if isinstance(exc, egress.TimedOut):
+                said = str(exc) if str(exc).startswith("timed out") else f"timed out: {exc}"
+                return Outcome(Run.Status.TIMED_OUT, error=f"request {said}", result=result)
+            if isinstance(exc, egress.Refused):
+                return Outcome(Run.Status.FAILED, error=str(exc), result=result)
+            return Outcome(Run.Status.FAILED, error=f"request failed: {exc}", result=result)
+        text = mask(response.body.decode("utf-8", "replace"), secrets_of(run.job))
+        result = {"status": response.status, "elapsed_ms": _since(started),
+                  "body_excerpt": text[:EXCERPT]}  # fmt: skip
+        if response.truncated:
+            result["body_truncated_at"] = len(response.body)
+        if response.url != payload["url"]:
+            result["url"] = response.url  # where the redirects led
+        if response.status in payload["expect_status"]:
             return Outcome(Run.Status.SUCCEEDED, 0, text, "", result)
-        error = f"HTTP {status}, expected {' or '.join(map(str, payload['expect_status']))}."
+        expected = " or ".join(map(str, payload["expect_status"]))
+        error = f"HTTP {response.status}, expected {expected}."
         return Outcome(Run.Status.FAILED, None, text, error, result)
 
 
-def _send(request: urllib.request.Request, timeout: float) -> tuple[int, str]:
-    """The response's status and the start of its body (an error status is a response)."""
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read(EXCERPT).decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(EXCERPT).decode("utf-8", "replace")
+def _since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

@@ -85,6 +85,21 @@ class Command(BaseCommand):
             f"API docs: http://127.0.0.1:{options['web_port']}/api/docs/  "
             f"Flower: http://127.0.0.1:{options['flower_port']}/   Ctrl-C stops everything."
         )
+        self.stdout.write(self.egress_note())
         manager.loop()
         if manager.returncode:
             raise SystemExit(manager.returncode)
+
+    @staticmethod
+    def egress_note() -> str:
+        """What `http` jobs and webhooks may reach, and how to let them reach this machine."""
+        if allowed := settings.SCHEDULER_HTTP_ALLOW:
+            return (
+                "http jobs and webhooks may reach public addresses and "
+                f"SCHEDULER_HTTP_ALLOW: {', '.join(allowed)}."
+            )
+        return (
+            "http jobs and webhooks may reach public addresses only (no loopback, private "
+            "or metadata address); to try them against this machine: "
+            "SCHEDULER_HTTP_ALLOW=127.0.0.1,localhost make run"
+        )
