@@ -67,9 +67,9 @@ class CronSchedule:
     expression: str
     zone: ZoneInfo
     seed: str = ""  # resolves Jenkins-style H fields: the same job always gets the same value
-    # The walk of the last call (its fire time, and the wall times after it): the next
-    # call from that fire time on goes on from there instead of starting again, so a
-    # plan of many fire times parses the expression once, not once per fire time.
+    # The walk of the last call (its fire time, and the wall times after it): a call
+    # for the fire time after that one goes on from there instead of starting again,
+    # so a plan of many fire times parses the expression once, not once per fire time.
     _walk: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +82,7 @@ class CronSchedule:
         # None at the horizon: no fire time past it is computed.
         if after >= HORIZON:
             return None
-        if self._walk and self._walk["fire"] <= after:
+        if self._walk and self._walk["fire"] == after:  # the next one after the last
             matches = self._walk["matches"]
         else:
             matches = wall_times(self.expression, zones.wall(after, self.zone), self.seed)
@@ -288,7 +288,7 @@ class UnionSchedule:
         fires = []
         for index, member in enumerate(self.members):
             asked, fire = self._answers.get(index, (None, None))
-            if asked is None or asked > after or (fire is not None and fire <= after):
+            if asked is None or fire is None or not asked <= after < fire:
                 fire = member.next_after(after)
                 self._answers[index] = (after, fire)
             if fire is not None:
