@@ -195,6 +195,12 @@ def test_huge_and_strange_numbers_in_json_are_a_400(api):
     assert not Job.objects.exists()
 
 
+def test_an_infinite_number_in_a_json_field_is_a_400_not_a_database_error(api):
+    body = '{"name": "n", "schedule": "hourly", "payload": {"command": "true", "n": 1e999}}'
+    response = api.post("/api/v1/jobs/", body, content_type="application/json")
+    assert response.status_code == 400 and "too large a number" in response.json()["detail"]
+
+
 # --- filters that would tell which ids exist ------------------------------------------
 
 

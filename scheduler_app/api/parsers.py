@@ -4,12 +4,14 @@ DRF's own JSON parser reads the request stream whatever its length (Django's
 ``DATA_UPLOAD_MAX_MEMORY_SIZE`` guards only ``request.body`` and forms), and lets
 JSON nested a thousand levels deep reach code that recurses over it. This one reads
 at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (more is a 413) and refuses nesting
-deeper than ``API_MAX_JSON_DEPTH`` (a 400), both with a JSON message.
+deeper than ``API_MAX_JSON_DEPTH`` and numbers too large to be stored again (1e999),
+each a 400, all with a JSON message.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.conf import settings
@@ -60,7 +62,9 @@ class BoundedJSONParser(JSONParser):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         depth = settings.API_MAX_JSON_DEPTH
         try:
-            data = json.loads(raw.decode(encoding), parse_constant=_no_constant)
+            data = json.loads(
+                raw.decode(encoding), parse_constant=_no_constant, parse_float=_finite
+            )
         except RecursionError:
             raise too_deep(depth) from None
         except ValueError as exc:  # not JSON, not the encoding, a number too long
@@ -72,3 +76,12 @@ class BoundedJSONParser(JSONParser):
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON.")
+
+
+def _finite(text: str) -> float:
+    """A number that can be stored again as JSON: 1e999 is infinite, which neither
+    SQLite's JSON nor PostgreSQL's jsonb accepts."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is too large a number.")
+    return number
