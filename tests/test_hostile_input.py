@@ -127,6 +127,16 @@ def test_jobs_at_the_edge_break_no_endpoint_for_their_owner_or_staff(api, staff_
                 assert all(run < "2200" for run in next_runs), (url, next_runs)
 
 
+def test_a_jobs_next_runs_say_when_the_horizon_cut_them(api):
+    body = {**JOB, "schedule": {"type": "interval", "every": 520, "unit": "weeks"}}
+    job = api.post("/api/v1/jobs/", body, format="json").data
+    response = api.get(f"/api/v1/jobs/{job['id']}/next-runs/?count=100")
+    assert 10 < len(response.data["next_runs"]) < 100
+    assert response.data["warnings"] == [
+        "No fire time at or after 2200-01-01T00:00:00Z is computed."
+    ]
+
+
 def test_no_fire_time_past_the_horizon_even_for_a_job_stored_before_the_rules(owner, api):
     """Rows written before these rules (straight to the database) do not break either."""
     huge = {"type": "interval", "every": 400000, "unit": "weeks"}

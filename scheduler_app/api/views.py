@@ -201,9 +201,12 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
         query = NextRunsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         job = self.get_object()
-        budget = request_budget()
-        times = job_upcoming(job, timezone.now(), query.validated_data["count"], budget)
-        return Response({"next_runs": [iso(t) for t in times], "warnings": budget_warnings(budget)})
+        budget, count = request_budget(), query.validated_data["count"]
+        times = job_upcoming(job, timezone.now(), count, budget)
+        warnings = budget_warnings(budget)
+        if job.is_scheduled and not budget.exhausted and job.end_at is None:
+            warnings += horizon_warning(times, count, job.schedule)
+        return Response({"next_runs": [iso(t) for t in times], "warnings": warnings})
 
 
 class CalendarViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
