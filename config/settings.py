@@ -71,6 +71,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # First: an oversized body is refused before sessions or auth are read.
+    "scheduler_app.middleware.BodyTooLargeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -140,8 +142,19 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Request bodies. A body (not counting uploaded files) over API_MAX_BODY_BYTES is a 413
+# with a JSON message (scheduler_app/middleware.py), not Django's 400 page; JSON nested
+# deeper than API_MAX_JSON_DEPTH is a 400 (scheduler_app/api/parsers.py).
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("API_MAX_BODY_BYTES", 1024 * 1024)
+API_MAX_JSON_DEPTH = envint("API_MAX_JSON_DEPTH", 32)
+
 # REST API
 REST_FRAMEWORK = {
+    "DEFAULT_PARSER_CLASSES": [
+        "scheduler_app.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Token first, so a request without credentials gets 401 with WWW-Authenticate.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -227,6 +240,15 @@ SCHEDULER_DB_RETRY_SECONDS = envint("SCHEDULER_DB_RETRY_SECONDS", 600)
 # them and records them lost.
 SCHEDULER_SHUTDOWN_GRACE = envint("SCHEDULER_SHUTDOWN_GRACE", 60)
 SCHEDULER_MAX_TIMEOUT = envint("SCHEDULER_MAX_TIMEOUT", 24 * 3600)
+# What a job may hand its child process, checked when the job is saved so that
+# "Argument list too long" cannot happen at run time: a command (each of a
+# ``commands`` job's, its condition, Python code, a script's arguments together, a
+# Celery call as JSON) at most SCHEDULER_MAX_COMMAND_BYTES (UTF-8); the job's env
+# (NAME=value, each) at most SCHEDULER_MAX_ENV_BYTES together. Linux passes one
+# argument of at most 128 KiB, and all of them with the environment within ARG_MAX
+# (checked at start, scheduler_app/checks.py).
+SCHEDULER_MAX_COMMAND_BYTES = envint("SCHEDULER_MAX_COMMAND_BYTES", 64 * 1024)
+SCHEDULER_MAX_ENV_BYTES = envint("SCHEDULER_MAX_ENV_BYTES", 64 * 1024)
 # The dead-man's switch (scheduler_app/alerts.py), checked by a watchdog in every worker
 # (one at a time): jobs' missed slots and long runs; and beat itself, which is down when
 # an entry of its schedule is overdue this long (longer than a standby's takeover).

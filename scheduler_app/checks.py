@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 from scheduler_app import egress
+from scheduler_app.payloads import MAX_ARG_STRLEN
 
 
 @register()
@@ -88,3 +90,42 @@ def admin_webhook_is_reachable(app_configs: Any, **kwargs: Any) -> list[Warning]
     if hook and (refusal := egress.check_url(hook)):
         return [Warning(f"SCHEDULER_ADMIN_WEBHOOK {hook}: {refusal}", id="scheduler_app.W002")]
     return []
+
+
+@register()
+def job_limits_fit_a_command_line(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """The job sizes the rules allow must be ones Linux can pass to a child process, or
+    "Argument list too long" comes back at run time for a job that was accepted."""
+    command, env = settings.SCHEDULER_MAX_COMMAND_BYTES, settings.SCHEDULER_MAX_ENV_BYTES
+    errors = []
+    if command >= MAX_ARG_STRLEN:
+        errors.append(
+            Error(
+                f"SCHEDULER_MAX_COMMAND_BYTES ({command}) must be less than {MAX_ARG_STRLEN}, "
+                "the longest single argument Linux passes to a program.",
+                id="scheduler_app.E004",
+            )
+        )
+    arg_max = _arg_max()
+    if arg_max and command + env + CHILD_OVERHEAD > arg_max:
+        errors.append(
+            Error(
+                f"SCHEDULER_MAX_COMMAND_BYTES + SCHEDULER_MAX_ENV_BYTES ({command} + {env}) "
+                f"and the child's own arguments and environment ({CHILD_OVERHEAD}) must fit "
+                f"in this system's ARG_MAX ({arg_max}).",
+                id="scheduler_app.E005",
+            )
+        )
+    return errors
+
+
+# Room for what the child gets besides the job's command and env: the interpreter's
+# path and flags, PATH, HOME, LANG..., the SCHEDULER_* variables, pointers.
+CHILD_OVERHEAD = 64 * 1024
+
+
+def _arg_max() -> int:
+    try:
+        return os.sysconf("SC_ARG_MAX")
+    except (ValueError, OSError, AttributeError):
+        return 0

@@ -1,11 +1,14 @@
-"""A database that is away (restarting, unreachable, locked too long) is a 503 the
-client can try again after, with a JSON body, not a 500 with a traceback."""
+"""Failures answered with a JSON body, not an HTML page or a traceback: a database
+that is away (restarting, unreachable, locked too long) is a 503 the client can try
+again after; a request body too large to read is a 413."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -30,3 +33,36 @@ class DatabaseAwayMiddleware:
             "retry_after": RETRY_AFTER,
         }
         return JsonResponse(body, status=503, headers={"Retry-After": str(RETRY_AFTER)})
+
+
+class BodyTooLargeMiddleware:
+    """A request body over DATA_UPLOAD_MAX_MEMORY_SIZE (API_MAX_BODY_BYTES) is a 413 with
+    a JSON message, for the API and the admin alike: refused by its Content-Length
+    before anything reads it, or when Django's own check fires (a form's fields)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/")
+        if limit is not None and not multipart and _content_length(request) > limit:
+            return too_large(limit)
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, RequestDataTooBig):
+            return too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        return None
+
+
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def too_large(limit: int | None) -> JsonResponse:
+    body = {"detail": f"The request body is larger than {limit} bytes (API_MAX_BODY_BYTES)."}
+    return JsonResponse(body, status=413)

@@ -7,7 +7,9 @@ run what these let through; they import from here, never the other way round.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -18,11 +20,26 @@ from config.celery import app
 from scheduler_app import egress
 
 DEFAULT_SHELL = "/bin/sh"
+MAX_STEPS = 100  # commands in a ``commands`` job
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # The scheduler's own tasks (``workers.*``) may not be called by a job, but for this
 # sample; a task added there is internal without being listed anywhere.
 OWN_TASKS_PREFIX = "workers."
 CALLABLE_OWN_TASKS = ("workers.echo",)
+
+# Control characters (C0 and DEL). A NUL can never reach a program (argv and the
+# environment are C strings) nor PostgreSQL; in a value that is one line (a path, a
+# URL, a header: CR/LF there is header injection) none is valid; in text that a
+# shell or Python reads (commands, code, arguments, env values) only tab and newline.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_BUT_TAB_LF = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Linux: the longest single argument or environment string, its NUL included.
+MAX_ARG_STRLEN = 131072
+# An HTTP header's name is a token (RFC 9110); its value at most this many bytes.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
+MAX_HEADERS = 50
+MAX_HEADER_BYTES = 8192
 
 Payload = dict[str, Any]
 
@@ -31,8 +48,41 @@ class PayloadError(ValueError):
     """A job payload that the kind's executor cannot run; the message says why."""
 
 
+def _controls(text: str, what: str, pattern: re.Pattern[str], allowed: str) -> None:
+    found = pattern.search(text)
+    if found:
+        raise PayloadError(
+            f"{what} must not contain control characters{allowed}; "
+            f"found {found.group()!r} at position {found.start()}."
+        )
+
+
+def one_line(text: str, what: str) -> str:
+    """``text``; PayloadError if it holds any control character (a path, a URL, a name)."""
+    _controls(text, what, _CONTROL, "")
+    return text
+
+
+def program_text(text: str, what: str) -> str:
+    """``text`` a shell or Python reads as one argument (a command, code, an argument):
+    tab and newline allowed, no other control character, at most
+    SCHEDULER_MAX_COMMAND_BYTES bytes, so it can always be passed to the program."""
+    _controls(text, what, _CONTROL_BUT_TAB_LF, " other than tab and newline")
+    check_size(len(text.encode()), what)
+    return text
+
+
+def check_size(size: int, what: str) -> None:
+    limit = settings.SCHEDULER_MAX_COMMAND_BYTES
+    if size > limit:
+        raise PayloadError(
+            f"{what} is {size} bytes; at most {limit} are allowed (SCHEDULER_MAX_COMMAND_BYTES)."
+        )
+
+
 def allowed_path(path: str) -> str:
     """``path`` made absolute and real; PayloadError unless it lies in SCHEDULER_ALLOWED_DIRS."""
+    one_line(path, repr(path[:60]))
     real = os.path.realpath(path)
     for root in settings.SCHEDULER_ALLOWED_DIRS:
         base = os.path.realpath(root)
@@ -66,13 +116,16 @@ def _shell(payload: Payload) -> str:
     shell = payload.get("shell", DEFAULT_SHELL)
     if not isinstance(shell, str) or not os.path.isabs(shell):
         raise PayloadError(f"'shell' must be an absolute path such as /bin/sh; got {shell!r}.")
-    return shell
+    return one_line(shell, "'shell'")
 
 
 def _args(payload: Payload) -> list[str]:
     args = payload.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise PayloadError("'args' must be a list of strings.")
+    for index, arg in enumerate(args):
+        program_text(arg, f"'args' item {index + 1}")
+    check_size(sum(len(arg.encode()) + 1 for arg in args), "'args' together")
     return args
 
 
@@ -88,7 +141,7 @@ def command(payload: Any) -> Payload:
     text = payload.get("command")
     if not isinstance(text, str) or not text.strip():
         raise PayloadError("'command' is required: the shell command to run.")
-    return {"command": text, "shell": _shell(payload)}
+    return {"command": program_text(text, "'command'"), "shell": _shell(payload)}
 
 
 def commands(payload: Any) -> Payload:
@@ -100,6 +153,10 @@ def commands(payload: Any) -> Payload:
         or not all(isinstance(c, str) and c.strip() for c in steps)
     ):
         raise PayloadError("'commands' must be a non-empty list of shell commands.")
+    if len(steps) > MAX_STEPS:
+        raise PayloadError(f"'commands' may hold at most {MAX_STEPS} commands.")
+    for index, step in enumerate(steps):
+        program_text(step, f"'commands' item {index + 1}")
     stop = payload.get("stop_on_failure", True)
     if not isinstance(stop, bool):
         raise PayloadError("'stop_on_failure' must be true or false.")
@@ -115,7 +172,7 @@ def python(payload: Any) -> Payload:
     code = payload.get("code") if isinstance(payload, dict) else None
     if not isinstance(code, str) or not code.strip():
         raise PayloadError("'code' is required: the Python source to run.")
-    return {"code": code}
+    return {"code": program_text(code, "'code'")}
 
 
 def pytest(payload: Any) -> Payload:
@@ -128,6 +185,7 @@ def _url(payload: Payload) -> str:
     parts = urlparse(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise PayloadError(f"'url' must be an http:// or https:// URL; got {url!r}.")
+    url = one_line(url, "'url'")
     # A literal address (or localhost) is judged now; other names when the job runs.
     if refusal := egress.check_url(url):
         raise PayloadError(f"'url' {refusal}")
@@ -145,6 +203,17 @@ def _headers(payload: Payload) -> dict[str, str]:
     headers = payload.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise PayloadError("'headers' must be an object of strings.")
+    if len(headers) > MAX_HEADERS:
+        raise PayloadError(f"'headers' may hold at most {MAX_HEADERS} headers.")
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise PayloadError(
+                f"'headers': {name[:60]!r} is not a header name (letters, digits and "
+                "!#$%&'*+-.^_`|~, no spaces or control characters)."
+            )
+        _controls(value, f"'headers' {name}", _CONTROL_BUT_TAB, " other than tab")
+        if len(value.encode()) > MAX_HEADER_BYTES:
+            raise PayloadError(f"'headers' {name} is longer than {MAX_HEADER_BYTES} bytes.")
     return headers
 
 
@@ -188,6 +257,8 @@ def celery(payload: Any) -> Payload:
         )
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise PayloadError("'args' must be a list and 'kwargs' an object.")
+    # They reach the child as one JSON argument (workers/executors/celery_task.py).
+    check_size(len(json.dumps({"task": task, "args": args, "kwargs": kwargs})), "the call")
     return {"task": task, "args": args, "kwargs": kwargs}
 
 

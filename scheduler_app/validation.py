@@ -20,7 +20,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
 from scheduler_app import egress, schedules
-from scheduler_app.payloads import KINDS, PayloadError, allowed_path
+from scheduler_app.payloads import (
+    KINDS,
+    MAX_ARG_STRLEN,
+    PayloadError,
+    allowed_path,
+    program_text,
+)
 
 # The fields of a job that its owner edits, in the order the API and admin show them.
 JOB_FIELDS = (
@@ -72,6 +78,7 @@ MAX_EMAILS = 50
 MAX_WEBHOOKS = 20
 DAY = 86400
 
+CONTROL_BUT_TAB_LF = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _webhook_url = URLValidator(schemes=["http", "https"])
@@ -132,8 +139,7 @@ AUTO = "auto"  # alert_if_longer: a factor over the job's usual (p95) duration
 
 
 def _timezone(values: Mapping[str, Any]) -> str:
-    schedules.get_zone(values["timezone"])
-    return values["timezone"]
+    return schedules.check_zone_name(values["timezone"])
 
 
 def _schedule(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,11 +151,29 @@ def _window(values: Mapping[str, Any]) -> dict[str, Any] | None:
     return schedules.normalize_window(values["window"])
 
 
+def _moment(value: Any, name: str) -> Any:
+    """A datetime within the dates a schedule may use (schedules.limits), or None."""
+    if value is not None:
+        schedules.check_instant(value, name)
+    return value
+
+
+def _start_at(values: Mapping[str, Any]) -> Any:
+    return _moment(values["start_at"], "start_at")
+
+
 def _end_at(values: Mapping[str, Any]) -> Any:
-    start, end = values.get("start_at"), values["end_at"]
+    start, end = values.get("start_at"), _moment(values["end_at"], "end_at")
     if start and end and end <= start:
         raise RuleError("must be later than start_at.")
     return end
+
+
+def _condition(values: Mapping[str, Any]) -> str:
+    condition = values["condition"]
+    if not isinstance(condition, str):
+        raise RuleError("must be a shell command (a string).")
+    return program_text(condition, "the condition")
 
 
 def _kind(values: Mapping[str, Any]) -> str:
@@ -186,19 +210,40 @@ def _env(values: Mapping[str, Any]) -> dict[str, Any]:
     env = values["env"]
     if not isinstance(env, dict):
         raise RuleError('must be an object such as {"NAME": "value"}.')
+    size = 0
     for name, item in env.items():
-        _check_variable(name, item)
+        size += _check_variable(name, item)
+    limit = settings.SCHEDULER_MAX_ENV_BYTES
+    if size > limit:
+        raise RuleError(
+            f"is {size} bytes (NAME=value, each); at most {limit} are allowed "
+            "(SCHEDULER_MAX_ENV_BYTES)."
+        )
     return env
 
 
-def _check_variable(name: Any, item: Any) -> None:
+def _check_variable(name: Any, item: Any) -> int:
+    """The bytes the variable takes in the child's environment; RuleError if it is wrong."""
     if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
-        raise RuleError(f"{name!r} is not a valid variable name.")
+        raise RuleError(f"{str(name)[:60]!r} is not a valid variable name.")
     if isinstance(item, dict):
         if not isinstance(item.get("value"), str) or set(item) - {"value", "secret"}:
             raise RuleError(f'{name}: use a string, or {{"value": "...", "secret": true}}.')
-    elif not isinstance(item, str):
+        value = item["value"]
+    elif isinstance(item, str):
+        value = item
+    else:
         raise RuleError(f"{name}: Not a valid string.")
+    found = CONTROL_BUT_TAB_LF.search(value)
+    if found:
+        raise RuleError(
+            f"{name}: the value must not contain control characters other than tab and "
+            f"newline; found {found.group()!r} at position {found.start()}."
+        )
+    size = len(name.encode()) + len(value.encode()) + 2  # NAME=value and its NUL
+    if size > MAX_ARG_STRLEN:
+        raise RuleError(f"{name}: longer than {MAX_ARG_STRLEN - 2} bytes, more than Linux passes.")
+    return size
 
 
 def keep_secrets(env: Any, stored: Any) -> Any:
@@ -300,10 +345,12 @@ RULES = (
     Rule("timezone", _timezone),
     Rule("schedule", _schedule, reads=("timezone",)),
     Rule("window", _window),
+    Rule("start_at", _start_at),
     Rule("end_at", _end_at, reads=("start_at",)),
     Rule("kind", _kind),
     Rule("payload", _payload, reads=("kind",)),
     Rule("working_dir", _working_dir),
+    Rule("condition", _condition),
     Rule("queue", _queue),
     Rule("env", _env),
     Rule("tags", _tags),
@@ -335,9 +382,13 @@ def clean_job(data: Mapping[str, Any], stored: Mapping[str, Any] | None = None) 
     values = dict(data)
     if stored is not None and "env" in values:
         values["env"] = keep_secrets(values["env"], stored.get("env"))
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[str]] = {
+        name: [problem] for name, value in values.items() if (problem := nul_problem(value))
+    }
     for rule in RULES:
-        if rule.field not in values or not _to_judge(rule, values, stored, errors):
+        if rule.field not in values or rule.field in errors:
+            continue
+        if not _to_judge(rule, values, stored, errors):
             continue
         try:
             values[rule.field] = rule.check(values)
@@ -346,6 +397,27 @@ def clean_job(data: Mapping[str, Any], stored: Mapping[str, Any] | None = None) 
     if errors:
         raise JobRulesError(errors)
     return values
+
+
+def nul_problem(value: Any) -> str:
+    """Why ``value`` (any JSON: strings, lists, objects) cannot be stored or run, or ''.
+
+    A NUL character is valid in no field: no program can be given it (argv and the
+    environment are C strings) and PostgreSQL cannot store it. Walked without
+    recursion, so no nesting can overflow the stack.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return f"must not contain a NUL character (\\u0000); found one in {item[:40]!r}."
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return ""
 
 
 def _to_judge(

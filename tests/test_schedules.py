@@ -291,3 +291,37 @@ def test_jenkins_h_fields_are_fixed_per_job():
     assert first["job:1"] != first["job:2"]
     assert all(t.hour <= 5 for t in first.values())
     assert build(spec, UTC_ZONE, NOW, "job:1").next_after(NOW) == first["job:1"]
+
+
+# --- a schedule object asked again: the walk it keeps never changes an answer -------------
+
+
+@given(
+    asks=st.lists(st.integers(0, 3 * 86400), min_size=1, max_size=12),
+    value=st.sampled_from(
+        ["*/7 * * * * *", "30 2 * * *", "0 0 29 2 1", ["*/5 * * * *", "0 */3 * * *"]]
+    ),
+)
+def test_a_reused_schedule_answers_as_a_fresh_one(asks, value):
+    zone = ZoneInfo("America/New_York")
+    spec = normalize(value, zone, NOW)
+    reused = build(spec, zone, NOW)
+    start = datetime(2026, 3, 7, tzinfo=UTC)  # a spring-forward weekend
+    for seconds in asks:
+        after = start + timedelta(seconds=seconds)
+        fire = reused.next_after(after)
+        assert fire == build(spec, zone, NOW).next_after(after)
+        if fire is not None:  # and the next one, as a plan asks
+            assert reused.next_after(fire) == build(spec, zone, NOW).next_after(fire)
+
+
+def test_no_fire_time_reaches_the_horizon():
+    late = datetime(2199, 12, 31, 23, 0, tzinfo=UTC)
+    for value in ("* * * * * *", "every 1 seconds", {"type": "once", "at": "2199-12-30T12:00"}):
+        schedule = build(normalize(value, UTC_ZONE, NOW), UTC_ZONE, late)
+        times = upcoming(schedule, late, 5000)
+        assert times == [] or times[-1] < schedules.HORIZON
+    assert (
+        build(normalize("hourly", UTC_ZONE, NOW), UTC_ZONE, NOW).next_after(schedules.HORIZON)
+        is None
+    )

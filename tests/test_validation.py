@@ -36,6 +36,8 @@ GOOD = {
     "timezone": "UTC",
 }
 MAX_TIMEOUT = settings.SCHEDULER_MAX_TIMEOUT
+MAX_COMMAND = settings.SCHEDULER_MAX_COMMAND_BYTES
+URL = "https://example.com/"
 NOON = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
@@ -124,6 +126,58 @@ BAD_JOBS: list[tuple[dict[str, Any], str, str]] = [
     ({"alert_if_late": 30 * 86400 + 1}, "alert_if_late", "less than or equal to 2592000."),
     ({"alert_if_longer": "sometimes"}, "alert_if_longer", 'seconds from 1 to 2592000, or "auto"'),
     ({"alert_if_longer": 0}, "alert_if_longer", 'seconds from 1 to 2592000, or "auto"'),
+    # Hostile input (issue 8): refused here, not found at run time.
+    ({"payload": {"command": "echo \x00 hi"}}, "payload", "must not contain a NUL character"),
+    ({"payload": {"command": "echo \x1b[1m"}}, "payload", "other than tab and newline"),
+    ({"payload": {"command": "true\r\n"}}, "payload", "found '\\r' at position 4"),
+    ({"payload": {"command": "x" * (MAX_COMMAND + 1)}}, "payload", "SCHEDULER_MAX_COMMAND_BYTES"),
+    ({"payload": {"command": "ls", "shell": "/bin/sh\n"}}, "payload", "'shell' must not contain"),
+    (
+        {"kind": "commands", "payload": {"commands": ["true", "echo \x07"]}},
+        "payload",
+        "'commands' item 2 must not",
+    ),
+    ({"kind": "commands", "payload": {"commands": ["true"] * 101}}, "payload", "at most 100"),
+    ({"kind": "python", "payload": {"code": "print(1)\x00"}}, "payload", "NUL character"),
+    ({"kind": "python", "payload": {"code": "#" * (MAX_COMMAND + 1)}}, "payload", "bytes; at most"),
+    (
+        {"kind": "http", "payload": {"url": URL, "headers": {"X-A": "a\r\nSet-Cookie: x=1"}}},
+        "payload",
+        "'headers' X-A must not contain control characters other than tab",
+    ),
+    ({"kind": "http", "payload": {"url": URL, "headers": {"X A": "1"}}}, "payload", "header name"),
+    ({"kind": "http", "payload": {"url": URL + "\n"}}, "payload", "'url' must not contain"),
+    ({"env": {"A": "x\x00"}}, "env", "must not contain a NUL character"),
+    ({"env": {"A": {"value": "s\x00", "secret": True}}}, "env", "NUL character"),
+    ({"env": {"A": "a\rb"}}, "env", "A: the value must not contain control characters"),
+    ({"env": {"A": "x" * 70000}}, "env", "at most 65536 are allowed (SCHEDULER_MAX_ENV_BYTES)"),
+    ({"condition": "test -f x\x07"}, "condition", "the condition must not contain control"),
+    ({"timezone": "localtime"}, "timezone", "'localtime' is not an IANA time zone of a place"),
+    ({"timezone": "Factory"}, "timezone", "not an IANA time zone of a place"),
+    ({"schedule": "0-59/99999999999999999999 * * * *"}, "schedule", "steps from 1 to 60"),
+    ({"schedule": "0 0 * * 1#6"}, "schedule", "the day-of-week field takes #1 to #5"),
+    ({"schedule": "0 0 32 * *"}, "schedule", "the day-of-month field allows 1-31; got 32"),
+    ({"schedule": "0," * 600 + "0 * * * *"}, "schedule", "at most 1000 characters"),
+    (
+        {"schedule": {"type": "interval", "every": 400000, "unit": "weeks"}},
+        "schedule",
+        "'every' weeks must be at most 520 weeks",
+    ),
+    ({"schedule": "every 99999999999999999999 seconds"}, "schedule", "at most 520 weeks"),
+    (
+        {"schedule": {"type": "once", "at": "9999-12-31T23:59:59"}},
+        "schedule",
+        "'at' must be a date and time from 1970-01-02 to 2199-12-30",
+    ),
+    (
+        {"schedule": {"type": "interval", "every": 5, "start_at": "9999-12-30T00:00:00Z"}},
+        "schedule",
+        "'start_at' must be a date and time from 1970-01-02",
+    ),
+    ({"start_at": datetime(9999, 12, 30, tzinfo=UTC)}, "start_at", "from 1970-01-02 to 2199"),
+    ({"end_at": datetime(2200, 1, 1, tzinfo=UTC)}, "end_at", "from 1970-01-02 to 2199-12-30"),
+    ({"start_at": datetime(1900, 1, 1, tzinfo=UTC)}, "start_at", "from 1970-01-02 to 2199"),
+    ({"quorum": 2**63}, "quorum", "must be less than or equal to 1000."),
 ]
 IDS = [f"{field}-{i}" for i, (_, field, _) in enumerate(BAD_JOBS)]
 

@@ -344,4 +344,6 @@ class JobTemplateSerializer(OwnedSerializer):
             raise serializers.ValidationError(
                 f"not job fields a template can set: {', '.join(unknown)}."
             )
+        if problem := validation.nul_problem(value):  # stored before the job rules judge it
+            raise serializers.ValidationError(problem)
         return value

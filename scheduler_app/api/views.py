@@ -10,6 +10,7 @@ from typing import Any
 
 import django_filters
 import redis
+from django import forms
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -75,12 +76,44 @@ class OwnedViewSetMixin:
         return owned_by(self.request.user, self.queryset.all(), self.owner_path)  # type: ignore[attr-defined]
 
 
-def job_upcoming(job: Job, now: datetime, count: int) -> list[datetime]:
+# The fire times GET /next-runs/ may look at over all the caller's jobs together (100
+# jobs' 100 fire times each, and room for skips), and the time any request's may take.
+MAX_REQUEST_STEPS = 3 * schedules.MAX_PLAN_STEPS
+REQUEST_SECONDS = schedules.PLAN_SECONDS
+
+
+def request_budget(steps: int = schedules.MAX_PLAN_STEPS) -> schedules.Budget:
+    return schedules.Budget(steps, seconds=REQUEST_SECONDS)
+
+
+def job_upcoming(
+    job: Job, now: datetime, count: int, budget: schedules.Budget | None = None
+) -> list[datetime]:
     """The job's next ``count`` runs: the fire times beat will send, after window and calendar."""
     if not job.is_scheduled:
         return []
-    runs, _ = job.timing().plan(max(job.schedule_reference, now), count)
+    runs, _ = job.timing().plan(max(job.schedule_reference, now), count, budget)
     return runs
+
+
+def budget_warnings(budget: schedules.Budget) -> list[str]:
+    """What to tell when a request's plans stopped short of what was asked."""
+    if not budget.exhausted:
+        return []
+    return [
+        "Stopped early: looking further for fire times would take longer than a request "
+        "may (a window or calendar skips most of them?); fewer runs than asked are shown."
+    ]
+
+
+def horizon_warning(runs: list[datetime], count: int, spec: dict[str, Any]) -> list[str]:
+    """Said when a recurring schedule without an end gives fewer runs than asked: the
+    rest lie past the horizon, which no computation crosses."""
+    members = spec["schedules"] if spec["type"] == "union" else [spec]
+    recurring = any(member["type"] not in ("once", "manual") for member in members)
+    if len(runs) >= count or not recurring:
+        return []
+    return [f"No fire time at or after {iso(schedules.HORIZON)} is computed."]
 
 
 class JobFilter(django_filters.FilterSet):
@@ -100,7 +133,16 @@ class JobFilter(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
 
 
+class IdFilter(django_filters.NumberFilter):
+    """A row's id, whole; by number, not a choice among all rows, so that another
+    user's row and a missing one are both simply no rows: the filter tells nobody
+    which ids exist."""
+
+    field_class = forms.IntegerField
+
+
 class AlertFilter(django_filters.FilterSet):
+    job = IdFilter(field_name="job_id", min_value=1, max_value=2**63 - 1)
     open = django_filters.BooleanFilter(field_name="resolved_at", lookup_expr="isnull")
 
     class Meta:
@@ -109,6 +151,8 @@ class AlertFilter(django_filters.FilterSet):
 
 
 class RunFilter(django_filters.FilterSet):
+    job = IdFilter(field_name="job_id", min_value=1, max_value=2**63 - 1)
+
     class Meta:
         model = Run
         fields = ["job", "status", "trigger", "worker"]
@@ -146,7 +190,10 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("count", int, description="1-100, default 5")],
-        responses=inline_serializer("NextRuns", {"next_runs": serializers.ListField()}),
+        responses=inline_serializer(
+            "NextRuns",
+            {"next_runs": serializers.ListField(), "warnings": serializers.ListField()},
+        ),
         filters=False,
     )
     @action(detail=True, methods=["get"], url_path="next-runs", filterset_class=None)
@@ -154,8 +201,12 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
         query = NextRunsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         job = self.get_object()
-        times = job_upcoming(job, timezone.now(), query.validated_data["count"])
-        return Response({"next_runs": [iso(t) for t in times]})
+        budget, count = request_budget(), query.validated_data["count"]
+        times = job_upcoming(job, timezone.now(), count, budget)
+        warnings = budget_warnings(budget)
+        if job.is_scheduled and not budget.exhausted and job.end_at is None:
+            warnings += horizon_warning(times, count, job.schedule)
+        return Response({"next_runs": [iso(t) for t in times], "warnings": warnings})
 
 
 class CalendarViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
@@ -273,9 +324,13 @@ def preview_schedule(request: Request) -> Response:
     timing = schedules.Timing.with_policies(
         fires, zone, data.get("window"), data.get("calendar"), data["calendar_policy"]
     )
-    runs, skipped = timing.plan(now, data["count"])
+    budget = request_budget()
+    runs, skipped = timing.plan(now, data["count"], budget)
     horizon = max([now + timedelta(days=366), *runs])
     warnings = schedules.dst_warnings(data["schedule"], zone, now, horizon)
+    warnings += budget_warnings(budget)
+    if not budget.exhausted and not data.get("end_at"):
+        warnings += horizon_warning(runs, data["count"], data["schedule"])
     if not runs and data["schedule"]["type"] != "manual":
         bound = " before end_at" if data.get("end_at") else ""
         warnings.append(
@@ -304,7 +359,10 @@ def preview_schedule(request: Request) -> Response:
 
 @extend_schema(
     parameters=[OpenApiParameter("count", int, description="1-100, default 5")],
-    responses=inline_serializer("UpcomingRuns", {"next_runs": serializers.ListField()}),
+    responses=inline_serializer(
+        "UpcomingRuns",
+        {"next_runs": serializers.ListField(), "warnings": serializers.ListField()},
+    ),
 )
 @api_view(["GET"])
 def upcoming_runs(request: Request) -> Response:
@@ -318,13 +376,16 @@ def upcoming_runs(request: Request) -> Response:
     count = query.validated_data["count"]
     now = timezone.now()
     jobs = jobs_of(request.user).filter(next_run_at__isnull=False).order_by("next_run_at")[:count]
-    streams = [[(t, job.id, job.name) for t in job_upcoming(job, now, count)] for job in jobs]
+    budget = request_budget(MAX_REQUEST_STEPS)
+    streams = [
+        [(t, job.id, job.name) for t in job_upcoming(job, now, count, budget)] for job in jobs
+    ]
     merged = heapq.merge(*streams)
     upcoming = [
         {"job": job_id, "job_name": name, "at": iso(t)}
         for t, job_id, name in itertools.islice(merged, count)
     ]
-    return Response({"next_runs": upcoming})
+    return Response({"next_runs": upcoming, "warnings": budget_warnings(budget)})
 
 
 @extend_schema(responses=inline_serializer("Stats", {"jobs": serializers.DictField()}))

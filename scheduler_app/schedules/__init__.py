@@ -16,8 +16,12 @@ from zoneinfo import ZoneInfo
 
 from scheduler_app.schedules.advice import dst_warnings
 from scheduler_app.schedules.forms import Schedule
+from scheduler_app.schedules.limits import HORIZON, check_instant
 from scheduler_app.schedules.parse import INTERVAL_UNITS, WEEKDAYS, normalize_value
 from scheduler_app.schedules.timing import (
+    MAX_PLAN_STEPS,
+    PLAN_SECONDS,
+    Budget,
     Decision,
     Timing,
     Window,
@@ -28,7 +32,7 @@ from scheduler_app.schedules.timing import (
     job_jitter,
     normalize_window,
 )
-from scheduler_app.schedules.zones import ScheduleError, get_zone
+from scheduler_app.schedules.zones import ScheduleError, check_zone_name, get_zone
 
 
 def normalize(value: Any, zone: ZoneInfo, now: datetime | None = None) -> dict[str, Any]:
@@ -65,15 +69,21 @@ def upcoming(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
 
 
 __all__ = [
+    "HORIZON",
     "INTERVAL_UNITS",
+    "MAX_PLAN_STEPS",
+    "PLAN_SECONDS",
     "UTC",
     "WEEKDAYS",
+    "Budget",
     "Decision",
     "Schedule",
     "ScheduleError",
     "Timing",
     "Window",
     "build",
+    "check_instant",
+    "check_zone_name",
     "dst_warnings",
     "fire_schedule",
     "from_beat_params",

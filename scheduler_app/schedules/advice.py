@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, time, timedelta
+import math
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from scheduler_app.schedules import zones
 from scheduler_app.schedules.forms import wall_times
+from scheduler_app.schedules.limits import HORIZON
 from scheduler_app.schedules.parse import parse_instant
 from scheduler_app.schedules.timing import calendar_to_cron
 
 MAX_WARNINGS = 10
+# DST changes are looked for this far ahead at most, however far the fire times go.
+MAX_WARNING_SPAN = timedelta(days=5 * 366)
 
 
 def dst_warnings(spec: dict[str, Any], zone: ZoneInfo, start: datetime, end: datetime) -> list[str]:
-    """One warning per DST change in [start, end] that moves or drops a wall-clock fire time."""
+    """One warning per DST change in [start, end] (at most MAX_WARNING_SPAN ahead) that
+    moves or drops a wall-clock fire time."""
+    end = min(end, start + MAX_WARNING_SPAN, HORIZON - timedelta(days=2))
     found: list[str] = []
     for day in transition_days(zone, start, end):
         for expression in _wall_clock_crons(spec):
@@ -55,10 +61,37 @@ def _wall_clock_crons(spec: dict[str, Any]) -> list[str]:
     return crons
 
 
+def changed_wall_span(zone: ZoneInfo, day: datetime) -> tuple[datetime, datetime]:
+    """The wall times [first, end) that the DST change on ``day`` skips or repeats.
+
+    The change's instant is found to the second by bisection on the UTC offset; the
+    wall times between the old and the new offset's reading of it are the gap (clocks
+    go forward) or the repeated span (clocks go back).
+    """
+    low = math.floor(zones.resolve(day, zone).timestamp())
+    high = math.ceil(zones.resolve(day + timedelta(hours=23, minutes=59), zone).timestamp())
+    before = datetime.fromtimestamp(low, zone).utcoffset()
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == before:
+            low = middle
+        else:
+            high = middle
+    change = datetime.fromtimestamp(high, UTC).replace(tzinfo=None)
+    after = datetime.fromtimestamp(high, zone).utcoffset()
+    if before is None or after is None:
+        return day, day + timedelta(days=1)
+    first, end = sorted((change + before, change + after))
+    return first, end
+
+
 def _day_warnings(expression: str, zone: ZoneInfo, day: datetime) -> list[str]:
+    """Only the wall times the change touches are walked: at most an hour or two of
+    them, even for a cron that fires every second."""
     missing, doubled = [], []
-    for local in itertools.islice(wall_times(expression, day - timedelta(seconds=1)), 100_000):
-        if local >= day + timedelta(days=1):
+    first, end = changed_wall_span(zone, day)
+    for local in itertools.islice(wall_times(expression, first - timedelta(seconds=1)), 10_000):
+        if local >= end:
             break
         if not zones.exists(local, zone):
             missing.append(local)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
-import math
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from cron_descriptor import Options, get_description
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from scheduler_app.schedules import zones
+from scheduler_app.schedules.limits import HORIZON
 from scheduler_app.schedules.zones import ScheduleError
 
 CRON_ALIASES = {
@@ -67,17 +67,35 @@ class CronSchedule:
     expression: str
     zone: ZoneInfo
     seed: str = ""  # resolves Jenkins-style H fields: the same job always gets the same value
+    # The walk of the last call (its fire time, and the wall times after it): a call
+    # for the fire time after that one goes on from there instead of starting again,
+    # so a plan of many fire times parses the expression once, not once per fire time.
+    _walk: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_cron(self.expression)
 
     def next_after(self, after: datetime) -> datetime | None:
         # Walk matching wall times; each resolves to an instant by the DST policy.
-        # Resolved instants never decrease, so the first one after ``after`` is next.
-        matches = wall_times(self.expression, zones.wall(after, self.zone), self.seed)
+        # Resolved instants never decrease, so the first one after ``after`` is next,
+        # and every one after the last fire time comes from a later wall time.
+        # None at the horizon: no fire time past it is computed.
+        if after >= HORIZON:
+            return None
+        if self._walk and self._walk["fire"] == after:  # the next one after the last
+            matches = self._walk["matches"]
+        else:
+            matches = wall_times(self.expression, zones.wall(after, self.zone), self.seed)
+        self._walk.clear()
+        last_wall = zones.wall(HORIZON, self.zone)
         for local in itertools.islice(matches, _MAX_STEPS):
+            if local >= last_wall:
+                return None
             fire = zones.resolve(local, self.zone)
             if fire > after:
+                if fire >= HORIZON:
+                    return None
+                self._walk.update(fire=fire, matches=matches)
                 return fire
         return None
 
@@ -220,12 +238,16 @@ class IntervalSchedule:
     label: str
 
     def next_after(self, after: datetime) -> datetime | None:
+        if self.anchor >= HORIZON or after >= HORIZON:
+            return None
         if after < self.anchor:
             return self.anchor
-        periods = math.floor((after - self.anchor).total_seconds() / self.seconds) + 1
-        fire = self.anchor + timedelta(seconds=periods * self.seconds)
-        # Float division can land one period short on an exact boundary.
-        return fire if fire > after else fire + timedelta(seconds=self.seconds)
+        # Whole periods, in integers: exact, and never a timedelta past the horizon.
+        period = timedelta(seconds=self.seconds)
+        periods = (after - self.anchor) // period + 1
+        if periods * self.seconds >= (HORIZON - self.anchor).total_seconds():
+            return None
+        return self.anchor + periods * period
 
     def describe(self) -> str:
         return f"Every {self.label}"
@@ -236,7 +258,7 @@ class OnceSchedule:
     at: datetime
 
     def next_after(self, after: datetime) -> datetime | None:
-        return self.at if after < self.at else None
+        return self.at if after < self.at < HORIZON else None
 
     def describe(self) -> str:
         return f"Once, at {self.at.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"
@@ -256,9 +278,21 @@ class UnionSchedule:
     """Several schedules at once; an instant two of them share fires once."""
 
     members: Sequence[Schedule]
+    # Each member's last answer (asked after, its fire time): still its answer for any
+    # later instant before that fire time, so a step asks only the member that fired.
+    _answers: dict[int, tuple[datetime, datetime | None]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def next_after(self, after: datetime) -> datetime | None:
-        fires = [fire for member in self.members if (fire := member.next_after(after))]
+        fires = []
+        for index, member in enumerate(self.members):
+            asked, fire = self._answers.get(index, (None, None))
+            if asked is None or fire is None or not asked <= after < fire:
+                fire = member.next_after(after)
+                self._answers[index] = (after, fire)
+            if fire is not None:
+                fires.append(fire)
         return min(fires, default=None)
 
     def describe(self) -> str:
@@ -298,7 +332,7 @@ class JitteredSchedule:
 
     def next_after(self, after: datetime) -> datetime | None:
         fire = self.inner.next_after(after - self.offset)
-        return None if fire is None else fire + self.offset
+        return None if fire is None or fire + self.offset >= HORIZON else fire + self.offset
 
     def describe(self) -> str:
         return f"{self.inner.describe()} (+{self.offset.total_seconds():g} s jitter)"

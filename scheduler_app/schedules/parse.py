@@ -12,6 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from scheduler_app.schedules.forms import CRON_ALIASES
+from scheduler_app.schedules.limits import (
+    MAX_INTERVAL_SECONDS,
+    MAX_INTERVAL_TEXT,
+    MAX_SCHEDULE_TEXT,
+    check_instant,
+)
 from scheduler_app.schedules.zones import ScheduleError
 
 INTERVAL_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
@@ -39,6 +45,19 @@ _EVERY_RE = re.compile(r"^every\s+(?:(\d+|other)\s+)?([a-z]+)$")
 _AT_SPLIT = re.compile(r"\s+at\s+")
 _ORDINAL_RE = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)?$")
 _JENKINS_H = re.compile(r"^h(\(\d+-\d+\))?(/\d+)?$")
+# Each cron field's name and values, seconds first when there are 6 fields.
+CRON_FIELDS = (
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+)
+MAX_CRON_STEP = 60
+_STEP = re.compile(r"/(\d+)")
+_NTH = re.compile(r"#(\d+)")
+_NUMBER = re.compile(r"\d+")
 EXAMPLES = (
     "a cron expression ('*/5 * * * *'), 'every 30 seconds', 'every 2 hours', 'hourly', "
     "'daily at 10:30', 'monday at 09:00', 'weekdays at 9:00', "
@@ -78,6 +97,7 @@ def _union(values: list[Any]) -> dict[str, Any]:
 
 
 def parse_phrase(text: str) -> dict[str, Any]:
+    _check_length(text)
     phrase = " ".join(text.strip().lower().replace(",", " , ").split()).replace(" ,", ",")
     if not phrase:
         raise ScheduleError("must not be empty.")
@@ -224,10 +244,18 @@ def normalize_object(obj: dict[str, Any]) -> dict[str, Any]:
     return normalizers[kind](obj)
 
 
+def _check_length(text: str) -> None:
+    if len(text) > MAX_SCHEDULE_TEXT:
+        raise ScheduleError(
+            f"must be at most {MAX_SCHEDULE_TEXT} characters; this one has {len(text)}."
+        )
+
+
 def _cron_object(obj: dict[str, Any]) -> dict[str, Any]:
     expression = obj.get("expression")
     if not isinstance(expression, str) or not expression.strip():
         raise ScheduleError("a cron schedule needs 'expression', a cron string.")
+    _check_length(expression)
     fields = expression.split()
     if len(fields) == 1 and fields[0].lower() in CRON_ALIASES:
         return {"type": "cron", "expression": fields[0].lower()}
@@ -236,7 +264,33 @@ def _cron_object(obj: dict[str, Any]) -> dict[str, Any]:
             f"cron expression {expression!r} has {len(fields)} fields; expected 5 "
             "(minute hour day-of-month month day-of-week) or 6 (seconds first)."
         )
+    for (name, low, high), text in zip(CRON_FIELDS[6 - len(fields) :], fields, strict=True):
+        problem = _cron_field_problem(text, low, high)
+        if problem:
+            raise ScheduleError(
+                f"invalid cron expression {expression!r}: the {name} field {problem}"
+            )
     return {"type": "cron", "expression": " ".join(fields)}
+
+
+def _cron_field_problem(text: str, low: int, high: int) -> str:
+    """What is out of range in one cron field ('' if nothing): each value within the
+    field's, each step from 1 to MAX_CRON_STEP, each ``#n`` from 1 to 5.
+
+    A step longer than its field is valid cron (Vixie's, cronsim's: ``*/9`` in the
+    day of the week is Sunday alone), so steps share one bound, the longest field's.
+    """
+    for item in text.split(","):
+        for step in _STEP.findall(item):
+            if not 1 <= int(step) <= MAX_CRON_STEP:
+                return f"takes steps from 1 to {MAX_CRON_STEP}; got /{step}."
+        for nth in _NTH.findall(item):
+            if not 1 <= int(nth) <= 5:
+                return f"takes #1 to #5 (the nth weekday of the month); got #{nth}."
+        for number in _NUMBER.findall(_NTH.sub("", _STEP.sub("", item))):
+            if not low <= int(number) <= high:
+                return f"allows {low}-{high}; got {number}."
+    return ""
 
 
 def _interval_object(obj: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +299,14 @@ def _interval_object(obj: dict[str, Any]) -> dict[str, Any]:
         raise ScheduleError(f"'every' must be a positive whole number; got {every!r}.")
     if unit not in INTERVAL_UNITS:
         raise ScheduleError(f"'unit' must be one of {', '.join(INTERVAL_UNITS)}; got {unit!r}.")
+    if every * INTERVAL_UNITS[unit] > MAX_INTERVAL_SECONDS:
+        raise ScheduleError(
+            f"'every' {unit} must be at most {MAX_INTERVAL_TEXT} "
+            f"({MAX_INTERVAL_SECONDS // INTERVAL_UNITS[unit]} {unit}); got {every}."
+        )
     spec: dict[str, Any] = {"type": "interval", "every": every, "unit": unit}
     if obj.get("start_at"):
-        parse_instant(obj["start_at"], "start_at")
+        check_instant(parse_instant(obj["start_at"], "start_at"), "start_at")
         spec["start_at"] = obj["start_at"]
     return spec
 
@@ -255,7 +314,7 @@ def _interval_object(obj: dict[str, Any]) -> dict[str, Any]:
 def _once_object(obj: dict[str, Any]) -> dict[str, Any]:
     if not obj.get("at"):
         raise ScheduleError("a once schedule needs 'at', an ISO 8601 date and time.")
-    parse_instant(obj["at"], "at")
+    check_instant(parse_instant(obj["at"], "at"), "at")
     return {"type": "once", "at": obj["at"]}
 
 

@@ -11,6 +11,7 @@ allowed day. The preview, ``next_run_at`` and ``next-runs`` use the same
 from __future__ import annotations
 
 import re
+import time as time_module
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -28,12 +29,50 @@ from scheduler_app.schedules.forms import (
     UnionSchedule,
     jitter_offset,
 )
+from scheduler_app.schedules.limits import HORIZON
 from scheduler_app.schedules.parse import INTERVAL_UNITS, WEEKDAYS, parse_instant
 from scheduler_app.schedules.zones import ScheduleError
 
 DAY_NAMES = [day[:3].title() for day in WEEKDAYS]
 _CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+# The fire times one plan looks at (each a next_after), at most: a request's budget.
 MAX_PLAN_STEPS = 5000
+# And the time a request's plans may take, however costly each fire time is.
+PLAN_SECONDS = 0.5
+
+
+@dataclass
+class Budget:
+    """How many fire times the plans of one request may still look at, and until when.
+
+    Shared by the plans of a request that makes many (``GET /next-runs/`` over all
+    of a user's jobs), so a request's work is bounded however hostile its jobs;
+    ``exhausted`` tells that a plan stopped for it, not because the schedule ended.
+    Without ``seconds`` (a job's own next_run_at) only the steps count, so the
+    answer does not depend on how busy the machine is.
+    """
+
+    steps: int = MAX_PLAN_STEPS
+    seconds: float | None = None
+    exhausted: bool = False
+    deadline: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.seconds is not None:
+            self.deadline = time_module.monotonic() + self.seconds
+
+    def spend(self) -> bool:
+        """Take one step; False (and exhausted) when none is left."""
+        out_of_time = (
+            self.deadline is not None
+            and self.steps % 32 == 0
+            and time_module.monotonic() > self.deadline
+        )
+        if self.steps <= 0 or out_of_time:
+            self.exhausted = True
+            return False
+        self.steps -= 1
+        return True
 
 
 def build(spec: dict[str, Any], zone: ZoneInfo, anchor: datetime, seed: str = "") -> Schedule:
@@ -48,7 +87,10 @@ def build(spec: dict[str, Any], zone: ZoneInfo, anchor: datetime, seed: str = ""
         seconds = spec["every"] * INTERVAL_UNITS[spec["unit"]]
         start = instant(spec["start_at"], zone) if spec.get("start_at") else None
         label = f"{spec['every']} {spec['unit']}" if spec["every"] != 1 else spec["unit"][:-1]
-        return IntervalSchedule(seconds, start or anchor + timedelta(seconds=seconds), label)
+        if start is None:  # one period after the schedule took effect (never past the horizon)
+            room = (HORIZON - anchor).total_seconds()
+            start = anchor + timedelta(seconds=seconds) if seconds < room else HORIZON
+        return IntervalSchedule(seconds, start, label)
     if kind == "once":
         return OnceSchedule(instant(spec["at"], zone))
     if kind == "manual":
@@ -236,15 +278,23 @@ class Timing:
         for _ in range(366):
             day += timedelta(days=1)
             if day not in self.excluded:
-                return zones.resolve(datetime.combine(day, local.time()), self.zone)
+                shifted = zones.resolve(datetime.combine(day, local.time()), self.zone)
+                return shifted if shifted < HORIZON else None
         return None
 
-    def plan(self, after: datetime, count: int) -> tuple[list[datetime], list[Decision]]:
-        """The next ``count`` run times after ``after``, and the fire times skipped on the way."""
+    def plan(
+        self, after: datetime, count: int, budget: Budget | None = None
+    ) -> tuple[list[datetime], list[Decision]]:
+        """The next ``count`` run times after ``after``, and the fire times skipped on the way.
+
+        Fewer when the schedule ends (or reaches the horizon), or when ``budget`` (by
+        default MAX_PLAN_STEPS fire times) runs out: then ``budget.exhausted`` says so.
+        """
+        budget = budget if budget is not None else Budget()
         runs: set[datetime] = set()
         skipped: list[Decision] = []
         cursor = after
-        for _ in range(MAX_PLAN_STEPS):
+        while budget.spend():
             fire = self.schedule.next_after(cursor)
             if fire is None:
                 break

@@ -25,11 +25,33 @@ class ScheduleError(ValueError):
     """A schedule that cannot be understood; the message says what is wrong."""
 
 
+# Names the zone database on a host may hold that are no place's time: the host's own
+# zone (its meaning differs from machine to machine), and placeholders.
+NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
 def get_zone(name: str) -> ZoneInfo:
-    """The IANA zone called ``name``; ScheduleError when there is none."""
+    """The zone called ``name``, as stored; ScheduleError when there is none.
+
+    For reading a saved job. What a job may be given is :func:`check_zone_name`'s.
+    """
     if not isinstance(name, str) or name not in _zone_names():
         raise ScheduleError(f"unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'.")
     return ZoneInfo(name)
+
+
+def check_zone_name(name: str) -> str:
+    """``name`` if it is an IANA zone a job may use; ScheduleError otherwise.
+
+    Not ``localtime`` (whatever the host's clock is), ``Factory`` or ``posixrules``:
+    a job's times must mean the same on every node.
+    """
+    if isinstance(name, str) and name in NOT_PLACES:
+        raise ScheduleError(
+            f"{name!r} is not an IANA time zone of a place; use a name such as 'Europe/Paris'."
+        )
+    get_zone(name)
+    return name
 
 
 @lru_cache(maxsize=1)
