@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 
 
 class Locked(Exception):
@@ -153,3 +154,17 @@ class LockoutModelBackend(ModelBackend):
         else:
             succeeded(attempt)
         return user
+
+
+def locked_message(seconds: int) -> str:
+    return f"Too many failed logins for this account. Try again in {seconds} seconds."
+
+
+class AdminLoginForm(AdminAuthenticationForm):
+    """The admin's login form, saying so when the account is locked (config/urls.py)."""
+
+    def get_invalid_login_error(self) -> ValidationError:
+        seconds = getattr(self.request, "login_locked_for", None)
+        if seconds:
+            return ValidationError(locked_message(seconds), code="locked")
+        return super().get_invalid_login_error()

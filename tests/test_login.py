@@ -132,6 +132,7 @@ def test_the_lock_covers_every_spelling_and_the_admin_login_form(owner, settings
     assert login("alice", "alice-password-1").status_code == 429
     page = Client().post("/admin/login/", {"username": "alice", "password": "alice-password-1"})
     assert page.status_code == 200  # the form again, not the redirect of a login
+    assert "Too many failed logins for this account" in page.content.decode()
     assert "_auth_user_id" not in Client().session
 
 
@@ -257,3 +258,13 @@ def test_the_proxys_https_header_is_read_from_the_environment():
         timeout=60,
     )
     assert result.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https') False", result.stderr
+
+
+def test_plain_http_is_redirected_but_the_health_probe_and_a_tls_proxys_requests_are_not(
+    db, settings
+):
+    settings.SECURE_SSL_REDIRECT = True
+    assert Client().get("/api/v1/jobs/").status_code == 301
+    assert Client().get("/api/v1/health/").status_code in (200, 503)
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert Client().get("/api/v1/jobs/", HTTP_X_FORWARDED_PROTO="https").status_code == 401
