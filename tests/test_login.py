@@ -89,10 +89,11 @@ def test_a_valid_token_in_authorization_does_not_lift_the_login_throttles(owner,
     assert login("alice", "alice-password-1", bob).status_code == 429
 
 
-def test_the_per_username_throttle_counts_from_every_address(db, monkeypatch):
-    monkeypatch.setattr(login_guard.settings, "LOGIN_FAILURE_LIMIT", 0)  # backoff off
+def test_the_per_username_throttle_counts_from_every_address_and_spelling(db, settings):
+    settings.LOGIN_FAILURE_LIMIT = 0  # the backoff off: only the throttle counts
+    spellings = ["alice", " alice", "ALICE ", "Alice"]
     codes = [
-        login("alice", "guess", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}", REMOTE_ADDR=f"10.0.0.{i}")
+        login(spellings[i % 4], "guess", REMOTE_ADDR=f"10.0.0.{i}", HTTP_X_FORWARDED_FOR="1.2.3.4")
         for i in range(11)
     ]
     assert [c.status_code for c in codes] == [400] * 10 + [429]

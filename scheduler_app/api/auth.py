@@ -49,7 +49,9 @@ class LoginAccountThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         data = request.data
         username = data.get("username") if hasattr(data, "get") else None
-        if not isinstance(username, str) or not username:
+        # As the login's serializer reads it (a number is a string; spaces are trimmed),
+        # so no spelling of a username has a count of its own.
+        if isinstance(username, bool) or not isinstance(username, str | int | float):
             return None  # nothing to guess at: the serializer refuses it
-        ident = login_guard.account_key(username)
+        ident = login_guard.account_key(str(username).strip())
         return self.cache_format % {"scope": self.scope, "ident": ident}
