@@ -76,9 +76,13 @@ class RedisCache(DjangoRedisCache):
         """Delete this cache's keys only: Django's would FLUSHDB, and the Redis holds the
         Celery broker's queues and the RedBeat schedule too."""
         self._local.clear()
-        client = self._cache.get_client(None, write=True)
-        # Keys are "<KEY_PREFIX>:<version>:<key>" (BaseCache.make_key).
-        keys = list(client.scan_iter(match=f"{self.key_prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        try:
+            client = self._cache.get_client(None, write=True)
+            # Keys are "<KEY_PREFIX>:<version>:<key>" (BaseCache.make_key).
+            keys = list(client.scan_iter(match=f"{self.key_prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        except redis.RedisError as exc:
+            logger.warning("cache: Redis does not answer (%s); cleared this process's only", exc)
+            return False
         return True

@@ -44,6 +44,13 @@ def test_while_redis_is_away_it_counts_in_the_process(caplog):
     assert warnings(caplog) == 1
 
 
+def test_clearing_it_while_redis_is_away_clears_the_local_store(caplog):
+    away = away_cache()
+    away.set("n", 1, 30)
+    assert away.clear() is False
+    assert away.get("n") is None
+
+
 def test_it_tries_redis_again_after_a_while(monkeypatch, caplog):
     monkeypatch.setattr(cache_module, "RETRY_REDIS_AFTER", 0.0)
     away = away_cache()

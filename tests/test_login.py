@@ -1,6 +1,7 @@
 """Logging in against hostile clients: the token endpoint's throttles (per address, per
 username, whatever else the request carries), the per-account backoff, and the tokens'
-life (rotate, revoke, expiry, a password change). All on the real cache (Redis)."""
+life (rotate, revoke, expiry, a password change). All on the real cache (Redis),
+emptied before each test (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import threading
 import time
 from datetime import timedelta
 
-import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -26,14 +26,6 @@ from scheduler_app import login_guard
 from tests.helpers import client_for
 
 LOGIN = "/api/v1/auth/token/"
-
-
-@pytest.fixture(autouse=True)
-def fresh_counts():
-    """Every test starts with no throttle history and no failures (our keys only)."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def login(username: str, password: str, client: APIClient | None = None, **headers: str):
