@@ -227,6 +227,8 @@ CACHES = {
     }
 }
 
+# Flower reads FLOWER_BASIC_AUTH (user:password) from the environment itself: it never runs
+# without it (make run makes one, make flower and docker/compose.yaml require one).
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
