@@ -19,7 +19,8 @@ help:
 	@echo "make test-fast  the tests that need no worker or beat (seconds)"
 	@echo "make lint       ruff check and format check"
 	@echo "make migrate    apply database migrations"
-	@echo "make web | worker | beat | flower | redis   one part alone (REDIS_URL defaults to the embedded Redis)"
+	@echo "make web | worker | beat | flower | redis   one part alone (REDIS_URL defaults to the embedded Redis;"
+	@echo "                 Flower's login: FLOWER_BASIC_AUTH=user:password, or the one make run saved in var/)"
 	@echo "make sync       rebuild the RedBeat schedule in Redis from the database"
 	@echo "make superuser  create an admin account"
 
@@ -72,8 +73,12 @@ worker: install
 beat: install
 	$(BIN)/celery -A config beat -l info
 
+# Flower only behind a login: FLOWER_BASIC_AUTH=user:password, or the one `make run` made.
 flower: install
-	$(BIN)/celery -A config flower --address=127.0.0.1 --port=5555
+	@auth="$${FLOWER_BASIC_AUTH:-}"; \
+	if [ -z "$$auth" ] && [ -s var/flower-password.txt ]; then auth="admin:$$(cat var/flower-password.txt)"; fi; \
+	if [ -z "$$auth" ]; then echo "Flower needs a login: set FLOWER_BASIC_AUTH=user:password (make run makes var/flower-password.txt)"; exit 1; fi; \
+	FLOWER_BASIC_AUTH="$$auth" exec $(BIN)/celery -A config flower --address=127.0.0.1 --port=5555
 
 sync: migrate
 	$(BIN)/python manage.py sync_schedules

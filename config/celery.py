@@ -3,11 +3,57 @@
 from __future__ import annotations
 
 import os
+import re
+from typing import Any
 
 from celery import Celery
+from celery.utils.serialization import jsonify, strtobool
+from celery.worker.control import inspect_command
+from kombu.utils.encoding import safe_repr
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
+
+
+# The password in a URL: "scheme://user:PASSWORD@" (the user may be empty, as in Redis's).
+URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]+@")
+
+
+def mask_passwords(value: Any) -> Any:
+    """``value`` with the password of every URL in it masked, in nested dicts and lists."""
+    if isinstance(value, str):
+        return URL_PASSWORD.sub(r"\g<head>********@", value)
+    if isinstance(value, dict):
+        return {key: mask_passwords(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_passwords(item) for item in value]
+    return value
+
+
+# A worker's `conf` and `report` (Flower's worker page, `celery inspect`) show every Django
+# setting, and Celery masks only `broker_url` and keys like PASSWORD or SECRET: REDIS_URL,
+# CELERY_BROKER_URL, CACHES and the RedBeat URL went out with their password. These two
+# replace Celery's own (the same names, registered after them) and mask every URL's.
+@inspect_command(
+    name="conf",
+    alias="dump_conf",
+    signature="[include_defaults=False]",
+    args=[("with_defaults", strtobool)],
+)
+def conf(state: Any, with_defaults: bool = False, **kwargs: Any) -> Any:
+    """List configuration, every URL's password masked."""
+    table = mask_passwords(state.app.conf.table(with_defaults=with_defaults))
+    return jsonify(
+        table,
+        keyfilter=lambda key: isinstance(key, str) and not key.startswith("__"),
+        unknown_type_filter=safe_repr,
+    )
+
+
+@inspect_command(name="report")
+def report(state: Any) -> dict[str, str]:
+    """Information about Celery installation for bug reports, every URL's password masked."""
+    return {"ok": mask_passwords(state.app.bugreport())}

@@ -54,6 +54,29 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
+# HTTPS. Secure by default when DEBUG is off (`manage.py check --deploy` is clean), relaxed
+# with DEBUG on (make run, the tests); each one can be set for a deployment.
+# Redirect plain HTTP to HTTPS; health/ is exempt so a probe over plain HTTP still answers.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$"]
+# Strict-Transport-Security: browsers use only HTTPS for this long (a year), subdomains too.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", not DEBUG)
+# Session and CSRF cookies are sent over HTTPS only.
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
+# Behind a TLS proxy: the header it sets on requests that came in over HTTPS, as
+# "Name" (value https) or "Name: value", e.g. "X-Forwarded-Proto". Set it only when the
+# proxy always sets or strips that header, or a client could claim HTTPS.
+_proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header:
+    _name, _, _value = _proxy_ssl_header.partition(":")
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _name.strip().upper().replace("-", "_"),
+        _value.strip() or "https",
+    )
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -122,6 +145,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Passwords are checked behind a per-account backoff (scheduler_app/login_guard.py): after
+# LOGIN_FAILURE_LIMIT failures (0: no backoff) an account is locked LOGIN_LOCKOUT_SECONDS,
+# doubled at each further failure up to LOGIN_LOCKOUT_MAX_SECONDS; a success unlocks it.
+AUTHENTICATION_BACKENDS = ["scheduler_app.login_guard.LockoutModelBackend"]
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 60)
+LOGIN_LOCKOUT_MAX_SECONDS = envint("LOGIN_LOCKOUT_MAX_SECONDS", 3600)
+# API tokens expire this many seconds after they were issued (0: never).
+API_TOKEN_TTL = envint("API_TOKEN_TTL", 0)
+# How many proxies in front of the web server append to X-Forwarded-For: the client
+# address for throttling is read that far from its end; 0 ignores the header.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -157,7 +193,7 @@ REST_FRAMEWORK = {
     ],
     # Token first, so a request without credentials gets 401 with WWW-Authenticate.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "scheduler_app.api.auth.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -171,7 +207,12 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_ANON_RATE", "60/minute"),
         "user": os.environ.get("API_USER_RATE", "6000/minute"),
+        # The token endpoint: per client address, and per username from any address.
+        "login": os.environ.get("API_LOGIN_RATE", "20/minute"),
+        "login_account": os.environ.get("API_LOGIN_ACCOUNT_RATE", "10/minute"),
     },
+    # The client address is X-Forwarded-For's entry this far from the end; 0: REMOTE_ADDR.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cronfleet API",
@@ -188,6 +229,19 @@ SPECTACULAR_SETTINGS = {
 # Redis: the Celery broker and the home of the RedBeat schedule.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# Django's cache, on Redis, shared by every web process: the API throttles and the login
+# backoff count there (scheduler_app/cache.py: a process-local store while Redis is away).
+CACHES = {
+    "default": {
+        "BACKEND": "scheduler_app.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cronfleet-cache",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+
+# Flower reads FLOWER_BASIC_AUTH (user:password) from the environment itself: it never runs
+# without it (make run makes one, make flower and docker/compose.yaml require one).
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -3,9 +3,12 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from scheduler_app.login_guard import AdminLoginForm
+
 admin.site.site_header = "Cronfleet"
 admin.site.site_title = "Cronfleet"
 admin.site.index_title = "Jobs and runs"
+admin.site.login_form = AdminLoginForm  # says when the account is locked
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

@@ -17,6 +17,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import IntegrityError
 from rest_framework.test import APIClient
 
@@ -125,6 +126,13 @@ def live(stack: Stack, transactional_db, redis_client) -> Iterator[Stack]:
             time.sleep(0.5)
     if "beat" not in stack.procs:  # a test stopped it
         stack.start_beat()
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> None:
+    """Throttle counts and login failures start from nothing in every test: the cache is
+    the session's Redis (clear() deletes only the cache's own keys, not the stack's)."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

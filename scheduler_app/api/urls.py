@@ -12,7 +12,8 @@ router.register("alerts", views.AlertViewSet, basename="alert")
 
 urlpatterns = [
     path("health/", views.health, name="health"),
-    path("auth/token/", views.TokenLogin.as_view(), name="auth-token"),
+    path("auth/token/", views.TokenView.as_view(), name="auth-token"),
+    path("auth/token/rotate/", views.TokenRotate.as_view(), name="auth-token-rotate"),
     path("next-runs/", views.upcoming_runs, name="next-runs"),
     path("schedules/preview/", views.preview_schedule, name="schedule-preview"),
     path("stats/", views.stats, name="stats"),

@@ -15,21 +15,28 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import permissions, serializers, status, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import (
     action,
     api_view,
     authentication_classes,
     permission_classes,
 )
+from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
 
 from config.celery import app as celery_app
-from scheduler_app import retention, schedules, services
+from scheduler_app import retention, schedules, services, tokens
+from scheduler_app.api.auth import LoginAccountThrottle, LoginAddressThrottle
 from scheduler_app.api.serializers import (
     AlertSerializer,
     CalendarSerializer,
@@ -456,11 +463,66 @@ def health(request: Request) -> Response:
     return Response(report, status=status.HTTP_200_OK if healthy else 503)
 
 
-class TokenLogin(ObtainAuthToken):
-    """Exchange a username and password for an API token."""
+class TokenView(APIView):
+    """POST: a username and password for the user's API token. DELETE: revoke it."""
 
-    throttle_classes = [AnonRateThrottle]
+    # Logging in reads no credentials but the password: a token in Authorization must not
+    # turn the attempt into a signed-in user's, whose throttles are another's.
+    def logging_in(self) -> bool:
+        return getattr(self.request, "method", None) == "POST"  # None: the schema's mock
 
-    @extend_schema(request=TokenRequestSerializer, responses=TokenSerializer, auth=[])
-    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+    def get_authenticators(self) -> list[Any]:
+        return [] if self.logging_in() else super().get_authenticators()
+
+    def get_permissions(self) -> list[Any]:
+        return [permissions.AllowAny()] if self.logging_in() else super().get_permissions()
+
+    def get_throttles(self) -> list[Any]:
+        if self.logging_in():
+            return [LoginAddressThrottle(), LoginAccountThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(
+        summary="Log in: a username and password for an API token",
+        description=(
+            "Returns the user's token (a new one if theirs expired). Throttled per client "
+            "address and per username, whatever credentials the request carries; after "
+            "LOGIN_FAILURE_LIMIT failures the account is locked for a time that doubles with "
+            "each further failure (429 with Retry-After; the right password is refused too)."
+        ),
+        request=TokenRequestSerializer,
+        responses={
+            200: TokenSerializer,
+            400: OpenApiResponse(description="Wrong username or password."),
+            429: OpenApiResponse(description="Too many attempts: see Retry-After."),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        if not serializer.is_valid():
+            locked = getattr(request, "login_locked_for", None)
+            if locked:
+                raise Throttled(wait=locked, detail="Too many failed logins for this account.")
+            raise serializers.ValidationError(serializer.errors)
+        return Response({"token": tokens.issue(serializer.validated_data["user"]).key})
+
+    @extend_schema(
+        summary="Log out: revoke the caller's API token",
+        request=None,
+        responses={204: OpenApiResponse(description="The token no longer works.")},
+    )
+    def delete(self, request: Request) -> Response:
+        tokens.revoke_all(request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenRotate(APIView):
+    @extend_schema(
+        summary="Replace the caller's API token with a new one",
+        description="The old token stops working at once.",
+        request=None,
+        responses=TokenSerializer,
+    )
+    def post(self, request: Request) -> Response:
+        return Response({"token": tokens.rotate(request.user).key})

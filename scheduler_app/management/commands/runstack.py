@@ -1,5 +1,6 @@
 """`make run`: the whole system in the foreground: Redis (unless REDIS_URL is set), web,
-beat, a worker and Flower, with their logs interleaved; Ctrl-C stops them all."""
+beat, a worker and Flower (behind a login), with their logs interleaved; Ctrl-C stops
+them all."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import secrets
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +17,14 @@ from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
 
 from scheduler_app.embedded_redis import EmbeddedRedis, RedisNotFound
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Write a password to a file only its owner can read, from the start."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    path.chmod(0o600)  # a file that was there before keeps its mode otherwise
 
 
 class Command(BaseCommand):
@@ -37,6 +47,7 @@ class Command(BaseCommand):
             redis = self.start_redis(options["redis_port"])
             env["REDIS_URL"] = redis.url
         self.ensure_admin()
+        env["FLOWER_BASIC_AUTH"] = self.flower_login()
         try:
             self.run_all(env, options)
         finally:
@@ -61,13 +72,29 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         users.create_superuser("admin", "admin@localhost", password)
         path = settings.VAR_DIR / "admin-password.txt"
-        path.write_text(password + "\n")
-        path.chmod(0o600)
+        write_secret(path, password)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Created the user 'admin' with password {password} (saved in {path})."
             )
         )
+
+    def flower_login(self) -> str:
+        """Flower's user:password: FLOWER_BASIC_AUTH, or the user `admin` with a password
+        made on first use and kept in var/flower-password.txt. Flower never runs open."""
+        if os.environ.get("FLOWER_BASIC_AUTH"):
+            return os.environ["FLOWER_BASIC_AUTH"]
+        path = settings.VAR_DIR / "flower-password.txt"
+        password = path.read_text().strip() if path.exists() else ""
+        if not password:
+            password = secrets.token_urlsafe(12)
+            write_secret(path, password)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Flower's login is 'admin' with password {password} (saved in {path})."
+                )
+            )
+        return f"admin:{password}"
 
     def run_all(self, env: dict[str, str], options: dict[str, Any]) -> None:
         python, celery = sys.executable, f"{sys.executable} -m celery -A config"
@@ -83,7 +110,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Web and admin: http://127.0.0.1:{options['web_port']}/admin/  "
             f"API docs: http://127.0.0.1:{options['web_port']}/api/docs/  "
-            f"Flower: http://127.0.0.1:{options['flower_port']}/   Ctrl-C stops everything."
+            f"Flower: http://127.0.0.1:{options['flower_port']}/ (user admin, password in "
+            f"var/flower-password.txt, unless FLOWER_BASIC_AUTH is set)   "
+            "Ctrl-C stops everything."
         )
         self.stdout.write(self.egress_note())
         manager.loop()

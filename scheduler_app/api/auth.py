@@ -1,0 +1,57 @@
+"""How the API tells who is calling (tokens that expire) and how it slows down password
+guessing at the token endpoint: per client address and per username, whatever other
+credentials the request carries (the per-account backoff is scheduler_app/login_guard.py).
+
+The client address is REMOTE_ADDR, or taken from X-Forwarded-For only as far as
+``TRUSTED_PROXY_COUNT`` proxies in front of us vouch for it (DRF's NUM_PROXIES): a client
+cannot pick its own address by sending the header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from scheduler_app import login_guard, tokens
+
+
+class ExpiringTokenAuthentication(TokenAuthentication):
+    """``Authorization: Token <key>``; a token older than API_TOKEN_TTL is refused (401)."""
+
+    def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
+        user, token = super().authenticate_credentials(key)
+        if tokens.expired(token):
+            token.delete()
+            raise exceptions.AuthenticationFailed(
+                "Token has expired. Log in again (POST /api/v1/auth/token/) for a new one."
+            )
+        return user, token
+
+
+class LoginAddressThrottle(SimpleRateThrottle):
+    """Login attempts per client address (API_LOGIN_RATE), signed in or not."""
+
+    scope = "login"
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginAccountThrottle(SimpleRateThrottle):
+    """Login attempts per username (API_LOGIN_ACCOUNT_RATE), from any address."""
+
+    scope = "login_account"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        data = request.data
+        username = data.get("username") if hasattr(data, "get") else None
+        # As the login's serializer reads it (a number is a string; spaces are trimmed),
+        # so no spelling of a username has a count of its own.
+        if isinstance(username, bool) or not isinstance(username, str | int | float):
+            return None  # nothing to guess at: the serializer refuses it
+        ident = login_guard.account_key(str(username).strip())
+        return self.cache_format % {"scope": self.scope, "ident": ident}
