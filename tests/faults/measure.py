@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -92,3 +93,18 @@ def count(job_ids: list[int], ledger: Ledger, every: dict[int, timedelta] | None
             doubled += 1
     reaped = runs.filter(status=Run.Status.LOST).count()
     return Figures(len(slots) + missing, completed, doubled, lost + missing, stuck, reaped)
+
+
+def within(condition: Callable[[], object], timeout: float) -> float | None:
+    """Seconds until ``condition()`` held, or None if it did not within ``timeout``: a
+    fault's figures are recorded whatever happened, then asserted."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    return None
+
+
+def seconds(took: float | None) -> str:
+    return "never" if took is None else f"{took:.1f} s"
