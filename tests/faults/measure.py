@@ -52,7 +52,7 @@ class Figures:
     def numbers(self, slots: str = "slots_due") -> dict[str, int]:
         """For the ``figures`` fixture; ``slots`` names what was counted (or runs_started)."""
         return {slots: self.slots, "runs_completed": self.completed, "runs_doubled": self.doubled,
-                "runs_lost": self.lost, "runs_stuck": self.stuck,
+                "runs_lost": self.lost, "runs_left_running_or_queued": self.stuck,
                 "attempts_marked_lost": self.reaped}  # fmt: skip
 
 

@@ -73,11 +73,11 @@ def test_queued_runs_and_due_slots_survive_a_redis_restart_without_persistence(
     restarted_at = timezone.now()
     own.start_worker("w13")
 
-    recovered = within(lambda: succeeded(queued) == QUEUED, timeout=30)
+    recovered = within(lambda: succeeded(queued) == QUEUED, timeout=25)
     since = Run.objects.filter(job_id=steady["id"], scheduled_for__gt=restarted_at)
     within(lambda: since.filter(status=Run.Status.SUCCEEDED).count() >= 2, timeout=15)
     assert http.post(f"/api/v1/jobs/{steady['id']}/pause/")[0] == 200
-    settled = settle([steady["id"], manual["id"]], timeout=10)
+    settled = settle([steady["id"], manual["id"]], timeout=5)
 
     tally = count([steady["id"], manual["id"]], ledger, every={steady["id"]: EVERY})
     figures("Redis restarted without persistence, worker stopped", **tally.numbers(),
