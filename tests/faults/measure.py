@@ -108,3 +108,9 @@ def within(condition: Callable[[], object], timeout: float) -> float | None:
 
 def seconds(took: float | None) -> str:
     return "never" if took is None else f"{took:.1f} s"
+
+
+def reap_bound(env: dict[str, str]) -> float:
+    """How long after its last heartbeat a dead run is recorded lost, at most: the heartbeat
+    timeout, then two sweeps (the first only suspects it), with room for a busy machine."""
+    return int(env["SCHEDULER_HEARTBEAT_TIMEOUT"]) + 3 * int(env["REAP_EVERY"]) + 3

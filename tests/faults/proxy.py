@@ -30,6 +30,7 @@ class TcpProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = free_port()
+        self.url = ""  # the database URL through it, for its user to fill in
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None

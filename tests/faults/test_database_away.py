@@ -30,14 +30,15 @@ ON_POSTGRESQL = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 @pytest.fixture
 def database_link(tmp_path: Path) -> Iterator[SqliteLink | TcpProxy]:
-    """The test database through a link the test can cut; ``.url`` for the processes."""
+    """The test database through a link the test can cut; ``.url`` for the processes.
+    Asked for before ``own_stack``, so it is there until the stack has stopped."""
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         link: SqliteLink | TcpProxy = SqliteLink(Path(db["NAME"]), tmp_path / "db")
     else:
         link = TcpProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))
         auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-        link.url = f"postgres://{auth}@127.0.0.1:{link.port}/{db['NAME']}"  # type: ignore[attr-defined]
+        link.url = f"postgres://{auth}@127.0.0.1:{link.port}/{db['NAME']}"
     try:
         yield link
     finally:
@@ -53,7 +54,7 @@ def database_link(tmp_path: Path) -> Iterator[SqliteLink | TcpProxy]:
     "retries). On SQLite the outcome's first write waits out the outage on the write lock, "
     "so it lands before the reaper"))  # fmt: skip
 def test_the_database_away_loses_nothing_and_every_outcome_is_recorded_after(
-    own_stack, database_link, api, owner, figures, tmp_path
+    database_link, own_stack, api, owner, figures, tmp_path
 ):
     own, ledger = own_stack, Ledger(tmp_path / "ledger")
     own.env["DATABASE_URL"] = database_link.url

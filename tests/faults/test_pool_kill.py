@@ -9,7 +9,7 @@ import time
 import pytest
 
 from scheduler_app.models import Run
-from tests.faults.measure import Ledger, count, settle
+from tests.faults.measure import Ledger, count, reap_bound, settle
 from tests.helpers import manual_job, processes_running, run_now, wait_for, wait_runs
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
@@ -34,6 +34,7 @@ def test_a_job_that_kills_its_own_pool_process_is_lost_retried_and_cleaned_up(
     recovered = time.monotonic() - started
 
     assert lost.error.startswith("lost: no heartbeat since ") and lost.finished_at
+    assert lost_after < reap_bound(live.env), lost_after
     assert (retry.output, retry.trigger) == ("done\n", "retry")
     # The node, still alive, kills what the dead pool process left running.
     wait_for(lambda: not processes_running("sleep", "347"), timeout=15)

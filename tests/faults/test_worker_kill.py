@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from scheduler_app.models import Run
-from tests.faults.measure import Ledger, count, settle
+from tests.faults.measure import Ledger, count, reap_bound, settle
 from tests.helpers import create_job, manual_job, processes_running, run_now, wait_for, wait_runs
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
@@ -49,6 +49,7 @@ def test_a_killed_worker_s_run_is_lost_and_retried_on_the_live_node(live, api, f
         recovered = time.monotonic() - started
         assert retry.worker.startswith("w12@") and retry.trigger == "retry"
         assert lost.error.startswith("lost: no heartbeat since ")
+        assert lost_after < reap_bound(live.env), lost_after
         assert processes_running("sleep", "343")  # left by the dead node, until it is back
 
         # The node comes back under its name: it finds the kill order its dead self was
