@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -25,7 +24,6 @@ from tests.helpers import wait_runs
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 EVERY = timedelta(seconds=2)
 AWAY = 30  # seconds
-ON_POSTGRESQL = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
 @pytest.fixture
@@ -45,14 +43,6 @@ def database_link(tmp_path: Path) -> Iterator[SqliteLink | TcpProxy]:
         link.close()
 
 
-@pytest.mark.xfail(ON_POSTGRESQL, strict=True, reason=(
-    "bug: a run that ends while the database is away keeps its outcome in reporting.persist, "
-    "whose backoff (1, 2, 4, 8, 16 s) writes no heartbeat; once the database is back the "
-    "reaper (two sweeps, REAP_EVERY apart) records the run lost before persist's next try, "
-    "and that try's finish is refused (the run is no longer running): the succeeded "
-    "outcome is dropped and the run counted lost (retried, so run twice, when it has "
-    "retries). On SQLite the outcome's first write waits out the outage on the write lock, "
-    "so it lands before the reaper"))  # fmt: skip
 def test_the_database_away_loses_nothing_and_every_outcome_is_recorded_after(
     database_link, own_stack, api, owner, figures, tmp_path
 ):

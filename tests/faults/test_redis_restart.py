@@ -44,11 +44,6 @@ def succeeded(run_ids: list[int]) -> int:
     return Run.objects.filter(id__in=run_ids, status=Run.Status.SUCCEEDED).count()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: after Redis comes back empty, beat rebuilds the job entries (JobScheduler._recover "
-    "-> reconcile) but not the static entries of CELERY_BEAT_SCHEDULE (reap-lost-runs, "
-    "prune-runs) that only setup_schedule installs: no sweep runs again until beat restarts, "
-    "so the queued runs whose messages were lost stay queued"))  # fmt: skip
 def test_queued_runs_and_due_slots_survive_a_redis_restart_without_persistence(
     own_stack, api, owner, figures, tmp_path
 ):
