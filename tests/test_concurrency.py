@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import signal
 from collections.abc import Iterator
 
 import pytest
 
 from scheduler_app.models import Run
-from tests.helpers import Stack, create_job, manual_job, processes_running, run_now, wait_runs
+from tests.helpers import Stack, create_job, manual_job, run_now, wait_runs
 
 pytestmark = pytest.mark.stack
 
@@ -100,25 +99,3 @@ def test_retries_back_off_exponentially(live, api):
     # a busy machine; the lower bounds are what shows the backoff).
     assert 0.8 <= gaps[0] < 3.0 and 1.6 <= gaps[1] < 5.0, gaps
     assert [r.attempt for r in runs] == [1, 2, 3]
-
-
-def test_a_run_whose_worker_was_killed_is_reaped_and_retried_elsewhere(live, api):
-    live.start_worker(name="doomed", node="w5", queues="doomed")
-    live.wait_workers(2)
-    job = manual_job(api, "doomed", "sleep 341", queue="doomed", max_retries=1, timeout=60)
-    run_now(api, job)
-    (running,) = wait_runs(job["id"], 1, status=Run.Status.RUNNING)
-    live.stop("doomed", sig=signal.SIGKILL)
-    try:
-        live.start_worker(name="rescue", node="w6", queues="doomed")
-        # Its heartbeat stops with its worker: beat's reaper declares it lost.
-        lost = wait_runs(job["id"], 1, timeout=30, id=running.id, status=Run.Status.LOST)[0]
-        assert lost.error.startswith("lost: no heartbeat since ")
-        retry = wait_runs(job["id"], 1, timeout=30, attempt=2, status=Run.Status.RUNNING)[0]
-        assert retry.worker.startswith("w6@")
-        api.post(f"/api/v1/runs/{retry.id}/cancel/")
-        wait_runs(job["id"], 1, attempt=2, duration__isnull=False)
-    finally:
-        live.stop("rescue")
-        for proc in processes_running("sleep", "341"):  # the orphan of the killed node
-            proc.kill()

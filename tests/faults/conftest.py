@@ -4,9 +4,14 @@ session so CI's log carries them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+from scheduler_app.embedded_redis import EmbeddedRedis, free_port
+from tests.faults.own import OwnStack
+from tests.helpers import Stack
 
 FIGURES: list[str] = []
 
@@ -28,3 +33,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fault figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def own_stack(live: Stack, tmp_path: Path) -> Iterator[OwnStack]:
+    """A stack of its own (tests/faults/own.py) on a Redis of its own, without persistence.
+    The session's beat is stopped, so only this stack's beat fires and sweeps (``live``
+    starts it again after)."""
+    own = OwnStack(live, EmbeddedRedis.start(tmp_path / "redis", free_port(), persist=False))
+    live.stop("beat")
+    try:
+        yield own
+    finally:
+        own.stop_all()
+        own.redis.stop()
