@@ -15,10 +15,13 @@ from tests.helpers import create_job, manual_job, run_now, wait_for, wait_runs
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 
 
-def posted(webhooks, path: str, event: str, timeout: float = 30) -> list[dict]:
+def posted(webhooks, path: str, event: str, kind: str = "", timeout: float = 30) -> list[dict]:
+    """The webhook posts of ``event`` (about an alert of ``kind``, if given), once any came."""
+
     def arrived() -> list[dict]:
         """the webhook was posted"""
-        return [body for body in webhooks.posts(path) if body["event"] == event]
+        bodies = [body for body in webhooks.posts(path) if body["event"] == event]
+        return [body for body in bodies if body["alert"]["kind"] == kind or not kind]
 
     return wait_for(arrived, timeout=timeout)
 
@@ -50,9 +53,8 @@ def test_a_queue_nobody_serves_is_told_once_as_missed_then_late(live, api, webho
         (late,) = posted(webhooks, hook, "late")
         assert "after its slot" in late["alert"]["detail"]
         resolved("missed")
-        ended = [body["alert"] for body in posted(webhooks, hook, "resolved")]
-        (missed_ended,) = [alert for alert in ended if alert["kind"] == "missed"]
-        assert missed_ended["resolved_at"]
+        (missed_ended,) = posted(webhooks, hook, "resolved", kind="missed")
+        assert missed_ended["alert"]["resolved_at"]
         served = wait_runs(job["id"], 3, status=Run.Status.SUCCEEDED)
     finally:
         live.stop("nobody-worker")
