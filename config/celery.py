@@ -18,6 +18,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
 
 
+@app.on_after_configure.connect
+def name_redbeat_keys(sender: Celery, **kwargs: Any) -> None:
+    """RedBeat asks whether its keys are set by their bare names, which a namespaced
+    configuration does not list: without this every process that reads the schedule
+    warns that it falls back to the broker's URL (it does not; the values are read)."""
+    sender.conf.update(
+        redbeat_redis_url=sender.conf.redbeat_redis_url,
+        redbeat_redis_options=sender.conf.redbeat_redis_options,
+    )
+
+
 # The password in a URL: "scheme://user:PASSWORD@" (the user may be empty, as in Redis's).
 URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]+@")
 
