@@ -234,7 +234,10 @@ def _not_fired(job: Job) -> str:
     except RedisError:
         sent = None
     if sent is not None and sent >= slot:
-        why = f"beat sent it to queue {job.queue!r} at {iso(sent)}, but no worker took it"
+        why = (
+            f"beat sends its fires to queue {job.queue!r} (the last at {iso(sent)}), "
+            "but no worker takes them"
+        )
     else:
         why = "beat has not sent it (is beat running?)"
     return _missed(job, slot, why)

@@ -43,7 +43,7 @@ def test_a_queue_nobody_serves_is_told_once_as_missed_then_late(live, api, webho
     (missed,) = posted(webhooks, hook, "missed")
     told_after = time.monotonic() - started
     assert missed["job"]["id"] == job["id"]
-    assert "but no worker took it" in missed["alert"]["detail"]
+    assert "but no worker takes them" in missed["alert"]["detail"]
     time.sleep(3)  # more slots pass, unserved: still one alert
     assert len(posted(webhooks, hook, "missed")) == 1
     assert Run.objects.filter(job_id=job["id"], started_at__isnull=False).count() == 0
