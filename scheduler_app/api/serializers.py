@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -54,8 +54,20 @@ class SecondsOrAutoField(serializers.JSONField):
     """Seconds, or "auto" (a factor over the job's usual duration), or null."""
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would take the number 0 as "0",
+    where the schema says ``type: string``."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 @extend_schema_field({"type": "string", "enum": list(KINDS)})
-class KindField(serializers.CharField):
+class KindField(StrictCharField):
     """A job kind: one of scheduler_app.payloads.KINDS."""
 
 
@@ -101,6 +113,11 @@ class OwnedSerializer(serializers.ModelSerializer):
     """A row owned by the requesting user, its name unique among that owner's rows."""
 
     noun = "object"
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
 
     def validate_name(self, value: str) -> str:
         owner = self.instance.owner if self.instance else self.context["request"].user
@@ -121,7 +138,7 @@ class JobSerializer(OwnedSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     kind = KindField(required=False)
     schedule = ScheduleField()
-    timezone = serializers.CharField(required=False)
+    timezone = StrictCharField(required=False)
     status = serializers.CharField(read_only=True)
     schedule_description = serializers.CharField(read_only=True)
     tags = StringListField(required=False)
@@ -140,7 +157,7 @@ class JobSerializer(OwnedSerializer):
     alert_if_missed = RuledInteger(allow_null=True)
     alert_if_late = RuledInteger(allow_null=True)
     alert_if_longer = SecondsOrAutoField(required=False, allow_null=True)
-    queue = serializers.CharField(required=False)
+    queue = StrictCharField(required=False)
     notify_emails = StringListField(required=False)
     notify_webhooks = StringListField(required=False)
     notify_on = StringListField(required=False)
@@ -267,14 +284,16 @@ class RunLogSerializer(serializers.ModelSerializer):
 
 
 class LogQuerySerializer(serializers.Serializer):
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = serializers.IntegerField(
+        min_value=0, default=0, help_text="Characters already read: the last answer's next_offset."
+    )
 
 
 class PreviewSerializer(serializers.Serializer):
     """A schedule and its timing fields, judged by the same rules as a job's."""
 
     schedule = ScheduleField()
-    timezone = serializers.CharField(default=validation.DEFAULT_TIMEZONE)
+    timezone = StrictCharField(default=validation.DEFAULT_TIMEZONE)
     count = serializers.IntegerField(min_value=1, max_value=100, default=5)
     start_at = serializers.DateTimeField(required=False, allow_null=True)
     end_at = serializers.DateTimeField(required=False, allow_null=True)
@@ -307,7 +326,9 @@ class CalendarSerializer(OwnedSerializer):
 
 
 class NextRunsQuerySerializer(serializers.Serializer):
-    count = serializers.IntegerField(min_value=1, max_value=100, default=5)
+    count = serializers.IntegerField(
+        min_value=1, max_value=100, default=5, help_text="How many fire times, 1-100."
+    )
 
 
 class TokenRequestSerializer(serializers.Serializer):
