@@ -1,0 +1,127 @@
+"""The API against its own OpenAPI schema: Schemathesis, in-process over WSGI.
+
+Every operation is called with generated requests, valid and invalid ones, as a
+signed-in user (a token, as scripts send), and every answer is judged by all of
+Schemathesis's checks: no 5xx, only documented status codes, content types and
+headers, bodies that match the schema, invalid requests refused and valid ones
+accepted. The generation is derandomized and bounded, so a run is the same every
+time and takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import schemathesis
+from django.contrib.auth import get_user_model
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.renderers import OpenApiJsonRenderer
+from hypothesis import HealthCheck, settings
+from rest_framework import throttling
+from rest_framework.authtoken.models import Token
+from schemathesis.checks import CHECKS, load_all_checks
+
+from config.wsgi import application
+
+pytestmark = pytest.mark.schema
+
+load_all_checks()
+# Every built-in check, not only "no server error".
+ALL_CHECKS = [check for check in CHECKS.get_all() if callable(check)]
+
+# Operations left out, and why:
+# - DELETE auth/token/ and POST auth/token/rotate/ end the run's own token, so every
+#   later request would be a 401 (tests/test_login.py covers both).
+EXCLUDED = {
+    ("DELETE", "/api/v1/auth/token/"),
+    ("POST", "/api/v1/auth/token/rotate/"),
+}
+
+EXAMPLES = 15
+
+
+def served_schema() -> dict:
+    """The schema /api/schema/ serves, made without a request (collection needs no database)."""
+    generated = SchemaGenerator().get_schema(request=None, public=True)
+    return json.loads(OpenApiJsonRenderer().render(generated))
+
+
+# Schema-valid data must be accepted (2xx) everywhere but where validity takes more than
+# JSON Schema can say; there a 400 (with its messages) is a right answer too: a job's
+# rules (a schedule's grammar, a payload by kind, a time zone's name, a dependency's
+# existence), a name unique among the owner's, a template's defaults, a password.
+RULED_BODIES = [
+    ("POST", "/api/v1/auth/token/"),
+    ("POST", "/api/v1/jobs/"),
+    ("PUT", "/api/v1/jobs/{id}/"),
+    ("PATCH", "/api/v1/jobs/{id}/"),
+    ("POST", "/api/v1/schedules/preview/"),
+    ("POST", "/api/v1/calendars/"),
+    ("PUT", "/api/v1/calendars/{id}/"),
+    ("PATCH", "/api/v1/calendars/{id}/"),
+    ("POST", "/api/v1/templates/"),
+    ("PUT", "/api/v1/templates/{id}/"),
+    ("PATCH", "/api/v1/templates/{id}/"),
+    ("POST", "/api/v1/templates/{id}/instantiate/"),
+    ("DELETE", "/api/v1/calendars/{id}/"),  # 400 while jobs use the calendar
+]
+ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": 20261128,
+        "generation": {"max-examples": EXAMPLES, "deterministic": True, "database": "none"},
+        "operations": [
+            {
+                "include-method": method,
+                "include-path": path,
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}},
+            }
+            for method, path in RULED_BODIES
+        ],
+    }
+)
+
+schema = schemathesis.openapi.from_dict(served_schema(), config=CONFIG)
+schema.app = application
+schema = schema.exclude(
+    func=lambda ctx: (ctx.operation.method.upper(), ctx.operation.path) in EXCLUDED
+)
+
+
+@pytest.fixture(autouse=True)
+def in_process(db, monkeypatch):
+    """Requests served in the test's transaction, and never throttled."""
+    # Django closes the connection after each request, and with it the test's
+    # transaction; its own test client keeps it open in the same way.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    # A run sends hundreds of requests a minute: no throttle may answer 429 to them.
+    monkeypatch.setattr(
+        throttling.SimpleRateThrottle,
+        "THROTTLE_RATES",
+        dict.fromkeys(throttling.SimpleRateThrottle.THROTTLE_RATES, "1000000/second"),
+    )
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def token_headers(db) -> dict[str, str]:
+    user = get_user_model().objects.create_user("fuzz", password="fuzz-password-1")
+    return {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_every_operation_conforms_to_the_schema(case, token_headers):
+    case.call_and_validate(headers=token_headers, checks=ALL_CHECKS)
