@@ -229,6 +229,10 @@ SPECTACULAR_SETTINGS = {
     # The API reads JSON ("JSON in and out"); the form parsers are there for the browsable
     # API only, and a form cannot carry what a job's fields need (objects, null).
     "PARSER_WHITELIST": ["scheduler_app.api.parsers.BoundedJSONParser"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "scheduler_app.api.schema.add_links",  # a created row's id to its operations
+    ],
 }
 
 # Redis: the Celery broker and the home of the RedBeat schedule.

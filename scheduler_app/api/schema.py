@@ -118,3 +118,33 @@ class CronfleetAutoSchema(AutoSchema):
         )
         self.registry.register_on_missing(resolved)
         return resolved.ref
+
+
+# OpenAPI links: what a created row's id leads to, so a client (and Schemathesis's
+# stateful tests) can follow "create a job, then run it, then read the run".
+LINKS = {
+    ("post", "/api/v1/jobs/", "201"): "/api/v1/jobs/{id}/",
+    ("post", "/api/v1/calendars/", "201"): "/api/v1/calendars/{id}/",
+    ("post", "/api/v1/templates/", "201"): "/api/v1/templates/{id}/",
+    ("post", "/api/v1/templates/{id}/instantiate/", "201"): "/api/v1/jobs/{id}/",
+    ("post", "/api/v1/jobs/{id}/run/", "202"): "/api/v1/runs/{id}/",
+}
+
+
+def add_links(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the LINKS, to every operation on the row."""
+    paths = result.get("paths", {})
+    for (method, path, code), target in LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(code)
+        if response is None:
+            continue
+        links = response.setdefault("links", {})
+        for target_path, operations in paths.items():
+            if not target_path.startswith(target):
+                continue
+            for operation in operations.values():
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": {"id": "$response.body#/id"},
+                }
+    return result
