@@ -20,6 +20,7 @@ from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
 from rest_framework import throttling
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import CHECKS, load_all_checks
@@ -41,6 +42,7 @@ EXCLUDED = {
 }
 
 EXAMPLES = 15
+STATEFUL_SCENARIOS = 10
 
 
 def served_schema() -> dict:
@@ -125,3 +127,27 @@ def token_headers(db) -> dict[str, str]:
 )
 def test_every_operation_conforms_to_the_schema(case, token_headers):
     case.call_and_validate(headers=token_headers, checks=ALL_CHECKS)
+
+
+STATEFUL_SETTINGS = settings(
+    max_examples=STATEFUL_SCENARIOS,
+    stateful_step_count=6,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def test_linked_operations_conform_to_the_schema(token_headers):
+    """Stateful: sequences that follow the schema's links (create a job, run it, read
+    and cancel the run; a template's instantiate, ...), every answer judged likewise."""
+
+    class Workflow(schema.as_state_machine()):
+        def get_call_kwargs(self, case):
+            return {"headers": token_headers}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=ALL_CHECKS, headers=token_headers)
+
+    run_state_machine_as_test(Workflow, settings=STATEFUL_SETTINGS)
