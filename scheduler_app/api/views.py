@@ -224,7 +224,10 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
         parameters=[NextRunsQuerySerializer],
         responses=inline_serializer(
             "NextRuns",
-            {"next_runs": serializers.ListField(), "warnings": serializers.ListField()},
+            {
+                "next_runs": serializers.ListField(child=serializers.DateTimeField()),
+                "warnings": serializers.ListField(child=serializers.CharField()),
+            },
         ),
         filters=False,
     )
@@ -408,7 +411,19 @@ def preview_schedule(request: Request) -> Response:
     parameters=[NextRunsQuerySerializer],
     responses=inline_serializer(
         "UpcomingRuns",
-        {"next_runs": serializers.ListField(), "warnings": serializers.ListField()},
+        {
+            "next_runs": serializers.ListField(
+                child=inline_serializer(
+                    "UpcomingRun",
+                    {
+                        "job": serializers.IntegerField(),
+                        "job_name": serializers.CharField(),
+                        "at": serializers.DateTimeField(),
+                    },
+                )
+            ),
+            "warnings": serializers.ListField(child=serializers.CharField()),
+        },
     ),
 )
 @api_view(["GET"])
@@ -435,7 +450,38 @@ def upcoming_runs(request: Request) -> Response:
     return Response({"next_runs": upcoming, "warnings": budget_warnings(budget)})
 
 
-@extend_schema(responses=inline_serializer("Stats", {"jobs": serializers.DictField()}))
+STATS = inline_serializer(
+    "Stats",
+    {
+        "jobs": inline_serializer(
+            "JobCounts",
+            {
+                name: serializers.IntegerField(min_value=0)
+                for name in ("total", "active", "paused", "completed")
+            },
+        ),
+        "runs": inline_serializer(
+            "RunCounts",
+            {
+                "total": serializers.IntegerField(min_value=0),
+                "by_status": serializers.DictField(child=serializers.IntegerField(min_value=0)),
+            },
+        ),
+        "success_rate": serializers.FloatField(
+            allow_null=True, help_text="Succeeded over finished runs; null before any finished."
+        ),
+        "duration_seconds": inline_serializer(
+            "Durations",
+            {
+                "average": serializers.FloatField(allow_null=True),
+                "longest": serializers.FloatField(allow_null=True),
+            },
+        ),
+    },
+)
+
+
+@extend_schema(responses=STATS)
 @api_view(["GET"])
 def stats(request: Request) -> Response:
     """Over all runs, those retention deleted included (their tallies)."""
