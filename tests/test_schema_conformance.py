@@ -172,3 +172,59 @@ def test_linked_operations_conform_to_the_schema(credentials):
             case.validate_response(response, checks=ALL_CHECKS, **kwargs)
 
     run_state_machine_as_test(Workflow, settings=STATEFUL_SETTINGS)
+
+
+# What the runs above found, as plain examples.
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/jobs/?page_size=0",
+        "/api/v1/jobs/?page_size=501",
+        "/api/v1/jobs/?page_size=null",
+        "/api/v1/jobs/?enabled=null",
+        "/api/v1/alerts/?open=maybe",
+        "/api/v1/runs/?job=0",
+        "/api/v1/next-runs/?count=101",
+    ],
+)
+def test_a_query_parameter_the_schema_refuses_is_a_400(api, url):
+    response = api.get(url)
+    assert response.status_code == 400, response.content
+    assert isinstance(response.json(), dict)
+
+
+def test_query_parameters_the_schema_allows_are_accepted(api):
+    for url in ("/api/v1/jobs/?page_size=500&enabled=false", "/api/v1/alerts/?open=true"):
+        assert api.get(url).status_code == 200
+
+
+def test_a_url_no_route_matches_is_a_json_404(api):
+    response = api.get("/api/v1/jobs/0.5/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_number_is_not_a_string(api):
+    response = api.post(
+        "/api/v1/calendars/", {"name": "c", "description": 0, "dates": []}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"description": ["Not a valid string."]}
+
+
+def test_every_operation_documents_its_errors():
+    paths = served_schema()["paths"]
+    jobs = paths["/api/v1/jobs/{id}/"]["get"]["responses"]
+    assert {"200", "401", "403", "404", "429", "503"} <= set(jobs)
+    assert jobs["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
+    create = paths["/api/v1/jobs/"]["post"]["responses"]
+    assert create["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValidationError"
+    }
+    assert "413" in create and "Retry-After" in create["429"]["headers"]
+    assert "409" in paths["/api/v1/runs/{id}/cancel/"]["post"]["responses"]
+    assert "401" not in paths["/api/v1/health/"]["get"]["responses"]
