@@ -228,3 +228,14 @@ def test_every_operation_documents_its_errors():
     assert "413" in create and "Retry-After" in create["429"]["headers"]
     assert "409" in paths["/api/v1/runs/{id}/cancel/"]["post"]["responses"]
     assert "401" not in paths["/api/v1/health/"]["get"]["responses"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("priority", "5"), ("enabled", "true"), ("enabled", 1), ("calendar", "1")],
+)
+def test_a_json_body_has_the_types_the_schema_says(api, field, value):
+    job = {"name": "typed", "payload": {"command": "true"}, "schedule": "manual", field: value}
+    response = api.post("/api/v1/jobs/", job, format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
