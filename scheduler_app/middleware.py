@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER = 10  # seconds
+API_PREFIX = "/api/v1/"
 
 
 class DatabaseAwayMiddleware:
@@ -66,3 +67,29 @@ def _content_length(request: HttpRequest) -> int:
 def too_large(limit: int | None) -> JsonResponse:
     body = {"detail": f"The request body is larger than {limit} bytes (API_MAX_BODY_BYTES)."}
     return JsonResponse(body, status=413)
+
+
+class ApiJsonErrorsMiddleware:
+    """Under /api/, an error Django answers itself (a URL no route matches, such as
+    /api/v1/jobs/0.5/; a request it finds malformed) is JSON, ``{"detail": ...}``, as
+    the schema documents every error, not Django's HTML page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith(API_PREFIX)
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            body = {"detail": f"{response.reason_phrase}."}
+            if response.status_code == 404:
+                body = {"detail": "Not found."}
+            replaced = JsonResponse(body, status=response.status_code)
+            for header in ("Retry-After", "Allow", "WWW-Authenticate"):
+                if header in response:
+                    replaced[header] = response[header]
+            return replaced
+        return response

@@ -1,9 +1,44 @@
+from typing import Any
+
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
 
 
 class Pagination(PageNumberPagination):
-    """``{"count", "next", "previous", "results"}``; ``?page=`` and ``?page_size=`` (max 500)."""
+    """``{"count", "next", "previous", "results"}``; ``?page=`` and ``?page_size=`` (1-500).
+
+    A ``page_size`` that is not a whole number from 1 to 500 is a 400, as the schema
+    says, not quietly the default; a page past the end is a 404."""
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request: Request) -> int:
+        given = request.query_params.get(self.page_size_query_param)
+        if given is None:
+            return self.page_size
+        try:
+            size = int(given)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size or given.strip() != given:
+            raise ValidationError(
+                {
+                    self.page_size_query_param: [
+                        f"must be a whole number from 1 to {self.max_page_size}."
+                    ]
+                }
+            )
+        return size
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {
+            self.page_query_param: {"minimum": 1},
+            self.page_size_query_param: {"minimum": 1, "maximum": self.max_page_size},
+        }
+        for parameter in parameters:
+            parameter["schema"] = {**parameter["schema"], **bounds.get(parameter["name"], {})}
+        return parameters

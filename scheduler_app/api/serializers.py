@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -54,12 +54,64 @@ class SecondsOrAutoField(serializers.JSONField):
     """Seconds, or "auto" (a factor over the job's usual duration), or null."""
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would take the number 0 as "0",
+    where the schema says ``type: string``."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def from_json(field: serializers.Field) -> bool:
+    """Whether the field reads a request's JSON body, whose types the schema states; a
+    form (the browsable API's) has only strings, read as DRF reads them, and values
+    given in code (no request) are as typed as the code makes them."""
+    request = field.context.get("request") if hasattr(field, "parent") else None
+    content_type = getattr(request, "content_type", "") or ""
+    return content_type.startswith("application/json")
+
+
+class StrictJSONTypes:
+    """In a JSON body, the JSON type the schema says and no other: "5" is not 5, nor
+    "true" or 1 true (DRF would take both)."""
+
+    json_types: tuple[type, ...] = ()
+    json_type_message = "Not a valid value."
+
+    def to_internal_value(self, data: Any) -> Any:
+        wrong = isinstance(data, bool) != (bool in self.json_types) or not isinstance(
+            data, self.json_types
+        )
+        if wrong and from_json(self):  # type: ignore[arg-type]
+            raise serializers.ValidationError(self.json_type_message, code="invalid")
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictIntegerField(StrictJSONTypes, serializers.IntegerField):
+    json_types = (int, float)  # 5.0 is an integer to JSON Schema; 5.5 DRF refuses
+    json_type_message = "A valid integer is required."
+
+
+class StrictBooleanField(StrictJSONTypes, serializers.BooleanField):
+    json_types = (bool,)
+    json_type_message = "Must be true or false."
+
+
+class StrictPrimaryKeyField(StrictJSONTypes, serializers.PrimaryKeyRelatedField):
+    json_types = (int,)
+    json_type_message = "Incorrect type. Expected pk value (a whole number)."
+
+
 @extend_schema_field({"type": "string", "enum": list(KINDS)})
-class KindField(serializers.CharField):
+class KindField(StrictCharField):
     """A job kind: one of scheduler_app.payloads.KINDS."""
 
 
-class RuledInteger(serializers.IntegerField):
+class RuledInteger(StrictIntegerField):
     """An integer, not required, whose range validation.BOUNDS holds and clean_job checks.
 
     The range is set when the field is bound, for the schema only: given to the
@@ -84,7 +136,7 @@ def judged(values: dict[str, Any], stored: dict[str, Any] | None = None) -> dict
 
 
 class DependencySerializer(serializers.Serializer):
-    job = serializers.PrimaryKeyRelatedField(queryset=Job.objects.all())
+    job = StrictPrimaryKeyField(queryset=Job.objects.all())
     on = serializers.ChoiceField(JobDependency.On.choices, default=JobDependency.On.SUCCESS)
 
     def validate_job(self, value: Job) -> Job:
@@ -101,6 +153,16 @@ class OwnedSerializer(serializers.ModelSerializer):
     """A row owned by the requesting user, its name unique among that owner's rows."""
 
     noun = "object"
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+        models.BooleanField: StrictBooleanField,
+        models.IntegerField: StrictIntegerField,
+        models.PositiveIntegerField: StrictIntegerField,
+        models.PositiveSmallIntegerField: StrictIntegerField,
+        models.SmallIntegerField: StrictIntegerField,
+    }
 
     def validate_name(self, value: str) -> str:
         owner = self.instance.owner if self.instance else self.context["request"].user
@@ -121,7 +183,7 @@ class JobSerializer(OwnedSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     kind = KindField(required=False)
     schedule = ScheduleField()
-    timezone = serializers.CharField(required=False)
+    timezone = StrictCharField(required=False)
     status = serializers.CharField(read_only=True)
     schedule_description = serializers.CharField(read_only=True)
     tags = StringListField(required=False)
@@ -140,12 +202,12 @@ class JobSerializer(OwnedSerializer):
     alert_if_missed = RuledInteger(allow_null=True)
     alert_if_late = RuledInteger(allow_null=True)
     alert_if_longer = SecondsOrAutoField(required=False, allow_null=True)
-    queue = serializers.CharField(required=False)
+    queue = StrictCharField(required=False)
     notify_emails = StringListField(required=False)
     notify_webhooks = StringListField(required=False)
     notify_on = StringListField(required=False)
     window = serializers.JSONField(required=False, allow_null=True)
-    calendar = serializers.PrimaryKeyRelatedField(
+    calendar = StrictPrimaryKeyField(
         queryset=Calendar.objects.all(), required=False, allow_null=True
     )
 
@@ -267,20 +329,22 @@ class RunLogSerializer(serializers.ModelSerializer):
 
 
 class LogQuerySerializer(serializers.Serializer):
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = serializers.IntegerField(
+        min_value=0, default=0, help_text="Characters already read: the last answer's next_offset."
+    )
 
 
 class PreviewSerializer(serializers.Serializer):
     """A schedule and its timing fields, judged by the same rules as a job's."""
 
     schedule = ScheduleField()
-    timezone = serializers.CharField(default=validation.DEFAULT_TIMEZONE)
-    count = serializers.IntegerField(min_value=1, max_value=100, default=5)
+    timezone = StrictCharField(default=validation.DEFAULT_TIMEZONE)
+    count = StrictIntegerField(min_value=1, max_value=100, default=5)
     start_at = serializers.DateTimeField(required=False, allow_null=True)
     end_at = serializers.DateTimeField(required=False, allow_null=True)
     window = serializers.JSONField(required=False, allow_null=True)
     jitter = RuledInteger(default=0)
-    calendar = serializers.PrimaryKeyRelatedField(
+    calendar = StrictPrimaryKeyField(
         queryset=Calendar.objects.all(), required=False, allow_null=True
     )
     calendar_policy = serializers.ChoiceField(Job.CalendarPolicy.choices, default="skip")
@@ -307,7 +371,9 @@ class CalendarSerializer(OwnedSerializer):
 
 
 class NextRunsQuerySerializer(serializers.Serializer):
-    count = serializers.IntegerField(min_value=1, max_value=100, default=5)
+    count = serializers.IntegerField(
+        min_value=1, max_value=100, default=5, help_text="How many fire times, 1-100."
+    )
 
 
 class TokenRequestSerializer(serializers.Serializer):

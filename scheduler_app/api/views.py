@@ -16,9 +16,10 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
+    extend_schema_view,
     inline_serializer,
 )
 from rest_framework import permissions, serializers, status, viewsets
@@ -123,8 +124,31 @@ def horizon_warning(runs: list[datetime], count: int, spec: dict[str, Any]) -> l
     return [f"No fire time at or after {iso(schedules.HORIZON)} is computed."]
 
 
+class StrictBooleanField(forms.NullBooleanField):
+    """``true`` or ``false`` (also ``1``/``0``, ``True``/``False``); absent or empty is no
+    filter; anything else is a 400, not quietly no filter, as the schema's boolean says."""
+
+    widget = forms.TextInput  # NullBooleanSelect would read any other word as "no filter"
+    WORDS = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        try:
+            return self.WORDS[str(value).lower()]
+        except KeyError:
+            raise forms.ValidationError("must be true or false.", code="invalid") from None
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
 class JobFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Job.Status.choices, method="filter_status")
+    enabled = StrictBooleanFilter()
     search = django_filters.CharFilter(method="filter_search")
 
     class Meta:
@@ -140,6 +164,7 @@ class JobFilter(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
 class IdFilter(django_filters.NumberFilter):
     """A row's id, whole; by number, not a choice among all rows, so that another
     user's row and a missing one are both simply no rows: the filter tells nobody
@@ -150,7 +175,7 @@ class IdFilter(django_filters.NumberFilter):
 
 class AlertFilter(django_filters.FilterSet):
     job = IdFilter(field_name="job_id", min_value=1, max_value=2**63 - 1)
-    open = django_filters.BooleanFilter(field_name="resolved_at", lookup_expr="isnull")
+    open = StrictBooleanFilter(field_name="resolved_at", lookup_expr="isnull")
 
     class Meta:
         model = Alert
@@ -196,10 +221,13 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
         return self.get_paginated_response(RunSerializer(page, many=True).data)
 
     @extend_schema(
-        parameters=[OpenApiParameter("count", int, description="1-100, default 5")],
+        parameters=[NextRunsQuerySerializer],
         responses=inline_serializer(
             "NextRuns",
-            {"next_runs": serializers.ListField(), "warnings": serializers.ListField()},
+            {
+                "next_runs": serializers.ListField(child=serializers.DateTimeField()),
+                "warnings": serializers.ListField(child=serializers.CharField()),
+            },
         ),
         filters=False,
     )
@@ -216,6 +244,14 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
         return Response({"next_runs": [iso(t) for t in times], "warnings": warnings})
 
 
+@extend_schema_view(
+    destroy=extend_schema(
+        responses={
+            204: None,
+            400: OpenApiResponse(description="Jobs still use the calendar."),
+        }
+    )
+)
 class CalendarViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
     """Exclusion calendars: dates (holidays, freezes) that jobs skip or move away from."""
 
@@ -261,7 +297,7 @@ class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = RunFilter
 
     @extend_schema(
-        parameters=[OpenApiParameter("offset", int, description="characters already read")],
+        parameters=[LogQuerySerializer],
         responses=RunLogSerializer,
         filters=False,
     )
@@ -276,7 +312,14 @@ class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
         context = {"offset": query.validated_data["offset"]}
         return Response(RunLogSerializer(self.get_object(), context=context).data)
 
-    @extend_schema(request=None, responses=RunSerializer, filters=False)
+    @extend_schema(
+        request=None,
+        responses={
+            200: RunSerializer,
+            409: OpenApiResponse(description="The run has already ended: nothing to cancel."),
+        },
+        filters=False,
+    )
     @action(detail=True, methods=["post"], filterset_class=None)
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         run = self.get_object()
@@ -365,10 +408,22 @@ def preview_schedule(request: Request) -> Response:
 
 
 @extend_schema(
-    parameters=[OpenApiParameter("count", int, description="1-100, default 5")],
+    parameters=[NextRunsQuerySerializer],
     responses=inline_serializer(
         "UpcomingRuns",
-        {"next_runs": serializers.ListField(), "warnings": serializers.ListField()},
+        {
+            "next_runs": serializers.ListField(
+                child=inline_serializer(
+                    "UpcomingRun",
+                    {
+                        "job": serializers.IntegerField(),
+                        "job_name": serializers.CharField(),
+                        "at": serializers.DateTimeField(),
+                    },
+                )
+            ),
+            "warnings": serializers.ListField(child=serializers.CharField()),
+        },
     ),
 )
 @api_view(["GET"])
@@ -395,7 +450,38 @@ def upcoming_runs(request: Request) -> Response:
     return Response({"next_runs": upcoming, "warnings": budget_warnings(budget)})
 
 
-@extend_schema(responses=inline_serializer("Stats", {"jobs": serializers.DictField()}))
+STATS = inline_serializer(
+    "Stats",
+    {
+        "jobs": inline_serializer(
+            "JobCounts",
+            {
+                name: serializers.IntegerField(min_value=0)
+                for name in ("total", "active", "paused", "completed")
+            },
+        ),
+        "runs": inline_serializer(
+            "RunCounts",
+            {
+                "total": serializers.IntegerField(min_value=0),
+                "by_status": serializers.DictField(child=serializers.IntegerField(min_value=0)),
+            },
+        ),
+        "success_rate": serializers.FloatField(
+            allow_null=True, help_text="Succeeded over finished runs; null before any finished."
+        ),
+        "duration_seconds": inline_serializer(
+            "Durations",
+            {
+                "average": serializers.FloatField(allow_null=True),
+                "longest": serializers.FloatField(allow_null=True),
+            },
+        ),
+    },
+)
+
+
+@extend_schema(responses=STATS)
 @api_view(["GET"])
 def stats(request: Request) -> Response:
     """Over all runs, those retention deleted included (their tallies)."""
@@ -419,18 +505,24 @@ def stats(request: Request) -> Response:
     )
 
 
+HEALTH = inline_serializer(
+    "Health",
+    {
+        "status": serializers.CharField(help_text="ok or degraded"),
+        "database": serializers.CharField(),
+        "redis": serializers.CharField(),
+        "workers": serializers.IntegerField(min_value=0),
+        "beat": serializers.CharField(help_text="ok or down"),
+    },
+)
+
+
 @extend_schema(
     auth=[],
-    responses=inline_serializer(
-        "Health",
-        {
-            "status": serializers.CharField(),
-            "database": serializers.CharField(),
-            "redis": serializers.CharField(),
-            "workers": serializers.IntegerField(),
-            "beat": serializers.CharField(),
-        },
-    ),
+    responses={
+        200: HEALTH,
+        503: OpenApiResponse(HEALTH, description="The database or Redis does not answer."),
+    },
 )
 @api_view(["GET"])
 @authentication_classes([])  # no credentials read: it answers with the database away too
