@@ -63,12 +63,18 @@ def one_line(text: str, what: str) -> str:
     return text
 
 
+def multi_line(text: str, what: str) -> str:
+    """``text``; PayloadError if it holds a control character other than tab and newline
+    (text a shell or Python reads: a command, code, an environment value)."""
+    _controls(text, what, _CONTROL_BUT_TAB_LF, " other than tab and newline")
+    return text
+
+
 def program_text(text: str, what: str) -> str:
     """``text`` a shell or Python reads as one argument (a command, code, an argument):
-    tab and newline allowed, no other control character, at most
-    SCHEDULER_MAX_COMMAND_BYTES bytes, so it can always be passed to the program."""
-    _controls(text, what, _CONTROL_BUT_TAB_LF, " other than tab and newline")
-    check_size(len(text.encode()), what)
+    :func:`multi_line`, and at most SCHEDULER_MAX_COMMAND_BYTES bytes, so it can always
+    be passed to the program."""
+    check_size(len(multi_line(text, what).encode()), what)
     return text
 
 

@@ -25,6 +25,7 @@ from scheduler_app.payloads import (
     MAX_ARG_STRLEN,
     PayloadError,
     allowed_path,
+    multi_line,
     program_text,
 )
 
@@ -78,7 +79,6 @@ MAX_EMAILS = 50
 MAX_WEBHOOKS = 20
 DAY = 86400
 
-CONTROL_BUT_TAB_LF = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _webhook_url = URLValidator(schemes=["http", "https"])
@@ -234,12 +234,7 @@ def _check_variable(name: Any, item: Any) -> int:
         value = item
     else:
         raise RuleError(f"{name}: Not a valid string.")
-    found = CONTROL_BUT_TAB_LF.search(value)
-    if found:
-        raise RuleError(
-            f"{name}: the value must not contain control characters other than tab and "
-            f"newline; found {found.group()!r} at position {found.start()}."
-        )
+    multi_line(value, f"{name}: the value")
     size = len(name.encode()) + len(value.encode()) + 2  # NAME=value and its NUL
     if size > MAX_ARG_STRLEN:
         raise RuleError(f"{name}: longer than {MAX_ARG_STRLEN - 2} bytes, more than Linux passes.")

@@ -64,19 +64,14 @@ def _wall_clock_crons(spec: dict[str, Any]) -> list[str]:
 def changed_wall_span(zone: ZoneInfo, day: datetime) -> tuple[datetime, datetime]:
     """The wall times [first, end) that the DST change on ``day`` skips or repeats.
 
-    The change's instant is found to the second by bisection on the UTC offset; the
+    The change's instant is found to the second (:func:`zones.offset_change`); the
     wall times between the old and the new offset's reading of it are the gap (clocks
     go forward) or the repeated span (clocks go back).
     """
     low = math.floor(zones.resolve(day, zone).timestamp())
     high = math.ceil(zones.resolve(day + timedelta(hours=23, minutes=59), zone).timestamp())
     before = datetime.fromtimestamp(low, zone).utcoffset()
-    while high - low > 1:
-        middle = (low + high) // 2
-        if datetime.fromtimestamp(middle, zone).utcoffset() == before:
-            low = middle
-        else:
-            high = middle
+    high = zones.offset_change(low, high, zone)
     change = datetime.fromtimestamp(high, UTC).replace(tzinfo=None)
     after = datetime.fromtimestamp(high, zone).utcoffset()
     if before is None or after is None:

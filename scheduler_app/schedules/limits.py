@@ -3,7 +3,7 @@
 No fire time at or after :data:`HORIZON` (1 January 2200, UTC) is ever computed: a
 schedule whose next fire time would lie beyond it has none (``next_after`` answers
 None). Instants a user writes (``start_at``, ``end_at``, a once's ``at``) must lie
-in [:data:`EARLIEST`, :data:`HORIZON`), and an interval may be at most
+in [1970-01-02, :data:`HORIZON` less a day), and an interval may be at most
 :data:`MAX_INTERVAL_SECONDS` long, so nothing stored can make date arithmetic
 overflow later. These are checked where the values are read (parse.py, and the
 job rules), so a job that would break them is a 400 at create, not a 500 at run.
@@ -12,13 +12,11 @@ job rules), so a job that would break them is a 400 at create, not a 500 at run.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from scheduler_app.schedules.zones import ScheduleError
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 HORIZON = datetime(2200, 1, 1, tzinfo=UTC)
-# What a user may write: a day inside [EARLIEST, HORIZON) on either side, so that no
+# What a user may write: a day inside [1970, HORIZON) on either side, so that no
 # zone's offset (less than a day) can move a naive wall time out of it.
 FIRST_DATE = datetime(1970, 1, 2)  # noqa: DTZ001 (a wall time, or UTC)
 LAST_DATE = datetime(2199, 12, 31)  # noqa: DTZ001 (exclusive)
@@ -47,8 +45,3 @@ def check_instant(moment: datetime, field: str) -> datetime:
             f"'{field}' must be a date and time {RANGE_TEXT}; got {moment.isoformat()}."
         )
     return moment
-
-
-def within_horizon(moment: Any) -> bool:
-    """Whether a fire time may be computed and given: before the horizon."""
-    return moment is not None and moment < HORIZON

@@ -94,11 +94,17 @@ def _gap_end(local: datetime, zone: ZoneInfo) -> datetime:
     """
     low = math.floor(local.replace(tzinfo=zone, fold=1).timestamp())
     high = math.ceil(local.replace(tzinfo=zone, fold=0).timestamp())
-    offset_after = datetime.fromtimestamp(high, zone).utcoffset()
+    return datetime.fromtimestamp(offset_change(low, high, zone), UTC)
+
+
+def offset_change(low: int, high: int, zone: ZoneInfo) -> int:
+    """The first second (a POSIX timestamp) after ``low`` whose UTC offset in ``zone``
+    differs from ``low``'s, found by bisection; one change lies in (low, high]."""
+    before = datetime.fromtimestamp(low, zone).utcoffset()
     while high - low > 1:
         middle = (low + high) // 2
-        if datetime.fromtimestamp(middle, zone).utcoffset() == offset_after:
-            high = middle
-        else:
+        if datetime.fromtimestamp(middle, zone).utcoffset() == before:
             low = middle
-    return datetime.fromtimestamp(high, UTC)
+        else:
+            high = middle
+    return high
