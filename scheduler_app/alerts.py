@@ -150,9 +150,9 @@ def open_job_ids(kind: str) -> set[int | None]:
     )
 
 
-def _settle(kind: str, found: Findings) -> None:
-    """Open an alert for each job found, resolve the open ones whose job is not."""
-    already = open_job_ids(kind)
+def _settle(kind: str, found: Findings, already: set[int | None]) -> None:
+    """Open an alert for each job found, resolve the open ones (``already``) whose job is
+    not. A finding of a job already told carries no detail: it only keeps it open."""
     for job_id, finding in found.items():
         if job_id not in already:
             open_alert(kind, finding.job, finding.since, finding.detail, finding.run)
@@ -185,17 +185,20 @@ def judge_start(run: Run) -> None:
 
 
 def check_missed(now: datetime) -> None:
-    _settle(Kind.MISSED, missed_slots(now))
+    already = open_job_ids(Kind.MISSED)
+    _settle(Kind.MISSED, missed_slots(now, already), already)
 
 
-def missed_slots(now: datetime) -> Findings:
-    """Each watched job with a slot past its grace and no run started for it."""
+def missed_slots(now: datetime, already: set[int | None]) -> Findings:
+    """Each watched job with a slot past its grace and no run started for it (the jobs
+    ``already`` told of get no detail: working it out would read Redis for nothing)."""
     watched = Job.objects.filter(alert_if_missed__isnull=False, completed_at__isnull=True)
     found: Findings = {}
     # Not fired: beat advances next_run_at as the job's worker records the fire.
     for job in watched.filter(enabled=True, next_run_at__lt=now)[:CHECK_LIMIT]:
         if _past_grace(job, job.next_run_at, now):  # type: ignore[arg-type]
-            found[job.id] = Finding(job, job.next_run_at, _not_fired(job))  # type: ignore[arg-type]
+            detail = "" if job.id in already else _not_fired(job)
+            found[job.id] = Finding(job, job.next_run_at, detail)  # type: ignore[arg-type]
     # Fired, but its run waits in a queue nobody takes.
     stuck = Run.objects.filter(
         status=Run.Status.QUEUED, trigger=Run.Trigger.SCHEDULE, parent__isnull=True,
@@ -207,9 +210,8 @@ def missed_slots(now: datetime) -> Findings:
             detail = _missed(run.job, run.scheduled_for, why)
             found[run.job_id] = Finding(run.job, run.scheduled_for, detail, run)
     # Paused: its slots pass with no fire at all.
-    still_open = open_job_ids(Kind.MISSED)
     for job in watched.filter(enabled=False)[:CHECK_LIMIT]:
-        if job.id in still_open:  # told already; open while the job stays paused
+        if job.id in already:  # told already; open while the job stays paused
             found[job.id] = Finding(job, job.paused_at or now, "")
         elif (slot := _first_slot_since_pause(job)) and _past_grace(job, slot, now):
             why = f"the job is paused (since {iso(job.paused_at or slot)})"
@@ -252,7 +254,7 @@ def _first_slot_since_pause(job: Job) -> datetime | None:
 
 
 def check_long_running(now: datetime) -> None:
-    _settle(Kind.LONG_RUNNING, long_runs(now))
+    _settle(Kind.LONG_RUNNING, long_runs(now), open_job_ids(Kind.LONG_RUNNING))
 
 
 def long_runs(now: datetime) -> Findings:
