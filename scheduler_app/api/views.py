@@ -114,12 +114,18 @@ def budget_warnings(budget: schedules.Budget) -> list[str]:
     ]
 
 
-def horizon_warning(runs: list[datetime], count: int, spec: dict[str, Any]) -> list[str]:
-    """Said when a recurring schedule without an end gives fewer runs than asked: the
-    rest lie past the horizon, which no computation crosses."""
+def plan_warnings(
+    budget: schedules.Budget, runs: list[datetime], count: int, spec: dict[str, Any],
+    end_at: datetime | None,
+) -> list[str]:  # fmt: skip
+    """Why a plan gave fewer runs than asked: its request's budget ran out, or (a
+    recurring schedule without an end) the rest lie past the horizon, which no
+    computation crosses."""
+    if budget.exhausted:
+        return budget_warnings(budget)
     members = spec["schedules"] if spec["type"] == "union" else [spec]
     recurring = any(member["type"] not in ("once", "manual") for member in members)
-    if len(runs) >= count or not recurring:
+    if len(runs) >= count or not recurring or end_at is not None:
         return []
     return [f"No fire time at or after {iso(schedules.HORIZON)} is computed."]
 
@@ -238,9 +244,11 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
         job = self.get_object()
         budget, count = request_budget(), query.validated_data["count"]
         times = job_upcoming(job, timezone.now(), count, budget)
-        warnings = budget_warnings(budget)
-        if job.is_scheduled and not budget.exhausted and job.end_at is None:
-            warnings += horizon_warning(times, count, job.schedule)
+        warnings = (
+            plan_warnings(budget, times, count, job.schedule, job.end_at)
+            if job.is_scheduled
+            else []
+        )
         return Response({"next_runs": [iso(t) for t in times], "warnings": warnings})
 
 
@@ -378,9 +386,7 @@ def preview_schedule(request: Request) -> Response:
     runs, skipped = timing.plan(now, data["count"], budget)
     horizon = max([now + timedelta(days=366), *runs])
     warnings = schedules.dst_warnings(data["schedule"], zone, now, horizon)
-    warnings += budget_warnings(budget)
-    if not budget.exhausted and not data.get("end_at"):
-        warnings += horizon_warning(runs, data["count"], data["schedule"])
+    warnings += plan_warnings(budget, runs, data["count"], data["schedule"], data.get("end_at"))
     if not runs and data["schedule"]["type"] != "manual":
         bound = " before end_at" if data.get("end_at") else ""
         warnings.append(
