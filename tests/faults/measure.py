@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from scheduler_app.models import Run
+from tests.helpers import wait_for
 
 
 class Ledger:
@@ -58,12 +59,8 @@ class Figures:
 
 def settle(job_ids: list[int], timeout: float = 30) -> bool:
     """Wait (bounded) until no run of the jobs is queued, waiting or running."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not Run.objects.filter(job_id__in=job_ids, status__in=Run.PENDING).exists():
-            return True
-        time.sleep(0.2)
-    return False
+    pending = Run.objects.filter(job_id__in=job_ids, status__in=Run.PENDING)
+    return within(lambda: not pending.exists(), timeout) is not None
 
 
 def count(job_ids: list[int], ledger: Ledger, every: dict[int, timedelta] | None = None) -> Figures:
@@ -99,11 +96,11 @@ def within(condition: Callable[[], object], timeout: float) -> float | None:
     """Seconds until ``condition()`` held, or None if it did not within ``timeout``: a
     fault's figures are recorded whatever happened, then asserted."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    return None
+    try:
+        wait_for(condition, timeout=timeout)
+    except AssertionError:
+        return None
+    return time.monotonic() - started
 
 
 def seconds(took: float | None) -> str:
