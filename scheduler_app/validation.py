@@ -26,6 +26,7 @@ from scheduler_app.payloads import (
     PayloadError,
     allowed_path,
     multi_line,
+    one_line,
     program_text,
 )
 
@@ -261,6 +262,15 @@ def _strings(value: Any, what: str, most: int | None = None) -> list[str]:
     return value
 
 
+def _name(values: Mapping[str, Any]) -> str:
+    """One line: it heads e-mail subjects and webhook bodies (a CR/LF there would be a
+    header a user smuggled into our mail)."""
+    name = values["name"]
+    if not isinstance(name, str):
+        raise RuleError("must be a string.")
+    return one_line(name, "the name")
+
+
 def _tags(values: Mapping[str, Any]) -> list[str]:
     tags = _strings(values["tags"], "strings")
     for tag in tags:
@@ -348,6 +358,7 @@ RULES = (
     Rule("condition", _condition),
     Rule("queue", _queue),
     Rule("env", _env),
+    Rule("name", _name),
     Rule("tags", _tags),
     Rule("notify_emails", _notify_emails),
     Rule("notify_webhooks", _notify_webhooks),

@@ -115,6 +115,7 @@ BAD_JOBS: list[tuple[dict[str, Any], str, str]] = [
     ({"notify_webhooks": ["http://224.0.0.1/"]}, "notify_webhooks", "is a multicast address"),
     ({"tags": ["ok", "x" * 65]}, "tags", "each tag must be 1-64 characters"),
     ({"tags": "nightly"}, "tags", "must be a list of strings."),
+    ({"name": "nightly\r\nBcc: all@example.com"}, "name", "must not contain control characters"),
     ({"jitter": -1}, "jitter", "must be greater than or equal to 0."),
     ({"misfire_grace": 30 * 86400 + 1}, "misfire_grace", "less than or equal to 2592000."),
     ({"max_retries": 101}, "max_retries", "must be less than or equal to 100."),
