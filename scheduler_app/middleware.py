@@ -46,8 +46,9 @@ class BodyTooLargeMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/")
-        if limit is not None and not multipart and _content_length(request) > limit:
+        # Every kind of body, multipart too: Django counts a multipart body's files
+        # against no limit, and nothing here takes files.
+        if limit is not None and _content_length(request) > limit:
             return too_large(limit)
         return self.get_response(request)
 

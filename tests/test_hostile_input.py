@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from scheduler_app.models import Job, Run
@@ -185,6 +186,12 @@ def test_a_body_over_the_limit_is_a_413_with_a_json_message(api, settings, clien
     response = client.post("/admin/login/", form)
     assert response.status_code == 413 and response.json()["detail"].startswith("The request")
     assert not Job.objects.exists()
+
+
+def test_a_multipart_file_over_the_limit_is_a_413_before_any_login(client):
+    upload = SimpleUploadedFile("big.bin", b"x" * (2 * 1024 * 1024))
+    response = client.post("/api/v1/auth/token/", {"username": "x", "password": "y", "f": upload})
+    assert response.status_code == 413 and "API_MAX_BODY_BYTES" in response.json()["detail"]
 
 
 def test_a_body_under_the_limit_but_over_the_parser_read_is_still_bounded(api, settings):
