@@ -47,8 +47,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from urllib.parse import urljoin, urlsplit
+from functools import cache, lru_cache
+from urllib.parse import quote, urljoin, urlsplit
 
 from django.conf import settings
 
@@ -63,7 +63,11 @@ SETTING = "SCHEDULER_HTTP_ALLOW"
 SCHEMES = {"http": 80, "https": 443}
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Not carried by a redirect to another origin (scheme, host, port).
-CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+# What may stand unencoded in a request's path and query (the rest is percent-encoded).
+URL_SAFE = "/%:@!$&'()*+,;=?~-._"
+# Headers that belong to the origin they were written for: not sent on to another one
+# (a Host kept would name, on the new server, a virtual host of the user's choosing).
+ORIGIN_BOUND_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "host"})
 BACKSTOP = 0.5  # seconds a socket timeout leaves past the deadline (see _left)
 
 # Cloud metadata services: AWS (and its IPv6 form), ECS tasks, GCP, Azure, DigitalOcean,
@@ -358,9 +362,11 @@ def judge(
         first = found[0]
         raise Refused(_refusal(f"{host} resolves to {first}, which", kind_of(first) or "refused"))
     parts = urlsplit(url)
-    path = parts.path or "/"
+    # As sent on the wire: ASCII, what is not percent-encoded already (a user's URL, a
+    # server's Location) encoded as browsers do.
+    path = quote(parts.path or "/", safe=URL_SAFE)
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + quote(parts.query, safe=URL_SAFE)
     return Target(url, parts.scheme.lower(), host, port, path, tuple(usable))
 
 
@@ -447,15 +453,22 @@ class _PinnedConnection(http.client.HTTPConnection):
         self.sock = _connect(self._target, self._guard, self._connect_timeout, self._deadline)
 
 
+@cache
+def tls_context() -> ssl.SSLContext:
+    """The default context (it verifies the chain and the host name), made once: making
+    one loads the system's certificate store."""
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 class _PinnedTLSConnection(http.client.HTTPSConnection):
     """The same over TLS, with SNI and the certificate verified against ``host`` (the
     default context). The TLS socket is handed to the guard before its handshake, so a
     cancel or the deadline also stops a handshake that hangs."""
 
     def __init__(self, target: Target, guard: Guard, connect_timeout: float, deadline: float):
-        context = ssl.create_default_context()  # verifies the chain and the host name
-        context.set_alpn_protocols(["http/1.1"])
-        super().__init__(target.host, target.port, timeout=_left(deadline), context=context)
+        super().__init__(target.host, target.port, timeout=_left(deadline), context=tls_context())
         self._target, self._guard = target, guard
         self._connect_timeout, self._deadline = connect_timeout, deadline
 
@@ -572,7 +585,8 @@ def request(
                 reason = str(exc).removeprefix("refused: ")
                 raise Refused(f"refused: redirected to {url}, {reason}") from None
             if previous is not None and previous.origin != target.origin:
-                headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+                headers = {k: v for k, v in headers.items()
+                           if k.lower() not in ORIGIN_BOUND_HEADERS}  # fmt: skip
             response = _guarded(target, method, headers, body, guard, connect_timeout,
                                 deadline, max_body)  # fmt: skip
             location = response.headers.get("location")
@@ -596,9 +610,7 @@ def _guarded(
     try:
         return _exchange(target, method, headers, body, guard, connect_timeout, deadline,
                          max_body)  # fmt: skip
-    except EgressError:
-        raise
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         guard.check()  # stopped by the other thread: say so, not what the socket saw
         if isinstance(exc, TimeoutError):
             raise TimedOut(str(exc) or "timed out") from None

@@ -218,6 +218,8 @@ def _headers(payload: Payload) -> dict[str, str]:
                 "!#$%&'*+-.^_`|~, no spaces or control characters)."
             )
         _controls(value, f"'headers' {name}", _CONTROL_BUT_TAB, " other than tab")
+        if not value.isascii():  # HTTP sends header values as Latin-1 at best: refuse both
+            raise PayloadError(f"'headers' {name}: use ASCII only (percent-encode the rest).")
         if len(value.encode()) > MAX_HEADER_BYTES:
             raise PayloadError(f"'headers' {name} is longer than {MAX_HEADER_BYTES} bytes.")
     return headers

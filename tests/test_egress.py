@@ -337,12 +337,21 @@ def test_redirects_are_followed_a_bounded_number_of_times(http_server, settings)
     assert [s["path"] for s in seen].count("/loop") == 4
 
 
-def test_credentials_do_not_follow_a_redirect_to_another_origin(http_server):
+def test_credentials_and_host_do_not_follow_a_redirect_to_another_origin(http_server):
     url, _ = http_server
     with serving() as (other, seen_there):
         egress.request("GET", f"{url}/to?url={other}/ok", timeout=5,
-                       headers={"Authorization": "Bearer s3cret", "X-Trace": "1"})  # fmt: skip
+                       headers={"Authorization": "Bearer s3cret", "X-Trace": "1",
+                                "Host": "intranet.internal"})  # fmt: skip
     assert "Authorization" not in seen_there[0] and seen_there[0]["X-Trace"] == "1"
+    assert seen_there[0]["Host"] == other.removeprefix("http://")
+
+
+def test_a_path_that_is_not_ascii_is_sent_percent_encoded(http_server):
+    url, seen = http_server
+    response = egress.request("GET", f"{url}/to?url=/caf\u00e9?q=\u00fc", timeout=5)
+    assert response.status == 200
+    assert seen[-1]["path"] == "/caf%C3%A9?q=%C3%BC"
 
 
 def test_the_body_is_read_up_to_the_cap(http_server, settings):
@@ -465,7 +474,7 @@ def test_https_to_a_pinned_address_verifies_the_certificate_for_the_name(tls_ser
         egress.request("GET", f"https://egress.test:{port}/ok", timeout=5, resolver=to_loopback)
 
     trusting = ssl.create_default_context(cafile=str(cert))
-    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: trusting)
+    monkeypatch.setattr(egress, "tls_context", lambda: trusting)
     response = egress.request("GET", f"https://egress.test:{port}/ok", timeout=5,
                               resolver=to_loopback)  # fmt: skip
     assert (response.status, response.body) == (200, b"ok")

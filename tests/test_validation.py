@@ -147,6 +147,11 @@ BAD_JOBS: list[tuple[dict[str, Any], str, str]] = [
         "'headers' X-A must not contain control characters other than tab",
     ),
     ({"kind": "http", "payload": {"url": URL, "headers": {"X A": "1"}}}, "payload", "header name"),
+    (
+        {"kind": "http", "payload": {"url": URL, "headers": {"X-A": "\u20ac"}}},
+        "payload",
+        "ASCII only",
+    ),
     ({"kind": "http", "payload": {"url": URL + "\n"}}, "payload", "'url' must not contain"),
     ({"env": {"A": "x\x00"}}, "env", "must not contain a NUL character"),
     ({"env": {"A": {"value": "s\x00", "secret": True}}}, "env", "NUL character"),
