@@ -612,8 +612,9 @@ def _guarded(
                          max_body)  # fmt: skip
     except (OSError, http.client.HTTPException, ValueError) as exc:
         guard.check()  # stopped by the other thread: say so, not what the socket saw
-        if isinstance(exc, TimeoutError):
-            raise TimedOut(str(exc) or "timed out") from None
+        if isinstance(exc, TimeoutError):  # every TimedOut says "timed out" first
+            said = str(exc) or "timed out"
+            raise TimedOut(said if said.startswith("timed out") else f"timed out: {said}") from None
         raise Failed(f"{target.url}: {exc or type(exc).__name__}") from None
 
 

@@ -48,21 +48,20 @@ class HttpExecutor:
                 )  # fmt: skip
         except egress.EgressError as exc:
             result = {"elapsed_ms": _since(started)}
+            said = mask(str(exc), secrets_of(run.job))  # it may quote a URL with a token
             if isinstance(exc, egress.Aborted):
                 return Outcome(Run.Status.CANCELLED, error="cancelled", result=result)
             if isinstance(exc, egress.TimedOut):
-                said = str(exc) if str(exc).startswith("timed out") else f"timed out: {exc}"
                 return Outcome(Run.Status.TIMED_OUT, error=f"request {said}", result=result)
-            if isinstance(exc, egress.Refused):
-                return Outcome(Run.Status.FAILED, error=str(exc), result=result)
-            return Outcome(Run.Status.FAILED, error=f"request failed: {exc}", result=result)
+            error = said if isinstance(exc, egress.Refused) else f"request failed: {said}"
+            return Outcome(Run.Status.FAILED, error=error, result=result)
         text = mask(response.body.decode("utf-8", "replace"), secrets_of(run.job))
         result = {"status": response.status, "elapsed_ms": _since(started),
                   "body_excerpt": text[:EXCERPT]}  # fmt: skip
         if response.truncated:
             result["body_truncated_at"] = len(response.body)
         if response.url != payload["url"]:
-            result["url"] = response.url  # where the redirects led
+            result["url"] = mask(response.url, secrets_of(run.job))  # where redirects led
         if response.status in payload["expect_status"]:
             return Outcome(Run.Status.SUCCEEDED, 0, text, "", result)
         expected = " or ".join(map(str, payload["expect_status"]))
