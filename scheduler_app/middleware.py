@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class ApiJsonErrorsMiddleware:
         if (
             request.path.startswith(API_PREFIX)
             and response.status_code >= 400
+            and not isinstance(response, Response)  # DRF's own: its detail, as asked for
             and not response.get("Content-Type", "").startswith("application/json")
         ):
             body = {"detail": f"{response.reason_phrase}."}

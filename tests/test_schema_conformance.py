@@ -206,6 +206,12 @@ def test_a_url_no_route_matches_is_a_json_404(api):
     assert response.json() == {"detail": "Not found."}
 
 
+def test_drf_errors_keep_their_own_detail_whatever_the_client_accepts(client):
+    response = client.get("/api/v1/jobs/", HTTP_ACCEPT="text/html")  # the browsable API
+    assert response.status_code == 401
+    assert b"Authentication credentials were not provided." in response.content
+
+
 def test_a_number_is_not_a_string(api):
     response = api.post(
         "/api/v1/calendars/", {"name": "c", "description": 0, "dates": []}, format="json"
