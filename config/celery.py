@@ -44,10 +44,18 @@ def mask_passwords(value: Any) -> Any:
     return value
 
 
-# A worker's `conf` and `report` (Flower's worker page, `celery inspect`) show every Django
-# setting, and Celery masks only `broker_url` and keys like PASSWORD or SECRET: REDIS_URL,
-# CELERY_BROKER_URL, CACHES and the RedBeat URL went out with their password. These two
-# replace Celery's own (the same names, registered after them) and mask every URL's.
+# A worker's `conf` and `report` (Flower's worker page, `celery inspect`) showed every
+# Django setting, masked only where a key looks secret: REDIS_URL's password went out,
+# and so did secrets no key names (a webhook's token in its path). These two replace
+# Celery's own (the same names, registered after them): Celery's settings only, every
+# URL's password masked.
+def celery_settings(table: dict[str, Any]) -> dict[str, Any]:
+    """Celery's own settings of a configuration table (CELERY_*, or lower case), not
+    the rest of Django's."""
+    return {key: value for key, value in table.items()
+            if isinstance(key, str) and (key.startswith("CELERY_") or key.islower())}  # fmt: skip
+
+
 @inspect_command(
     name="conf",
     alias="dump_conf",
@@ -55,8 +63,8 @@ def mask_passwords(value: Any) -> Any:
     args=[("with_defaults", strtobool)],
 )
 def conf(state: Any, with_defaults: bool = False, **kwargs: Any) -> Any:
-    """List configuration, every URL's password masked."""
-    table = mask_passwords(state.app.conf.table(with_defaults=with_defaults))
+    """List Celery's configuration, every URL's password masked."""
+    table = mask_passwords(celery_settings(state.app.conf.table(with_defaults=with_defaults)))
     return jsonify(
         table,
         keyfilter=lambda key: isinstance(key, str) and not key.startswith("__"),
@@ -66,5 +74,6 @@ def conf(state: Any, with_defaults: bool = False, **kwargs: Any) -> Any:
 
 @inspect_command(name="report")
 def report(state: Any) -> dict[str, str]:
-    """Information about Celery installation for bug reports, every URL's password masked."""
-    return {"ok": mask_passwords(state.app.bugreport())}
+    """Versions, platform and transport for bug reports (not the settings), masked."""
+    versions = state.app.bugreport().strip().split("\n\n")[0]
+    return {"ok": mask_passwords(versions)}

@@ -84,15 +84,17 @@ from types import SimpleNamespace
 from celery.worker.control import Panel
 from config.celery import app
 state = SimpleNamespace(app=app)
-print(Panel.data["conf"](state)["REDIS_URL"])
+print(Panel.data["conf"](state)["CELERY_BROKER_URL"])
 for command in ("conf", "dump_conf", "report"):
-    print(command, "broker-secret" in str(Panel.data[command](state)))
+    shown = str(Panel.data[command](state))
+    print(command, "broker-secret" in shown or "hook-secret" in shown or "SECRET_KEY" in shown)
 print("unmasked", "broker-secret" in app.bugreport())
 """
 
 
 def test_a_workers_conf_and_report_mask_every_urls_password():
-    env = {**os.environ, "DEBUG": "1", "REDIS_URL": "redis://:broker-secret@10.0.0.5:6379/0"}
+    env = {**os.environ, "DEBUG": "1", "REDIS_URL": "redis://:broker-secret@10.0.0.5:6379/0",
+           "SCHEDULER_ADMIN_WEBHOOK": "https://hooks.example.com/services/hook-secret"}  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-c", SHOW_CONF], env=env, capture_output=True, text=True, timeout=60
     )
