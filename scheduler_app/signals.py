@@ -38,8 +38,8 @@ def user_saving(sender: type[Any], instance: Any, raw: bool, update_fields: Any,
     if update_fields is not None and "password" not in update_fields:
         return
     rehash = update_fields is not None and set(update_fields) == {"password"}
-    if rehash and getattr(instance, "_password", "") is None:  # check_password()'s
-        return
+    if rehash and getattr(instance, "_password", "") is None and instance.has_usable_password():
+        return  # check_password()'s (an unusable password is never a rehash)
     stored = sender._default_manager.filter(pk=instance.pk).values_list("password", flat=True)
     instance._password_changed = stored.first() not in (None, instance.password)
 

@@ -196,6 +196,14 @@ def test_set_password_revokes_the_users_tokens(owner, outsider):
     assert api.get("/api/v1/jobs/").status_code == 200
 
 
+def test_an_unusable_password_saved_alone_revokes_the_users_tokens(owner):
+    api = client_for(owner)
+    user = get_user_model().objects.get(pk=owner.pk)
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    assert api.get("/api/v1/jobs/").status_code == 401
+
+
 def test_the_admin_password_form_revokes_the_users_tokens(owner, admin_client):
     api = client_for(owner)
     response = admin_client.post(
