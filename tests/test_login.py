@@ -11,7 +11,6 @@ import secrets
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 
 import time_machine
@@ -23,7 +22,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from scheduler_app import login_guard
-from tests.helpers import client_for
+from tests.helpers import client_for, wait_for
 
 LOGIN = "/api/v1/auth/token/"
 
@@ -103,13 +102,13 @@ def test_failed_logins_lock_the_account_for_a_growing_time(owner, teammate, sett
     # Another account is not affected.
     assert login("carol", "carol-password-1").status_code == 200
 
-    time.sleep(1.1)
+    wait_for(lambda: login_guard.locked_for("alice") == 0, timeout=10)
     # Past the limit every failure doubles the lock.
     assert login("alice", "wrong").status_code == 400
     locked = login("alice", "alice-password-1")
     assert (locked.status_code, locked["Retry-After"]) == (429, "2")
 
-    time.sleep(2.1)
+    wait_for(lambda: login_guard.locked_for("alice") == 0, timeout=10)
     assert login("alice", "alice-password-1").status_code == 200
     # The success forgot the failures: this one is the first again.
     assert login("alice", "wrong").status_code == 400
