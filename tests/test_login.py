@@ -6,6 +6,7 @@ emptied before each test (tests/conftest.py)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
 import subprocess
@@ -16,6 +17,7 @@ from datetime import timedelta
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -268,3 +270,13 @@ def test_plain_http_is_redirected_but_the_health_probe_and_a_tls_proxys_requests
     assert Client().get("/api/v1/health/").status_code in (200, 503)
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     assert Client().get("/api/v1/jobs/", HTTP_X_FORWARDED_PROTO="https").status_code == 401
+
+
+def test_an_administrator_unlocks_an_account(owner):
+    for _ in range(5):
+        login("alice", "wrong")
+    assert login("alice", "alice-password-1").status_code == 429
+    out = io.StringIO()
+    call_command("unlock_login", "Alice", stdout=out)
+    assert "Alice: unlocked (was locked for" in out.getvalue()
+    assert login("alice", "alice-password-1").status_code == 200
