@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import time_machine
@@ -22,6 +23,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+from rest_framework.throttling import SimpleRateThrottle
 
 from scheduler_app import login_guard
 from tests.helpers import client_for, wait_for
@@ -280,3 +282,15 @@ def test_an_administrator_unlocks_an_account(owner):
     call_command("unlock_login", "Alice", stdout=out)
     assert "Alice: unlocked (was locked for" in out.getvalue()
     assert login("alice", "alice-password-1").status_code == 200
+
+
+def test_the_api_throttle_counts_in_a_window_and_says_when_to_come_back(owner, monkeypatch):
+    monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, "user", "3/minute")
+    api = client_for(owner)
+    codes = [api.get("/api/v1/jobs/") for _ in range(4)]
+    assert [c.status_code for c in codes] == [200, 200, 200, 429]
+    assert 0 < int(codes[-1]["Retry-After"]) <= 60
+    # A counter in the cache per caller and window, not DRF's list of every request's time.
+    key, window = f"throttle_user_{owner.pk}", int(time.time() // 60)
+    assert cache.get(key) is None
+    assert (cache.get(f"{key}:{window - 1}") or 0) + (cache.get(f"{key}:{window}") or 0) == 4
