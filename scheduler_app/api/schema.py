@@ -75,7 +75,7 @@ class CronfleetAutoSchema(AutoSchema):
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         bodies = super()._get_response_bodies(direction)
-        documented_errors = {code for code in bodies if code >= "400"}
+        documented_errors = {code for code in bodies if code.isdigit() and int(code) >= 400}
         for code in sorted(documented_errors | set(self.error_codes())):
             documented = bodies.get(code)
             if documented is not None and documented.get("content"):
