@@ -22,9 +22,9 @@ from scheduler_app.embedded_redis import EmbeddedRedis, RedisNotFound
 def write_secret(path: Path, secret: str) -> None:
     """Write a password to a file only its owner can read, from the start."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that was there keeps its mode otherwise: narrow it first
     with os.fdopen(fd, "w") as file:
         file.write(secret + "\n")
-    path.chmod(0o600)  # a file that was there before keeps its mode otherwise
 
 
 class Command(BaseCommand):
