@@ -135,7 +135,7 @@ class AllowEntry:
             return False
         if address in METADATA_ADDRESSES and self.network.num_addresses != 1:
             return False  # a metadata address only when named alone (see the module doc)
-        return address.version == self.network.version and address in self.network
+        return address in self.network  # False across IP versions
 
 
 def parse_entry(entry: str) -> AllowEntry:
@@ -158,7 +158,7 @@ def parse_entry(entry: str) -> AllowEntry:
         return AllowEntry(network=ipaddress.ip_network(text, strict=False), port=port)
     except ValueError:
         pass
-    if not _HOST_NAME.fullmatch(text) or "/" in text:
+    if not _HOST_NAME.fullmatch(text):
         raise ValueError(f"{entry!r} is neither an address, a network (CIDR) nor a host name")
     return AllowEntry(name=_bare(text), port=port)
 
@@ -334,18 +334,14 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def judge(
-    url: str,
-    resolver: Resolver = system_resolver,
-    allowed: Iterable[AllowEntry] | None = None,
-) -> Target:
+def judge(url: str, resolver: Resolver = system_resolver) -> Target:
     """``url`` resolved once and judged: the target to connect to, or Refused.
 
     The addresses the guard refuses (and the allow-list does not admit) are dropped;
     the request goes to the others, in the resolver's order. None left is a refusal
     naming the first address. Failing to resolve is :class:`Failed`.
     """
-    allowed = allow_list() if allowed is None else tuple(allowed)
+    allowed = allow_list()
     host, port = _host_port(url)
     if refusal := _judge_name(host, port, allowed):
         raise Refused(refusal)
@@ -550,23 +546,21 @@ def request(
     headers: Mapping[str, str] | None = None,
     body: bytes | None = None,
     timeout: float,
-    connect_timeout: float | None = None,
     max_body: int | None = None,
-    max_redirects: int | None = None,
     guard: Guard | None = None,
     resolver: Resolver = system_resolver,
 ) -> Response:
     """Send one request through the guard, following redirects; the final response
     (an error status is a response), or an :class:`EgressError`.
 
-    ``timeout`` bounds the whole exchange, redirects included; ``connect_timeout``
-    (SCHEDULER_HTTP_CONNECT_TIMEOUT) each connection attempt; ``max_body``
-    (SCHEDULER_HTTP_BODY_LIMIT) the bytes of the body read. ``guard`` lets another
+    ``timeout`` bounds the whole exchange, redirects included (SCHEDULER_HTTP_MAX_REDIRECTS
+    of them); SCHEDULER_HTTP_CONNECT_TIMEOUT each connection attempt; ``max_body`` (by
+    default SCHEDULER_HTTP_BODY_LIMIT) the bytes of the body read. ``guard`` lets another
     thread abort the request (:meth:`Guard.abort`).
     """
-    connect_timeout = connect_timeout or settings.SCHEDULER_HTTP_CONNECT_TIMEOUT
+    connect_timeout = settings.SCHEDULER_HTTP_CONNECT_TIMEOUT
     max_body = settings.SCHEDULER_HTTP_BODY_LIMIT if max_body is None else max_body
-    hops = settings.SCHEDULER_HTTP_MAX_REDIRECTS if max_redirects is None else max_redirects
+    hops = settings.SCHEDULER_HTTP_MAX_REDIRECTS
     guard = guard or Guard()
     deadline = time.monotonic() + timeout
     timer = threading.Timer(timeout, guard.expire, args=(f"timed out after {timeout:g} s",))
