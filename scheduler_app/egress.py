@@ -17,10 +17,13 @@ and a redirect, or a DNS answer that changes between the check and the connect
   ``SCHEDULER_HTTP_ALLOW`` lists them; an IPv6 address that carries an IPv4 one
   (``::ffff:127.0.0.1``, 6to4, NAT64, Teredo) is judged by that IPv4 address too;
 - redirects are followed here, at most ``SCHEDULER_HTTP_MAX_REDIRECTS``, each
-  judged like the first URL; credentials are not carried to another origin;
+  judged like the first URL; credentials and ``Host`` are not carried to another
+  origin; a path is sent percent-encoded;
 - the body is read up to a cap; the whole exchange has a deadline, and another
   thread may abort it (a cancelled run). Both shut the socket down, which wakes a
   blocked connect or read at once (Linux), so neither waits for a socket timeout.
+  The one name lookup is not covered: a resolver that hangs holds the request for
+  its own timeout (the system resolver's, a few seconds per server).
 
 Built on :mod:`http.client`: pinning the connection to a judged address is one
 overridden method, and no dependency is added for it.
