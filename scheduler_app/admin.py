@@ -13,7 +13,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from scheduler_app import services, validation
+from scheduler_app import access, services, validation
+from scheduler_app.admin_access import AccessAdmin, OwnedForm, rights_problems
 from scheduler_app.models import (
     Alert,
     Calendar,
@@ -136,7 +137,7 @@ class JobForm(forms.ModelForm):
 
     class Meta:
         model = Job
-        fields = ["owner", *validation.JOB_FIELDS]
+        fields = ["owner", "team", *validation.JOB_FIELDS]
         field_classes = {
             **dict.fromkeys(validation.BOUNDS, RuledInteger),
             "queue": RuledText,
@@ -152,6 +153,7 @@ class JobForm(forms.ModelForm):
         except validation.JobRulesError as exc:
             for field, messages in exc.errors.items():
                 self.add_error(field, messages)
+        rights_problems(self, data, "job")
         return data
 
     def _post_clean(self) -> None:
@@ -212,7 +214,7 @@ class RecentRunInline(RunColumns, admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(AccessAdmin):
     form = JobForm
     list_display = [
         "name",
@@ -231,7 +233,8 @@ class JobAdmin(admin.ModelAdmin):
     actions = ["pause", "resume", "run_now"]
     list_select_related = ["owner"]
     fieldsets = [
-        (None, {"fields": ["owner", "name", "description", "tags", "enabled", "status"]}),
+        (None, {"fields": ["owner", "team", "name", "description", "tags", "enabled"]}),
+        ("State", {"fields": ["status", "paused_reason"]}),
         ("What", {"fields": ["kind", "payload", "env", "working_dir", "condition"]}),
         (
             "When",
@@ -309,7 +312,7 @@ class JobAdmin(admin.ModelAdmin):
         self._set_enabled(request, queryset, enabled=True)
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Job], enabled: bool) -> None:
-        jobs = list(queryset)
+        jobs = self.allowed(request, queryset, "operate")
         for job in jobs:
             services.set_enabled(job, enabled)
         done = "Resumed" if enabled else "Paused"
@@ -317,12 +320,14 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run selected jobs now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        runs = [services.create_manual_run(job) for job in queryset]
+        jobs = self.allowed(request, queryset, "operate")
+        runs = [services.create_manual_run(job) for job in jobs]
         self.message_user(request, f"Queued {len(runs)} runs.", messages.SUCCESS)
 
 
 @admin.register(Run)
-class RunAdmin(RunColumns, admin.ModelAdmin):
+class RunAdmin(RunColumns, AccessAdmin):
+    access_via = "job__"
     list_display = ["id", "job", *RUN_COLUMNS]
     list_filter = ["status", "trigger", "worker"]
     search_fields = ["job__name", "output", "error"]
@@ -336,15 +341,27 @@ class RunAdmin(RunColumns, admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        cancelled = sum(services.cancel_run(run) for run in queryset)
+        runs = self.allowed(request, queryset, "operate")
+        cancelled = sum(services.cancel_run(run) for run in runs)
         self.message_user(request, f"Cancelled {cancelled} runs.", messages.SUCCESS)
 
 
-class OwnedAdmin(admin.ModelAdmin):
+class OwnedAdmin(AccessAdmin):
     """Rows that belong to a user and are named (calendars, templates)."""
 
+    form = OwnedForm
     search_fields = ["name", "description"]
-    list_filter = ["owner"]
+    list_filter = ["owner", "team"]
+
+
+class JobTemplateForm(OwnedForm):
+    """A template that would make jobs that run code needs the code right to define."""
+
+    noun = "template"
+
+    def code_values(self) -> dict[str, Any]:
+        values = self.cleaned_data.get("defaults")
+        return values if isinstance(values, dict) else {}
 
 
 @admin.register(Calendar)
@@ -358,7 +375,8 @@ class CalendarAdmin(OwnedAdmin):
 
 @admin.register(JobTemplate)
 class JobTemplateAdmin(OwnedAdmin):
-    list_display = ["name", "owner", "description", "updated_at"]
+    form = JobTemplateForm
+    list_display = ["name", "owner", "team", "description", "updated_at"]
     actions = ["new_job"]
 
     @admin.action(description="Create a job from the selected template")
@@ -367,6 +385,9 @@ class JobTemplateAdmin(OwnedAdmin):
             self.message_user(request, "Select one template.", messages.WARNING)
             return None
         template = queryset.get()
+        if problem := access.code_refusal(request.user, template.defaults, "job"):
+            self.message_user(request, problem, messages.ERROR)
+            return None
         initial = {"owner": request.user.pk, "name": f"{template.name} job"}
         for field, value in template.defaults.items():
             initial[field] = json.dumps(value) if isinstance(value, dict | list) else value
@@ -375,9 +396,10 @@ class JobTemplateAdmin(OwnedAdmin):
 
 
 @admin.register(RunTally)
-class RunTallyAdmin(admin.ModelAdmin):
+class RunTallyAdmin(AccessAdmin):
     """What retention deleted, per job and status: read only, written by the prune."""
 
+    access_via = "job__"
     list_display = ["job", "status", "count", "duration_count", "duration_sum", "duration_max"]
     list_filter = ["status"]
     search_fields = ["job__name"]
@@ -394,9 +416,10 @@ class RunTallyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(AccessAdmin):
     """The dead-man's switch: read only, opened and resolved by the checks."""
 
+    access_via = "job__"
     list_display = ["opened_at", "kind", "job", "since", "detail", "state"]
     list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["job__name", "detail"]

@@ -25,6 +25,10 @@ class OwnedModel(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="%(class)ss"
     )
+    # Shared with a team: its members have their role's rights (scheduler_app/access.py).
+    team = models.ForeignKey(
+        "Team", on_delete=models.PROTECT, null=True, blank=True, related_name="%(class)ss"
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -73,6 +77,10 @@ class Job(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
     )
+    # Shared with a team: its members have their role's rights (scheduler_app/access.py).
+    team = models.ForeignKey(
+        "Team", on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
@@ -113,6 +121,9 @@ class Job(models.Model):
     paused_at = models.DateTimeField(null=True, blank=True)
     resumed_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Why the job was paused when the scheduler paused it (its owner was deactivated);
+    # cleared when it is resumed.
+    paused_reason = models.CharField(max_length=500, blank=True)
 
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
     max_memory_mb = models.PositiveIntegerField(null=True, blank=True)
@@ -184,6 +195,7 @@ class Job(models.Model):
             models.Index(fields=["enabled", "next_run_at"], name="job_due_idx"),
             models.Index(fields=["owner", "next_run_at"], name="job_owner_next_idx"),
         ]
+        permissions = [("run_code", "Can define jobs that run code")]
 
     def __str__(self) -> str:
         return self.name
@@ -197,9 +209,10 @@ class Job(models.Model):
     )  # fmt: skip
     # What a job reports about itself: shown by the API and the admin, never edited.
     REPORTED_FIELDS = ("next_run_at", "last_run_at", "last_status", "total_runs",
-                       "failed_runs", "created_at", "updated_at")  # fmt: skip
+                       "failed_runs", "paused_reason", "created_at", "updated_at")  # fmt: skip
     # Kept true by save() itself, so they are written with any field list.
-    DERIVED_FIELDS = ("schedule_start", "paused_at", "resumed_at", "next_run_at", "updated_at")
+    DERIVED_FIELDS = ("schedule_start", "paused_at", "resumed_at", "paused_reason", "next_run_at",
+                      "updated_at")  # fmt: skip
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         """Restart the schedule's clock when it changes; note pauses; keep next_run_at true.
@@ -216,6 +229,7 @@ class Job(models.Model):
         if loaded is not None and loaded[2] != self.enabled:
             if self.enabled:
                 self.resumed_at = now
+                self.paused_reason = ""
             else:
                 self.paused_at = now
         inserting = self._state.adding
@@ -567,3 +581,44 @@ class Notification(models.Model):
         return (
             f"{f'alert {self.alert_id}' if self.alert_id else f'run {self.run_id}'}: {self.event}"
         )
+
+
+class Team(models.Model):
+    """People who share jobs, templates and calendars, each member with a role."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in a team; each role has the rights of those before it
+    (scheduler_app/access.py holds what each allows)."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer"  # read jobs, runs, logs
+        OPERATOR = "operator"  # and run now, pause, resume, cancel
+        EDITOR = "editor"  # and create, change, delete jobs, templates, calendars
+        ADMIN = "admin"  # and manage the team's members
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="membership_once_per_team"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"

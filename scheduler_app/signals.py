@@ -1,6 +1,7 @@
 """Keep RedBeat in step with the Job table, whoever saves or deletes a job (API, admin,
 shell): see :func:`scheduler_app.redbeat.sync_after_commit`. And a user's API tokens go
-when their password changes, whoever changes it."""
+when their password changes, and their jobs pause when they are deactivated, whoever
+does it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from scheduler_app import redbeat, tokens
+from scheduler_app import redbeat, teams, tokens
 from scheduler_app.models import Job
 
 
@@ -49,3 +50,22 @@ def user_saved(sender: type[Any], instance: Any, **kwargs: Any) -> None:
     if getattr(instance, "_password_changed", False):
         instance._password_changed = False
         tokens.revoke_all(instance)
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL)
+def user_deactivating(sender: type[Any], instance: Any, raw: bool, **kwargs: Any) -> None:
+    """Note a deactivation (is_active from true to false), by any path that saves the user
+    (the admin, the API, the ORM); one query, only when the user being saved is inactive.
+    A bulk ``update(is_active=False)`` sends no signal: it pauses nothing."""
+    instance._deactivated = False
+    if raw or instance._state.adding or instance.is_active:
+        return
+    stored = sender._default_manager.filter(pk=instance.pk).values_list("is_active", flat=True)
+    instance._deactivated = bool(stored.first())
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def user_deactivated(sender: type[Any], instance: Any, **kwargs: Any) -> None:
+    if getattr(instance, "_deactivated", False):
+        instance._deactivated = False
+        teams.pause_jobs_of_deactivated(instance)

@@ -1,10 +1,13 @@
 """Fixtures: one world of users with their API clients, and the real stack.
 
-The world: ``owner`` makes the jobs; ``teammate`` works beside them (in the same
-team once teams exist; today an ordinary other user); ``outsider`` must never
-see or touch the owner's rows. The stack's processes (a Celery worker and beat
-on a private Redis) read the same test database as the tests, so tests that use
-it are transactional and the SQLite test database is a file (config/settings.py).
+The world: ``owner`` makes the jobs (with the code right, scheduler_app.run_code, so
+command jobs too); ``teammate`` works beside them (``team`` puts both in one team:
+the owner its admin, the teammate an editor; a job not in the team stays the owner's
+alone); ``outsider`` must never see or touch the owner's rows. tests/world.py holds
+the fuller world of roles (``world``) that the permission tests use. The stack's
+processes (a Celery worker and beat on a private Redis) read the same test database
+as the tests, so tests that use it are transactional and the SQLite test database is
+a file (config/settings.py).
 """
 
 from __future__ import annotations
@@ -21,15 +24,25 @@ from django.core.cache import cache
 from django.db import IntegrityError
 from rest_framework.test import APIClient
 
-from scheduler_app.models import Job
-from tests.helpers import Stack, WebhookRecorder, client_for, test_database_url
+from scheduler_app import teams
+from scheduler_app.models import Job, Team
+from tests.helpers import (
+    Stack,
+    WebhookRecorder,
+    client_for,
+    grant_run_code,
+    test_database_url,
+)
+from tests.world import world  # noqa: F401  (a fixture)
 
 LOOPBACK_ALLOWED = "127.0.0.1"  # SCHEDULER_HTTP_ALLOW in the tests, and in the stack
 
 
 @pytest.fixture
 def owner(db):
-    return get_user_model().objects.create_user("alice", password="alice-password-1")
+    return grant_run_code(
+        get_user_model().objects.create_user("alice", password="alice-password-1")
+    )
 
 
 @pytest.fixture
@@ -40,6 +53,14 @@ def teammate(db):
 @pytest.fixture
 def outsider(db):
     return get_user_model().objects.create_user("bob", password="bob-password-1")
+
+
+@pytest.fixture
+def team(owner, teammate) -> Team:
+    """The owner's team (the owner its admin), the teammate an editor in it."""
+    made = teams.create_team("ops", owner)
+    teams.add_member(made, teammate, "editor")
+    return made
 
 
 @pytest.fixture

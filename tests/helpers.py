@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -45,6 +45,13 @@ def make_job(owner: AbstractBaseUser, **fields: Any) -> Job:
         "schedule": {"type": "interval", "every": 1, "unit": "minutes"},
     }
     return Job.objects.create(owner=owner, **{**defaults, **fields})
+
+
+def grant_run_code(user: Any) -> Any:
+    """The user, given the code right (scheduler_app.run_code), fresh from the database
+    (Django caches a user's permissions on the object)."""
+    user.user_permissions.add(Permission.objects.get(codename="run_code"))
+    return type(user).objects.get(pk=user.pk)
 
 
 def client_for(user: AbstractBaseUser) -> APIClient:

@@ -12,10 +12,11 @@ from django.db import models, transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 
-from scheduler_app import validation
+from scheduler_app import access, validation
 from scheduler_app.dependencies import DependencyError, set_dependencies
-from scheduler_app.models import Alert, Calendar, Job, JobDependency, JobTemplate, Run
+from scheduler_app.models import Alert, Calendar, Job, JobDependency, JobTemplate, Run, Team
 from scheduler_app.payloads import KINDS
 
 
@@ -140,8 +141,7 @@ class DependencySerializer(serializers.Serializer):
     on = serializers.ChoiceField(JobDependency.On.choices, default=JobDependency.On.SUCCESS)
 
     def validate_job(self, value: Job) -> Job:
-        user = self.context["request"].user
-        if value.owner_id != user.id and not user.is_staff:
+        if not access.can(self.context["request"].user, "view", value):
             raise serializers.ValidationError(f'Invalid pk "{value.pk}" - object does not exist.')
         return value
 
@@ -163,6 +163,26 @@ class OwnedSerializer(serializers.ModelSerializer):
         models.PositiveSmallIntegerField: StrictIntegerField,
         models.SmallIntegerField: StrictIntegerField,
     }
+
+    team = StrictPrimaryKeyField(
+        queryset=Team.objects.all(), required=False, allow_null=True,
+        help_text="The team that shares it: its members have their role's rights.",
+    )  # fmt: skip
+
+    def validate_team(self, value: Team | None) -> Team | None:
+        """A team the caller cannot see does not exist; one they may not put rows in
+        (or take this one out of) is a 403 that says which role it needs."""
+        user = self.context["request"].user
+        if value is not None and not access.can(user, "view", value):
+            raise serializers.ValidationError(f'Invalid pk "{value.pk}" - object does not exist.')
+        if problem := access.team_refusal(user, self.instance, value):
+            raise PermissionDenied(problem)
+        return value
+
+    def refuse_code(self, values: dict[str, Any], noun: str) -> None:
+        """403 when the values run code and the caller lacks the code right."""
+        if problem := access.code_refusal(self.context["request"].user, values, noun):
+            raise PermissionDenied(problem)
 
     def validate_name(self, value: str) -> str:
         owner = self.instance.owner if self.instance else self.context["request"].user
@@ -217,6 +237,7 @@ class JobSerializer(OwnedSerializer):
         fields = [
             "id",
             *validation.JOB_FIELDS,
+            "team",
             "depends_on",
             "status",
             "owner",
@@ -250,7 +271,7 @@ class JobSerializer(OwnedSerializer):
 
     def validate_calendar(self, value: Calendar | None) -> Calendar | None:
         user = self.context["request"].user
-        if value is not None and value.owner_id != user.id and not user.is_staff:
+        if value is not None and not access.can(user, "view", value):
             raise serializers.ValidationError(f'Invalid pk "{value.pk}" - object does not exist.')
         return value
 
@@ -258,6 +279,7 @@ class JobSerializer(OwnedSerializer):
         """The job rules, on the values given over the stored ones (for an update)."""
         stored = validation.values_of(self.instance) if self.instance else None
         values = judged({**(stored or {}), **attrs}, stored)
+        self.refuse_code(values, "job")
         return {name: values[name] for name in attrs}
 
 
@@ -362,7 +384,8 @@ class CalendarSerializer(OwnedSerializer):
 
     class Meta:
         model = Calendar
-        fields = ["id", "name", "description", "dates", "owner", "created_at", "updated_at"]
+        fields = ["id", "name", "description", "dates", "team", "owner", "created_at",
+                  "updated_at"]  # fmt: skip
         read_only_fields = ["created_at", "updated_at"]
         validators: list[Any] = []
 
@@ -398,7 +421,8 @@ class JobTemplateSerializer(OwnedSerializer):
 
     class Meta:
         model = JobTemplate
-        fields = ["id", "name", "description", "defaults", "owner", "created_at", "updated_at"]
+        fields = ["id", "name", "description", "defaults", "team", "owner", "created_at",
+                  "updated_at"]  # fmt: skip
         read_only_fields = ["created_at", "updated_at"]
         validators: list[Any] = []
 
@@ -413,3 +437,9 @@ class JobTemplateSerializer(OwnedSerializer):
         if problem := validation.nul_problem(value):  # stored before the job rules judge it
             raise serializers.ValidationError(problem)
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """A template that would make jobs that run code needs the code right to define."""
+        stored = self.instance.defaults if self.instance else {}
+        self.refuse_code(attrs.get("defaults", stored), "template")
+        return attrs

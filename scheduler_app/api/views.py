@@ -36,8 +36,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.celery import app as celery_app
-from scheduler_app import retention, schedules, services, tokens
+from scheduler_app import access, retention, schedules, services, tokens
 from scheduler_app.api.auth import LoginAccountThrottle, LoginAddressThrottle
+from scheduler_app.api.permissions import HasRoleForAction
 from scheduler_app.api.serializers import (
     AlertSerializer,
     CalendarSerializer,
@@ -61,27 +62,23 @@ def iso(moment: datetime) -> str:
 logger = logging.getLogger(__name__)
 
 
-def owned_by(user: Any, rows: QuerySet[Any], owner: str = "owner") -> QuerySet[Any]:
-    """The rows a user may see and change: their own (``owner`` is the path to the
-    owner), or all of them for staff."""
-    return rows if user.is_staff else rows.filter(**{owner: user})
-
-
 def jobs_of(user: Any) -> QuerySet[Job]:
-    return owned_by(user, Job.objects.select_related("owner"))
+    return access.viewable_jobs(user).select_related("owner")
 
 
 class OwnedViewSetMixin:
-    """Requests see only the caller's rows of ``queryset`` (``owned_by``); the schema
-    generator, which has no user, sees none."""
+    """Requests see only the rows of ``queryset`` the caller may view (others are 404),
+    and act on one as their role allows (else 403); ``access_via`` is the path to the row
+    whose owner and team decide. The schema generator, which has no user, sees none."""
 
     queryset: QuerySet[Any]
-    owner_path = "owner"
+    access_via = ""
+    permission_classes = [HasRoleForAction]
 
     def get_queryset(self) -> QuerySet[Any]:
         if getattr(self, "swagger_fake_view", False):
             return self.queryset.none()
-        return owned_by(self.request.user, self.queryset.all(), self.owner_path)  # type: ignore[attr-defined]
+        return access.visible(self.request.user, self.queryset.all(), self.access_via)  # type: ignore[attr-defined]
 
 
 # The fire times GET /next-runs/ may look at over all the caller's jobs together (100
@@ -300,7 +297,7 @@ class JobTemplateViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
 
 class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Run.objects.select_related("job")
-    owner_path = "job__owner"
+    access_via = "job__"
     serializer_class = RunSerializer
     filterset_class = RunFilter
 
@@ -344,10 +341,10 @@ class AlertViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """The dead-man's switch: missed slots, late starts, long runs, a scheduler down.
 
     An alert is open while its condition holds; ``?open=true`` lists those. The
-    scheduler's own alerts (``scheduler_down``) are shown to staff only."""
+    scheduler's own alerts (``scheduler_down``) are shown to superusers only."""
 
     queryset = Alert.objects.select_related("job")
-    owner_path = "job__owner"
+    access_via = "job__"
     serializer_class = AlertSerializer
     filterset_class = AlertFilter
 
