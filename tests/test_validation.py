@@ -408,7 +408,7 @@ def test_the_admin_changes_a_job_under_the_same_rules(admin_client, admin_user):
 def test_the_serializer_writes_exactly_the_job_fields():
     fields = JobSerializer().fields
     writable = {name for name, field in fields.items() if not field.read_only}
-    assert writable == {*validation.JOB_FIELDS, "depends_on"}
+    assert writable == {*validation.JOB_FIELDS, "depends_on", "team"}
 
 
 def test_the_schema_shows_the_bounds_the_rules_check():
@@ -419,7 +419,7 @@ def test_the_schema_shows_the_bounds_the_rules_check():
 
 
 def test_the_admin_form_and_fieldsets_cover_exactly_the_job_fields():
-    assert JobForm.Meta.fields == ["owner", *validation.JOB_FIELDS]
+    assert JobForm.Meta.fields == ["owner", "team", *validation.JOB_FIELDS]
     shown = flatten_fieldsets(JobAdmin.fieldsets)
     assert sorted(shown) == sorted({*JobForm.Meta.fields, *JobAdmin.readonly_fields})
     assert len(shown) == len(set(shown))

@@ -128,6 +128,7 @@ LINKS = {
     ("post", "/api/v1/templates/", "201"): "/api/v1/templates/{id}/",
     ("post", "/api/v1/templates/{id}/instantiate/", "201"): "/api/v1/jobs/{id}/",
     ("post", "/api/v1/jobs/{id}/run/", "202"): "/api/v1/runs/{id}/",
+    ("post", "/api/v1/teams/", "201"): "/api/v1/teams/{id}/",
 }
 
 
