@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from scheduler_app import access, services, validation
-from scheduler_app.admin_access import AccessAdmin, OwnedForm, rights_problems
+from scheduler_app.admin_access import AccessAdmin, OwnedForm, choices, rights_problems
 from scheduler_app.models import (
     Alert,
     Calendar,
@@ -179,6 +179,11 @@ class DependencyInline(admin.TabularInline):
     extra = 0
     verbose_name_plural = "runs after (depends on)"
     autocomplete_fields = ["upstream"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any):  # type: ignore[no-untyped-def]
+        if (rows := choices(db_field, request)) is not None:
+            kwargs["queryset"] = rows
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class RecentRunInline(RunColumns, admin.TabularInline):

@@ -19,6 +19,16 @@ from scheduler_app import access
 from scheduler_app.models import Membership, Team
 
 
+def choices(db_field: ForeignKey, request: HttpRequest) -> QuerySet[Any] | None:
+    """What a form may point at: a team the user may put rows in; a calendar or an
+    upstream job they may view (None: Django's own choice)."""
+    if db_field.name == "team":
+        return access.teams_with_right(request.user, "edit")
+    if db_field.name in ("calendar", "upstream"):
+        return access.visible(request.user, db_field.related_model._default_manager.all())
+    return None
+
+
 class AccessAdmin(admin.ModelAdmin):
     """Rows listed as the user may view them; changed and deleted as they may edit them.
     ``access_via`` is the path to the row whose owner and team decide."""
@@ -55,8 +65,8 @@ class AccessAdmin(admin.ModelAdmin):
         return form
 
     def formfield_for_foreignkey(self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any):  # type: ignore[no-untyped-def]
-        if db_field.name == "team":
-            kwargs["queryset"] = access.teams_with_right(request.user, "edit")
+        if (rows := choices(db_field, request)) is not None:
+            kwargs["queryset"] = rows
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:

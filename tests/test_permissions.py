@@ -377,3 +377,22 @@ def test_a_team_admin_manages_members_in_the_admin(world):
     assert world.browser("admin").post(page, data).status_code == 302
     assert Membership.objects.filter(role="viewer").count() == 4
     assert world.browser("editor").post(page, data).status_code == 403
+
+
+@pytest.mark.parametrize("user", ["viewer", "operator", "editor"])
+def test_admin_bulk_delete_needs_the_editor_role(world, user):
+    world.browser(user).post(
+        "/admin/scheduler_app/job/",
+        {"action": "delete_selected", "_selected_action": [world.http_job.id], "post": "yes"},
+    )
+    assert Job.objects.filter(pk=world.http_job.pk).exists() == ("edit" not in RIGHTS[user])
+
+
+def test_admin_choices_hold_only_what_the_user_may_use(world):
+    form = world.browser("editor").get("/admin/scheduler_app/job/add/").context["adminform"].form
+    assert list(form.fields["team"].queryset) == [world.team]
+    assert list(form.fields["calendar"].queryset) == [world.calendar]
+    theirs = world.browser("outsider").get("/admin/scheduler_app/job/add/")
+    form = theirs.context["adminform"].form
+    assert not form.fields["team"].queryset.exists()
+    assert not form.fields["calendar"].queryset.exists()
