@@ -45,7 +45,7 @@ WHAT = {
     "view": "viewing it",
     "operate": "running, pausing, resuming or cancelling",
     "edit": "changing or deleting it",
-    "manage": "managing the team's members",
+    "manage": "managing the team and its members",
 }
 
 RUN_CODE = "scheduler_app.run_code"
