@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group, Permission
 
 from scheduler_app import access
 from scheduler_app.models import Job, Membership
@@ -163,8 +164,6 @@ def test_an_http_job_needs_no_code_right_until_it_gets_a_condition(world):
 
 
 def test_the_code_right_may_come_from_a_group(world):
-    from django.contrib.auth.models import Group, Permission
-
     coders = Group.objects.create(name="coders")
     coders.permissions.add(Permission.objects.get(codename="run_code"))
     world.users["editor"].groups.add(coders)
