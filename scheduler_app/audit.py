@@ -266,7 +266,10 @@ def visible_to(user: Any) -> QuerySet[AuditEvent]:
         return events
     if not user.is_authenticated:
         return events.none()
-    return events.filter(Q(owner_id=user.pk) | Q(job__owner_id=user.pk))
+    # A subquery, not a join: a deleted job's events keep its id, and a join on it would
+    # be taken for one that always matches (Django trusts a foreign key).
+    viewable_jobs = Job.objects.filter(owner_id=user.pk).values("id")
+    return events.filter(Q(owner_id=user.pk) | Q(job_id__in=viewable_jobs))
 
 
 # --- what is tracked ------------------------------------------------------------
