@@ -11,6 +11,7 @@ import json
 import pytest
 from cryptography.fernet import Fernet
 from django.apps import apps
+from django.core.checks import run_checks
 from django.core.management import call_command
 from django.db import connection
 
@@ -197,3 +198,12 @@ def test_the_child_gets_the_clear_value_and_its_output_is_masked(live, api):
     [run] = wait_runs(job["id"], 1, status="succeeded")
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
     assert run.output.split() == [digest, "token:", "***"]
+
+
+def test_a_malformed_or_missing_key_is_found_at_start(settings, tmp_path):
+    settings.SECRET_ENCRYPTION_KEY = ["not-a-fernet-key"]
+    assert "scheduler_app.E010" in [e.id for e in run_checks()]
+    settings.SECRET_ENCRYPTION_KEY = []
+    settings.DEBUG = False
+    settings.VAR_DIR = tmp_path
+    assert "scheduler_app.E010" in [e.id for e in run_checks()]
