@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 from rest_framework import mixins, serializers, viewsets
 
 from scheduler_app import audit
-from scheduler_app.api.views import IdFilter
+from scheduler_app.api.views import IdFilter, StrictFilterSet
 from scheduler_app.models import AuditEvent
 
 
@@ -35,11 +37,25 @@ class AuditEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AuditFilter(django_filters.FilterSet):
+class MomentField(IsoDateTimeField):
+    """An ISO 8601 date and time; present but empty is a 400, as the schema's format says
+    (absent is no filter)."""
+
+    def to_python(self, value: Any) -> Any:
+        if value == "":
+            raise forms.ValidationError("must be a date and time (ISO 8601).", code="invalid")
+        return super().to_python(value)
+
+
+class MomentFilter(django_filters.IsoDateTimeFilter):
+    field_class = MomentField
+
+
+class AuditFilter(StrictFilterSet):
     job = IdFilter(field_name="job_id", min_value=1, max_value=2**63 - 1)
     actor = django_filters.CharFilter(field_name="actor_name", help_text="A user name.")
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    since = MomentFilter(field_name="at", lookup_expr="gte", help_text="At or after.")
+    until = MomentFilter(field_name="at", lookup_expr="lt", help_text="Before.")
 
     class Meta:
         model = AuditEvent
