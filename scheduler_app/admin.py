@@ -332,9 +332,9 @@ class JobAdmin(admin.ModelAdmin):
         """A new job from ``?template=<id>``: the template's defaults, read here (a URL
         carries only the id, never a value: secrets would land in the server's log)."""
         initial = super().get_changeform_initial_data(request)
-        template_id = str(initial.pop("template", ""))
-        found = JobTemplate.objects.filter(pk=template_id) if template_id.isdigit() else None
-        template = found.first() if found is not None else None
+        template_id, template = str(initial.pop("template", "")), None
+        if template_id.isdigit():
+            template = JobTemplate.objects.filter(pk=template_id).first()
         if template is None:
             return initial
         return {"owner": request.user.pk, "name": f"{template.name} job",
