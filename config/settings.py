@@ -51,6 +51,11 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-development-key-do-not-use-in-production"
 
+# Secret env values are encrypted in the database with these Fernet keys, comma-separated:
+# the first encrypts, all decrypt (rotation: README, Secrets). Unset: var/secret-encryption-key,
+# made on first need when DEBUG is on (make run); with DEBUG off, required.
+SECRET_ENCRYPTION_KEY = envlist("SECRET_ENCRYPTION_KEY", "")
+
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
@@ -106,6 +111,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who acts and from where, for the audit log (scheduler_app/audit.py).
+    "scheduler_app.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "scheduler_app.middleware.DatabaseAwayMiddleware",

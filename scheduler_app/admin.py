@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from scheduler_app import access, services, validation
+from scheduler_app import access, audit, services, validation
 from scheduler_app.admin_access import AccessAdmin, OwnedForm, choices, rights_problems
 from scheduler_app.models import (
     Alert,
+    AuditEvent,
     Calendar,
     Job,
     JobDependency,
@@ -39,6 +39,8 @@ STATUS_COLOURS = {
     Run.Status.LOST: "#6a1b9a",
 }
 
+
+AUDIT_SHOWN = 10  # events on a job's page; the rest are a link away
 
 RUN_COLUMNS = [
     "trigger",
@@ -123,6 +125,25 @@ class SecondsOrAuto(forms.CharField):
         return int(value) if value.isdigit() else value  # the rule judges the rest
 
 
+class SecretEnvInput(forms.JSONField):
+    """Env variables whose secret values are write-only: shown as ***, and *** sent back
+    keeps the stored value (JobForm.clean). A form shown again after an error masks
+    them too: a secret is never written into the page."""
+
+    masked = staticmethod(validation.mask_env)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return super().prepare_value(self.masked(value))
+
+
+class SecretDefaultsInput(SecretEnvInput):
+    """A template's defaults, the secrets of its env write-only."""
+
+    masked = staticmethod(validation.mask_defaults)
+
+
 class JobForm(forms.ModelForm):
     """The job's fields as typed; the rules are validation.clean_job's, the same as the API's."""
 
@@ -134,6 +155,11 @@ class JobForm(forms.ModelForm):
         help_text='e.g. "*/5 * * * *", "every 30 seconds", "daily at 10:30", or a JSON object '
         'such as {"type": "interval", "every": 5, "unit": "minutes"}.',
     )
+    # A job made from a template (its "Create a job" action): where its secrets, shown
+    # as ***, are kept until the job is saved. Only its id is ever in the page or a URL.
+    from_template = forms.ModelChoiceField(
+        JobTemplate.objects.all(), required=False, widget=forms.HiddenInput
+    )
 
     class Meta:
         model = Job
@@ -143,11 +169,18 @@ class JobForm(forms.ModelForm):
             "queue": RuledText,
             "window": OptionalJSON,
             "alert_if_longer": SecondsOrAuto,
+            "env": SecretEnvInput,
         }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         stored = validation.values_of(self.instance) if self.instance.pk else None
+        template = data.get("from_template")
+        if template is not None and not access.can(self.user, "view", template):  # type: ignore[attr-defined]
+            self.add_error("from_template", "not a template you may use.")
+            template = None
+        if stored is None and template is not None and "env" in data:
+            data["env"] = validation.keep_secrets(data["env"], template.defaults.get("env"))
         try:
             data.update(validation.clean_job(data, stored))
         except validation.JobRulesError as exc:
@@ -233,12 +266,15 @@ class JobAdmin(AccessAdmin):
     ]
     list_filter = ["enabled", "kind", "last_status", "queue", "owner"]
     search_fields = ["name", "description", "payload"]
-    readonly_fields = ["schedule_description", "status", *Job.REPORTED_FIELDS]
+    readonly_fields = ["schedule_description", "status", *Job.REPORTED_FIELDS, "audit_log"]
     inlines = [DependencyInline, RecentRunInline]
     actions = ["pause", "resume", "run_now"]
     list_select_related = ["owner"]
     fieldsets = [
-        (None, {"fields": ["owner", "team", "name", "description", "tags", "enabled"]}),
+        (
+            None,
+            {"fields": ["owner", "team", "name", "description", "tags", "enabled", "from_template"]},
+        ),
         ("State", {"fields": ["status", "paused_reason"]}),
         ("What", {"fields": ["kind", "payload", "env", "working_dir", "condition"]}),
         (
@@ -284,6 +320,7 @@ class JobAdmin(AccessAdmin):
                     "failed_runs",
                     "created_at",
                     "updated_at",
+                    "audit_log",
                 ]
             },
         ),
@@ -291,6 +328,36 @@ class JobAdmin(AccessAdmin):
 
     class Media:
         css = {"all": ["scheduler_app/admin.css"]}
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new job from ``?template=<id>``: the template's defaults, read here (a URL
+        carries only the id, never a value: secrets would land in the server's log)."""
+        initial = super().get_changeform_initial_data(request)
+        template_id, template = str(initial.pop("template", "")), None
+        if template_id.isdigit():
+            templates = access.visible(request.user, JobTemplate.objects.all())
+            template = templates.filter(pk=template_id).first()
+        if template is None:
+            return initial
+        return {"owner": request.user.pk, "name": f"{template.name} job",
+                **template.defaults, "from_template": template.pk, **initial}  # fmt: skip
+
+    @admin.display(description="audit log")
+    def audit_log(self, job: Job) -> str:
+        """The job's latest events (who, when, from where, what), and a link to them all."""
+        if job.pk is None:
+            return "-"
+        url = reverse("admin:scheduler_app_auditevent_changelist") + f"?job__id__exact={job.pk}"
+        events = audit.visible_to(audit.requesting_user()).filter(job_id=job.pk)[:AUDIT_SHOWN]
+        rows = format_html_join(
+            "", "<li>{} {} ({}, {}): {} {}</li>", (
+                (f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor_name or "system", e.address or "-",
+                 e.via or "code", e.action, json.dumps(e.changes)[:300])
+                for e in events
+            ),
+        )  # fmt: skip
+        link = format_html('<a href="{}">Every change and action on this job</a>', url)
+        return format_html("<ul>{}</ul>{}", rows, link)
 
     @admin.display(description="runs (failed)")
     def run_counts(self, job: Job) -> str:
@@ -360,9 +427,25 @@ class OwnedAdmin(AccessAdmin):
 
 
 class JobTemplateForm(OwnedForm):
-    """A template that would make jobs that run code needs the code right to define."""
+    """A template: its secrets write-only; one that would make jobs that run code needs
+    the code right to define."""
 
     noun = "template"
+
+    class Meta:
+        model = JobTemplate
+        fields = ["owner", "team", "name", "description", "defaults"]
+        field_classes = {"defaults": SecretDefaultsInput}
+
+    def clean_defaults(self) -> Any:
+        defaults = self.cleaned_data["defaults"]
+        if not isinstance(defaults, dict):
+            raise forms.ValidationError("must be an object of job fields.")
+        stored = self.instance.defaults if self.instance.pk else None
+        try:
+            return validation.clean_defaults_env(defaults, stored)
+        except validation.JobRulesError as exc:
+            raise forms.ValidationError(exc.errors["env"]) from exc
 
     def code_values(self) -> dict[str, Any]:
         values = self.cleaned_data.get("defaults")
@@ -393,10 +476,8 @@ class JobTemplateAdmin(OwnedAdmin):
         if problem := access.code_refusal(request.user, template.defaults, "job"):
             self.message_user(request, problem, messages.ERROR)
             return None
-        initial = {"owner": request.user.pk, "name": f"{template.name} job"}
-        for field, value in template.defaults.items():
-            initial[field] = json.dumps(value) if isinstance(value, dict | list) else value
-        url = reverse("admin:scheduler_app_job_add") + "?" + urlencode(initial)
+        # Only the id: the form reads the defaults (JobAdmin.get_changeform_initial_data).
+        url = reverse("admin:scheduler_app_job_add") + f"?template={template.pk}"
         return HttpResponseRedirect(url)
 
 
@@ -442,4 +523,28 @@ class AlertAdmin(AccessAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit log: read only, written by scheduler_app/audit.py."""
+
+    list_display = ["at", "actor_name", "address", "via", "action", "object_type",
+                    "object_label", "job_id"]  # fmt: skip
+    list_filter = ["action", "object_type", "via"]
+    search_fields = ["actor_name", "object_label"]
+    date_hierarchy = "at"
+    readonly_fields = [field.name for field in AuditEvent._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
+        return audit.visible_to(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

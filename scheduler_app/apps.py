@@ -7,4 +7,4 @@ class SchedulerAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from scheduler_app import checks, signals  # noqa: F401  (registers them)
+        from scheduler_app import audit, checks, signals  # noqa: F401  (registers them)

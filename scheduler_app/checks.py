@@ -7,8 +7,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
-from scheduler_app import egress
+from scheduler_app import egress, encryption
 from scheduler_app.payloads import MAX_ARG_STRLEN
 
 
@@ -129,3 +130,14 @@ def _arg_max() -> int:
         return os.sysconf("SC_ARG_MAX")
     except (ValueError, OSError, AttributeError):
         return 0
+
+
+@register()
+def secret_encryption_keys_usable(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """Secret env values are encrypted with these keys: a missing or malformed key is
+    found at start, not at the first job saved or read."""
+    try:
+        encryption.box()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="scheduler_app.E010")]
+    return []

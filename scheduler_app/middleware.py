@@ -13,6 +13,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.response import Response
 
+from scheduler_app import audit
+
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER = 10  # seconds
@@ -96,3 +98,15 @@ class ApiJsonErrorsMiddleware:
                     replaced[header] = response[header]
             return replaced
         return response
+
+
+class AuditContextMiddleware:
+    """The audit log's who and from where: the request being served, read when an event
+    is recorded (scheduler_app/audit.py), so views and services need not pass it on."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with audit.serving(request):
+            return self.get_response(request)

@@ -13,6 +13,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from scheduler_app import graph, payloads, schedules, validation
+from scheduler_app.encryption import SecretEnvField
 
 
 def notify_on_failure() -> list[str]:
@@ -152,7 +153,7 @@ class Job(models.Model):
     )
     priority = models.PositiveSmallIntegerField(default=5)
     queue = models.CharField(max_length=64, default="default")
-    env = models.JSONField(default=dict, blank=True)
+    env = SecretEnvField(default=dict, blank=True, help_text="Secret values are stored encrypted.")
     notify_emails = models.JSONField(default=list, blank=True)
     notify_webhooks = models.JSONField(default=list, blank=True)
     notify_on = models.JSONField(
@@ -337,7 +338,9 @@ class Job(models.Model):
 class JobTemplate(OwnedModel):
     """Defaults for any job field; a job is made from it with overrides."""
 
-    defaults = models.JSONField(default=dict, help_text="Job fields, as the API takes them.")
+    defaults = SecretEnvField(
+        default=dict, env_key="env", help_text="Job fields, as the API takes them."
+    )
 
 
 class JobDependency(models.Model):
@@ -622,3 +625,63 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when and from where (Zulip's RealmAuditLog).
+
+    Written by scheduler_app/audit.py in the transaction of the change it records. Its
+    references (actor, owner, job) are ids without a database constraint, and the
+    actor's name and the object's label are copied: the history outlives the user, the
+    job and the row it tells of.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        CHANGE = "change"
+        DELETE = "delete"
+        RUN = "run"
+        PAUSE = "pause"
+        RESUME = "resume"
+        CANCEL = "cancel"
+
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False,
+        null=True, blank=True, related_name="+", help_text="None: the system (a command, a task).",
+    )  # fmt: skip
+    actor_name = models.CharField(max_length=150, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True, help_text="The client's.")
+    via = models.CharField(max_length=8, blank=True, help_text="api, admin, or '' (code).")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    object_type = models.CharField(max_length=32)
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    object_label = models.CharField(max_length=200, blank=True)
+    job = models.ForeignKey(
+        Job, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False,
+        null=True, blank=True, related_name="+", help_text="The object's owner.",
+    )  # fmt: skip
+    team = models.ForeignKey(
+        Team, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True,
+        related_name="+", help_text="The object's team.",
+    )  # fmt: skip
+    changes = models.JSONField(
+        default=list, blank=True, help_text='[{"field", "before", "after"}], secrets masked.'
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["-at"], name="audit_recent_idx"),
+            models.Index(fields=["job", "-at"], name="audit_job_recent_idx"),
+            models.Index(fields=["owner", "-at"], name="audit_owner_recent_idx"),
+            models.Index(fields=["team", "-at"], name="audit_team_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        what = f"{self.action} {self.object_type} {self.object_label}"
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {what}"

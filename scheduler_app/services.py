@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from scheduler_app import (
     alerts,
+    audit,
     concurrency,
     dependencies,
     dispatch,
@@ -43,6 +44,7 @@ def create_manual_run(job: Job) -> Run:
         for _ in range(MANUAL_RUN_TRIES):  # two clicks in one microsecond: one a moment later
             run = runs.create(job=job, trigger=Run.Trigger.MANUAL, scheduled_for=timezone.now())
             if run is not None:
+                audit.record(audit.Action.RUN, run)
                 dispatch.enqueue(run)
                 return run
     raise RuntimeError(f"could not make a manual run of job {job.id}")
@@ -92,7 +94,7 @@ def _admitted(run: Run) -> bool:
         job.concurrency_policy, job.max_concurrent, running, another_waits
     )
     for other in admission.replace:
-        cancel_run(other, reason=f"replaced by run {run.id}")
+        _stop(other, reason=f"replaced by run {run.id}")
     if admission.skip:
         runs.skip(run.id, admission.skip)
     elif admission.wait:
@@ -242,8 +244,17 @@ def complete_if_done(job_id: int) -> None:
 def cancel_run(run: Run | int, reason: str = "cancelled by user") -> bool:
     """Stop a queued, waiting or running run, and its fan-out children; False when it
     had already ended. A running one is stopped by the node that runs it, which sees
-    the change at its next output flush (about a second)."""
-    run_id = run if isinstance(run, int) else run.id
+    the change at its next output flush (about a second). Recorded in the audit log."""
+    run = run if isinstance(run, Run) else Run.objects.select_related("job").get(id=run)
+    with transaction.atomic():
+        cancelled = _stop(run.id, reason)
+        if cancelled:
+            change = {"field": "status", "before": run.status, "after": Run.Status.CANCELLED}
+            audit.record(audit.Action.CANCEL, run, [change])
+    return cancelled
+
+
+def _stop(run_id: int, reason: str) -> bool:
     cancelled = runs.cancel(run_id, reason)
     for child in Run.objects.filter(parent_id=run_id).values_list("id", flat=True):
         runs.cancel(child, reason)
@@ -334,6 +345,7 @@ def _lose_one(run: Run, reason: str) -> bool:
 def set_enabled(job: Job, enabled: bool) -> Job:
     """Pause or resume: only ``enabled`` and what follows from it are written, so a
     row read a moment ago cannot undo a run's figures saved meanwhile."""
-    job.enabled = enabled
-    job.save(update_fields=["enabled"])
+    with audit.acting(audit.Action.RESUME if enabled else audit.Action.PAUSE, job):
+        job.enabled = enabled
+        job.save(update_fields=["enabled"])
     return job

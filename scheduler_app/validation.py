@@ -72,6 +72,8 @@ JOB_FIELDS = (
 )
 
 MASK = "***"  # how a secret env value is shown, in the API and in a run's output
+# A shorter secret would mask its characters wherever they appear in the output.
+MIN_SECRET_LENGTH = 4
 DEFAULT_KIND = "command"
 DEFAULT_TIMEZONE = "UTC"
 NOTIFY_EVENTS = ("failure", "success", "recovery")
@@ -231,6 +233,11 @@ def _check_variable(name: Any, item: Any) -> int:
         if not isinstance(item.get("value"), str) or set(item) - {"value", "secret"}:
             raise RuleError(f'{name}: use a string, or {{"value": "...", "secret": true}}.')
         value = item["value"]
+        if item.get("secret") and len(value) < MIN_SECRET_LENGTH:
+            raise RuleError(
+                f"{name}: a secret must be at least {MIN_SECRET_LENGTH} characters; a "
+                "shorter one would be masked wherever its characters appear in the output."
+            )
     elif isinstance(item, str):
         value = item
     else:
@@ -240,6 +247,35 @@ def _check_variable(name: Any, item: Any) -> int:
     if size > MAX_ARG_STRLEN:
         raise RuleError(f"{name}: longer than {MAX_ARG_STRLEN - 2} bytes, more than Linux passes.")
     return size
+
+
+def mask_env(env: Any) -> Any:
+    """``env`` as it is shown (the API, the admin, the audit log): each secret as ***."""
+    if not isinstance(env, dict):
+        return env
+    return {
+        name: {"value": MASK, "secret": True}
+        if isinstance(item, dict) and item.get("secret")
+        else item
+        for name, item in env.items()
+    }
+
+
+def mask_defaults(defaults: Any) -> Any:
+    """A template's defaults as shown: the secrets of its env as ***."""
+    if not isinstance(defaults, dict) or "env" not in defaults:
+        return defaults
+    return {**defaults, "env": mask_env(defaults["env"])}
+
+
+def clean_defaults_env(defaults: dict[str, Any], stored: Any) -> dict[str, Any]:
+    """A template's defaults, its env judged as a job's (it is stored encrypted: its form
+    must be right before) and each secret sent back as *** given its stored value."""
+    if "env" not in defaults:
+        return defaults
+    stored_env = stored.get("env") if isinstance(stored, dict) else None
+    env = clean_job({"env": keep_secrets(defaults["env"], stored_env)})["env"]
+    return {**defaults, "env": env}
 
 
 def keep_secrets(env: Any, stored: Any) -> Any:

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 from scheduler_app.embedded_redis import EmbeddedRedis, free_port
@@ -30,6 +31,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser, args):  #
         early_config.stash[_SERVER] = server
         os.environ["REDIS_URL"] = server.url
     os.environ.setdefault("DEBUG", "1")
+    # The test run's own key for secret env values; the stack's processes inherit it.
+    os.environ.setdefault("SECRET_ENCRYPTION_KEY", Fernet.generate_key().decode())
     result = yield
     # The SQLite test database is a file under VAR_DIR, which settings never create.
     Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)

@@ -195,6 +195,10 @@ def test_linked_operations_conform_to_the_schema(credentials):
         "/api/v1/alerts/?open=maybe",
         "/api/v1/runs/?job=0",
         "/api/v1/next-runs/?count=101",
+        "/api/v1/runs/?status=",
+        "/api/v1/audit/?until=",
+        "/api/v1/audit/?since=yesterday",
+        "/api/v1/audit/?action=explode",
     ],
 )
 def test_a_query_parameter_the_schema_refuses_is_a_400(api, url):

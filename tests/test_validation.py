@@ -346,7 +346,8 @@ def test_a_secret_sent_back_masked_keeps_its_stored_value():
     masked = {"TOKEN": {"value": validation.MASK, "secret": True}, "A": "2"}
     cleaned = clean_job({"env": masked}, stored)
     assert cleaned["env"] == {"TOKEN": {"value": "s3cret", "secret": True}, "A": "2"}
-    assert clean_job({"env": masked})["env"] == masked  # a new job has nothing to keep
+    with pytest.raises(JobRulesError, match="at least 4 characters"):
+        clean_job({"env": masked})  # a new job has nothing to keep: *** is its secret, too short
 
 
 # --- Job.clean, and the API's updates ---------------------------------------------------
@@ -421,7 +422,8 @@ def test_the_schema_shows_the_bounds_the_rules_check():
 def test_the_admin_form_and_fieldsets_cover_exactly_the_job_fields():
     assert JobForm.Meta.fields == ["owner", "team", *validation.JOB_FIELDS]
     shown = flatten_fieldsets(JobAdmin.fieldsets)
-    assert sorted(shown) == sorted({*JobForm.Meta.fields, *JobAdmin.readonly_fields})
+    extra = ["from_template"]  # hidden: the template a new job is made from
+    assert sorted(shown) == sorted({*JobForm.Meta.fields, *JobAdmin.readonly_fields, *extra})
     assert len(shown) == len(set(shown))
 
 

@@ -24,17 +24,12 @@ from scheduler_app.payloads import KINDS
 class EnvField(serializers.JSONField):
     """Environment variables: {"NAME": "value"} or {"NAME": {"value": "...", "secret": true}}.
 
-    Secret values are stored, passed to the job and masked as *** in its output;
-    the API never shows them again.
+    Secret values are stored encrypted, passed to the job and masked as *** in its
+    output; the API never shows them again (write-only: *** sent back keeps the value).
     """
 
     def to_representation(self, value: Any) -> Any:
-        return {
-            name: {"value": validation.MASK, "secret": True}
-            if isinstance(item, dict) and item.get("secret")
-            else item
-            for name, item in (value or {}).items()
-        }
+        return validation.mask_env(value or {})
 
 
 @extend_schema_field(OpenApiTypes.ANY)
@@ -408,6 +403,13 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
 
 
+class DefaultsField(serializers.JSONField):
+    """A template's job fields; the secrets of its env are write-only, as a job's."""
+
+    def to_representation(self, value: Any) -> Any:
+        return super().to_representation(validation.mask_defaults(value))
+
+
 # A template sets any of a job's fields but its name.
 TEMPLATE_FIELDS = frozenset(validation.JOB_FIELDS) - {"name"} | {"depends_on"}
 
@@ -417,7 +419,7 @@ class JobTemplateSerializer(OwnedSerializer):
 
     noun = "template"
     owner = serializers.CharField(source="owner.username", read_only=True)
-    defaults = serializers.JSONField()
+    defaults = DefaultsField()
 
     class Meta:
         model = JobTemplate
@@ -436,7 +438,11 @@ class JobTemplateSerializer(OwnedSerializer):
             )
         if problem := validation.nul_problem(value):  # stored before the job rules judge it
             raise serializers.ValidationError(problem)
-        return value
+        stored = self.instance.defaults if self.instance else None
+        try:
+            return validation.clean_defaults_env(value, stored)
+        except validation.JobRulesError as exc:
+            raise serializers.ValidationError(exc.errors) from exc
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """A template that would make jobs that run code needs the code right to define."""

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from scheduler_app.api import teams, views
+from scheduler_app.api import audit, teams, views
 
 router = DefaultRouter()
 router.register("jobs", views.JobViewSet, basename="job")
@@ -10,6 +10,7 @@ router.register("calendars", views.CalendarViewSet, basename="calendar")
 router.register("templates", views.JobTemplateViewSet, basename="template")
 router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("teams", teams.TeamViewSet, basename="team")
+router.register("audit", audit.AuditEventViewSet, basename="audit")
 
 urlpatterns = [
     path("health/", views.health, name="health"),

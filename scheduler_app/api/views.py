@@ -149,8 +149,34 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
     field_class = StrictBooleanField
 
 
-class JobFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=Job.Status.choices, method="filter_status")
+class StrictChoiceField(django_filters.fields.ChoiceField):
+    """One of the choices; present but empty is a 400 (the schema's enum has no ""),
+    absent is no filter."""
+
+    def clean(self, value: Any) -> Any:
+        if value == "":
+            choices = ", ".join(str(key) for key, _ in self.choices if key != "")
+            raise forms.ValidationError(f"must be one of: {choices}.", code="invalid_choice")
+        return super().clean(value)
+
+
+class StrictChoiceFilter(django_filters.ChoiceFilter):
+    field_class = StrictChoiceField
+
+
+class StrictFilterSet(django_filters.FilterSet):
+    """Filters on a field with choices (a status, a kind) refuse an empty value."""
+
+    @classmethod
+    def filter_for_lookup(cls, field: Any, lookup_type: str) -> tuple[Any, dict[str, Any]]:
+        filter_class, params = super().filter_for_lookup(field, lookup_type)
+        if filter_class is django_filters.ChoiceFilter:
+            filter_class = StrictChoiceFilter
+        return filter_class, params
+
+
+class JobFilter(StrictFilterSet):
+    status = StrictChoiceFilter(choices=Job.Status.choices, method="filter_status")
     enabled = StrictBooleanFilter()
     search = django_filters.CharFilter(method="filter_search")
 
@@ -176,7 +202,7 @@ class IdFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
-class AlertFilter(django_filters.FilterSet):
+class AlertFilter(StrictFilterSet):
     job = IdFilter(field_name="job_id", min_value=1, max_value=2**63 - 1)
     open = StrictBooleanFilter(field_name="resolved_at", lookup_expr="isnull")
 
@@ -185,7 +211,7 @@ class AlertFilter(django_filters.FilterSet):
         fields = ["job", "kind", "open"]
 
 
-class RunFilter(django_filters.FilterSet):
+class RunFilter(StrictFilterSet):
     job = IdFilter(field_name="job_id", min_value=1, max_value=2**63 - 1)
 
     class Meta:

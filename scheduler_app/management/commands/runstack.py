@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
 
+from scheduler_app import encryption
 from scheduler_app.embedded_redis import EmbeddedRedis, RedisNotFound
 
 
@@ -47,6 +48,7 @@ class Command(BaseCommand):
             redis = self.start_redis(options["redis_port"])
             env["REDIS_URL"] = redis.url
         self.ensure_admin()
+        self.encryption_key_note()
         env["FLOWER_BASIC_AUTH"] = self.flower_login()
         try:
             self.run_all(env, options)
@@ -78,6 +80,15 @@ class Command(BaseCommand):
                 f"Created the user 'admin' with password {password} (saved in {path})."
             )
         )
+
+    def encryption_key_note(self) -> None:
+        """Secret env values are encrypted with SECRET_ENCRYPTION_KEY, or else with a key
+        made here once and kept in var/ (mode 0600): say which, since losing it loses them."""
+        if settings.SECRET_ENCRYPTION_KEY:
+            self.stdout.write("Secret env values are encrypted with SECRET_ENCRYPTION_KEY.")
+            return
+        path = encryption.ensure_key_file()
+        self.stdout.write(f"Secret env values are encrypted with the key in {path} (keep it).")
 
     def flower_login(self) -> str:
         """Flower's user:password: FLOWER_BASIC_AUTH, or the user `admin` with a password

@@ -1,0 +1,78 @@
+"""GET /api/v1/audit/: who changed what, when and from where, newest first.
+
+A user sees the events of what they may see (scheduler_app.audit.visible_to).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
+from rest_framework import mixins, serializers, viewsets
+
+from scheduler_app import audit
+from scheduler_app.api.views import IdFilter, StrictFilterSet
+from scheduler_app.models import AuditEvent
+
+
+class ChangeSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    before = serializers.JSONField(allow_null=True, help_text="Secrets shown as ***.")
+    after = serializers.JSONField(allow_null=True, help_text="Secrets shown as ***.")
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(
+        source="actor_name", read_only=True, help_text="The user's name; empty: the system."
+    )
+    changes = ChangeSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor", "address", "via", "action", "object_type", "object_id",
+                  "object_label", "job", "changes"]  # fmt: skip
+        read_only_fields = fields
+
+
+class MomentField(IsoDateTimeField):
+    """An ISO 8601 date and time; present but empty is a 400, as the schema's format says
+    (absent is no filter)."""
+
+    def to_python(self, value: Any) -> Any:
+        if value == "":
+            raise forms.ValidationError("must be a date and time (ISO 8601).", code="invalid")
+        return super().to_python(value)
+
+
+class MomentFilter(django_filters.IsoDateTimeFilter):
+    field_class = MomentField
+
+
+class AuditFilter(StrictFilterSet):
+    job = IdFilter(field_name="job_id", min_value=1, max_value=2**63 - 1)
+    actor = django_filters.CharFilter(field_name="actor_name", help_text="A user name.")
+    since = MomentFilter(field_name="at", lookup_expr="gte", help_text="At or after.")
+    until = MomentFilter(field_name="at", lookup_expr="lt", help_text="Before.")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["job", "actor", "action", "object_type", "since", "until"]
+
+
+class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Every change to a job, template or calendar, and every run now, pause, resume
+    and cancel: who (``actor``), when, from where (``address``, ``via``), what changed
+    (``changes``: field, before, after; secret values as ***). ``?since=`` and
+    ``?until=`` bound ``at`` (ISO 8601)."""
+
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditFilter
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset.none()
+        return audit.visible_to(self.request.user)
