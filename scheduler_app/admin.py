@@ -271,11 +271,8 @@ class JobAdmin(AccessAdmin):
     actions = ["pause", "resume", "run_now"]
     list_select_related = ["owner"]
     fieldsets = [
-        (
-            None,
-            {"fields": ["owner", "team", "name", "description", "tags", "enabled", "from_template"]},
-        ),
-        ("State", {"fields": ["status", "paused_reason"]}),
+        (None, {"fields": ["owner", "team", "name", "description", "tags", "enabled"]}),
+        ("State", {"fields": ["status", "paused_reason", "from_template"]}),
         ("What", {"fields": ["kind", "payload", "env", "working_dir", "condition"]}),
         (
             "When",

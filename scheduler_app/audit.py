@@ -285,8 +285,8 @@ track(Job, exclude=SYSTEM_FIELDS, masks={"env": validation.mask_env}, job_of=lam
 track(JobTemplate, exclude={"created_at", "updated_at"},
       masks={"defaults": validation.mask_defaults})  # fmt: skip
 track(Calendar, exclude={"created_at", "updated_at"})
-track(Run, saves=False, owner_of=lambda run: run.job.owner_id,
-      team_of=lambda run: run.job.team_id, label_of=lambda run: f"run {run.pk} of {run.job.name}")  # fmt: skip
+track(Run, saves=False, owner_of=lambda run: run.job.owner_id, team_of=lambda run: run.job.team_id,
+      label_of=lambda run: f"run {run.pk} of {run.job.name}")  # fmt: skip
 track(Team, exclude={"created_at"}, owner_of=lambda team: None, team_of=lambda team: team.pk)
 track(Membership, exclude={"added_at"}, owner_of=lambda m: None,
       label_of=lambda m: f"{m.user} in {m.team}")  # fmt: skip
