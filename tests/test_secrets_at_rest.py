@@ -166,7 +166,7 @@ def test_the_migration_encrypts_the_secrets_stored_in_clear(owner):
                        [json.dumps(ENV), job.id])  # fmt: skip
     assert raw_env(job.id) == ENV
     assert Job.objects.get(id=job.id).env == ENV  # readable meanwhile
-    migration = importlib.import_module("scheduler_app.migrations.0015_audit_log_secrets")
+    migration = importlib.import_module("scheduler_app.migrations.0016_audit_log_secrets")
     migration.encrypt_secrets(apps, None)
     assert SECRET not in json.dumps(raw_env(job.id))
     assert Job.objects.get(id=job.id).env == ENV
