@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from scheduler_app import audit, services
 from scheduler_app.models import AuditEvent, Calendar, Job, JobTemplate, Run
-from tests.helpers import make_job
+from tests.helpers import grant_run_code, make_job
 from tests.test_validation import as_form
 
 SECRET = "hunter2-very-secret"
@@ -231,3 +231,35 @@ def test_template_secrets_are_masked_in_the_admin_log(admin_client, admin_user):
     assert "jobtemplate" in listing and SECRET not in listing
     event = AuditEvent.objects.get(object_type="jobtemplate", object_id=template.id)
     assert SECRET not in json.dumps(event.changes)
+
+
+def test_team_members_see_the_events_of_the_teams_rows_and_members(world):
+    services.set_enabled(world.http_job, enabled=False)
+    viewer, outsider = world.api("viewer"), world.api("outsider")
+    assert [e["action"] for e in events(viewer, job=world.http_job.id)] == ["pause", "create"]
+    assert "viewer in ops" in {e["object_label"] for e in events(viewer, object_type="membership")}
+    assert events(viewer, object_type="team")[0]["object_id"] == world.team.id
+    assert events(outsider, job=world.http_job.id) == []
+    assert events(outsider, object_type="membership") == []
+    assert events(outsider, object_type="team") == []
+
+
+def test_the_admin_reads_no_template_the_user_may_not_view(world):
+    """A template's secrets (shown as ***) are kept for a job made from it: only from a
+    template its maker may view, or ``from_template`` would copy another's secret."""
+    world.template.defaults = {**world.template.defaults,
+                               "env": {"TOKEN": {"value": SECRET, "secret": True}}}  # fmt: skip
+    world.template.save()
+    thief = grant_run_code(world.users["outsider"])
+    browser = Client()
+    browser.force_login(thief)
+    page = browser.get(f"/admin/scheduler_app/job/add/?template={world.template.id}")
+    assert page.status_code == 200 and f"{world.template.name} job" not in page.content.decode()
+    form = as_form({"name": "stolen", "kind": "command", "payload": {"command": "env"},
+                    "schedule": "manual", "timezone": "UTC", "env": {"TOKEN": MASKED},
+                    "timeout": 30, "from_template": world.template.id}, thief.pk)  # fmt: skip
+    response = browser.post("/admin/scheduler_app/job/add/", form)
+    assert (
+        response.status_code == 200 and "not a template you may use." in response.content.decode()
+    )
+    assert not Job.objects.filter(name="stolen").exists()
