@@ -10,8 +10,11 @@ it are transactional and the SQLite test database is a file (config/settings.py)
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,6 +24,7 @@ from django.core.cache import cache
 from django.db import IntegrityError
 from rest_framework.test import APIClient
 
+from scheduler_app import identity
 from scheduler_app.models import Job
 from tests.helpers import Stack, WebhookRecorder, client_for, test_database_url
 
@@ -104,6 +108,18 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory, webhooks) -> Ite
     finally:
         for name in list(stack.procs):
             stack.stop(name)
+
+
+@pytest.fixture
+def job_tmp_path() -> Iterator[Path]:
+    """A directory that job code may write in. Jobs run as SCHEDULER_RUN_AS (``nobody``
+    when the tests run as root), who cannot enter pytest's ``tmp_path`` (0700): files a
+    job writes here are owned by that user."""
+    path = Path(tempfile.mkdtemp(prefix="cronfleet-test-"))
+    who = identity.run_as()
+    os.chown(path, who.uid, who.gid)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ pytestmark = [pytest.mark.stack, pytest.mark.faults]
 
 
 def test_a_job_that_kills_its_own_pool_process_is_lost_retried_and_cleaned_up(
-    live, api, figures, tmp_path
+    live, api, figures, job_tmp_path
 ):
-    ledger = Ledger(tmp_path / "ledger")
+    ledger = Ledger(job_tmp_path / "ledger")
     # Attempt 1 leaves a process behind and kills its own pool process; attempt 2 is fine.
     self_killing = ledger.command(
         '{ [ "$SCHEDULER_ATTEMPT" != 1 ] || { sleep 347 & kill -9 $PPID; wait; }; } && echo done'

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import re
-import sys
 
+from scheduler_app import identity
 from scheduler_app.models import Run
+from workers.executors import sandbox
 from workers.executors.base import Outcome
 from workers.executors.child import outcome_of, run_child
+from workers.executors.process import ProcessResult
 
 _COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)")
 
 
+def run_python(run: Run, args: list[str]) -> ProcessResult:
+    """``python args...`` with the Python the run-as identity can start (sandbox.python)."""
+    interpreter = sandbox.python(identity.run_as())
+    return run_child(run, [interpreter.path, *args], extra_env=interpreter.env)
+
+
 class PythonExecutor:
     def execute(self, run: Run) -> Outcome:
-        return outcome_of(run_child(run, [sys.executable, "-c", run.job.payload["code"]]), run.job)
+        return outcome_of(run_python(run, ["-c", run.job.payload["code"]]), run.job)
 
 
 class ScriptExecutor:
     def execute(self, run: Run) -> Outcome:
         payload = run.job.payload
-        argv = [sys.executable, payload["path"], *payload.get("args", [])]
-        return outcome_of(run_child(run, argv), run.job)
+        return outcome_of(run_python(run, [payload["path"], *payload.get("args", [])]), run.job)
 
 
 class PytestExecutor:
@@ -29,8 +36,7 @@ class PytestExecutor:
 
     def execute(self, run: Run) -> Outcome:
         payload = run.job.payload
-        argv = [sys.executable, "-m", "pytest", payload["path"], *payload.get("args", [])]
-        result = run_child(run, argv)
+        result = run_python(run, ["-m", "pytest", payload["path"], *payload.get("args", [])])
         return outcome_of(result, run.job, pytest_counts(result.output))
 
 
