@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+
+from django.conf import settings
 
 from scheduler_app import identity
 from scheduler_app.models import Run
@@ -36,8 +40,32 @@ class PytestExecutor:
 
     def execute(self, run: Run) -> Outcome:
         payload = run.job.payload
-        result = run_python(run, ["-m", "pytest", payload["path"], *payload.get("args", [])])
+        args = [*config_args(payload["path"]), payload["path"], *payload.get("args", [])]
+        result = run_python(run, ["-m", "pytest", *args])
         return outcome_of(result, run.job, pytest_counts(result.output))
+
+
+# pytest's configuration files, in the order it looks for them, and what marks one as its.
+CONFIG_FILES = (("pytest.ini", ""), (".pytest.ini", ""), ("pyproject.toml", "[tool.pytest"),
+                ("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]"))  # fmt: skip
+
+
+def config_args(path: str) -> list[str]:
+    """Where pytest finds its configuration and conftest files: from the tests upward, but
+    not past the directory jobs may use (SCHEDULER_ALLOWED_DIRS) that holds them. Left
+    to itself pytest walks up to / and stops at the scheduler's own pyproject.toml, which
+    the run-as user cannot read (and whose options are not the job's)."""
+    start = Path(path) if Path(path).is_dir() else Path(path).parent
+    tops = [Path(d) for d in settings.SCHEDULER_ALLOWED_DIRS]
+    top = next((d for d in tops if d == start or d in start.parents), start)
+    for directory in (start, *start.parents):
+        for name, mark in CONFIG_FILES:
+            config = directory / name
+            if config.is_file() and (not mark or mark in config.read_text(errors="replace")):
+                return ["-c", str(config), "--rootdir", str(directory), "--confcutdir", str(top)]
+        if directory == top:
+            break
+    return ["-c", os.devnull, "--rootdir", str(top), "--confcutdir", str(top)]
 
 
 def pytest_counts(output: str) -> dict[str, int]:
