@@ -195,7 +195,8 @@ def harden() -> list[str]:
 
 def _private_files() -> list[Path]:
     """The database file, its companions and the settings' package, wherever they are."""
-    found = [Path(sys.modules[settings.SETTINGS_MODULE].__file__ or "").parent]
+    module = os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings")
+    found = [Path(sys.modules[module].__file__ or "").parent] if module in sys.modules else []
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         for name in (db["NAME"], db.get("TEST", {}).get("NAME")):
