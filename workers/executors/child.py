@@ -9,6 +9,7 @@ containment (workers/executors/sandbox.py, containment.py). It runs inside
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
@@ -101,12 +102,19 @@ def run_child(
 
 
 def place_problem(job: Job, who: identity.Identity) -> str:
-    """Why the job cannot start on this node, or '' when it can."""
-    if job.working_dir and (why := sandbox.unreachable(job.working_dir, who)):
-        return (
-            f"working_dir {job.working_dir} cannot be used: {why} Choose a working_dir that "
-            f"{who.name} can enter, or give it access to that directory."
-        )
+    """Why the job cannot start on this node, or '' when it can: its working_dir, or the
+    directory of its script or tests, missing or closed to the run-as identity."""
+    places = [("working_dir", job.working_dir)]
+    if job.kind in ("script", "pytest"):
+        path = job.payload.get("path", "")
+        places.append(("path", path if job.kind == "pytest" and os.path.isdir(path)
+                       else os.path.dirname(path)))  # fmt: skip
+    for field, place in places:
+        if place and (why := sandbox.unreachable(place, who)):
+            return (
+                f"{field} {place} cannot be used: {why} Choose a {field} that {who.name} can "
+                "enter, or give it access to that directory."
+            )
     return ""
 
 
