@@ -140,7 +140,7 @@ def job_code_runs_unprivileged(app_configs: Any, **kwargs: Any) -> list[Error | 
     return []
 
 
-@register()
+@register(deploy=True)
 def redis_has_a_password(app_configs: Any, **kwargs: Any) -> list[Warning]:
     """Without one, any process that reaches Redis (a job's included) can send the
     worker's internal tasks, such as starting another user's job."""

@@ -48,6 +48,10 @@ def test_a_job_runs_unprivileged_and_reaches_no_file_nor_secret_of_the_worker(li
 
     uid, *rest = run.output.splitlines()
     assert int(uid) == identity.run_as().uid != 0
+    assert (
+        f"job code runs as {identity.run_as().describe()}; a run's processes are contained by"
+        in live.log("worker")
+    )
     denied = [line for line in rest if "Permission denied" in line]
     assert len(denied) == len(private_files()), run.output
     names = {line.partition("=")[0] for line in rest if "=" in line}

@@ -119,17 +119,23 @@ def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
 
 
 @worker_init.connect
-def prepare_sandbox(sender: Any, **kwargs: Any) -> None:
-    """Say at start as whom job code runs, or why this worker refuses to run it; make the
-    worker's own files unreadable to that user (sandbox.harden)."""
+def close_worker_files(sender: Any, **kwargs: Any) -> None:
+    """Before any job runs: make the worker's own files unreadable to the user job code
+    runs as (sandbox.harden)."""
+    sandbox.harden()
+
+
+@worker_ready.connect
+def say_who_runs_job_code(sender: Any, **kwargs: Any) -> None:
+    """Say in the log as whom job code runs and how its processes are contained, or why
+    this worker refuses to run it (logging is set up by now, not at worker_init)."""
     try:
         who = identity.run_as()
     except identity.IdentityError as exc:
         logger.error("this worker refuses to run job code: %s", exc)
         return
-    changed = sandbox.harden()
-    logger.info("job code runs as %s; a run's processes are contained by %s; %d file modes "
-                "narrowed", who.describe(), containment.mode(), len(changed))  # fmt: skip
+    logger.info("job code runs as %s; a run's processes are contained by %s",
+                who.describe(), containment.mode())  # fmt: skip
     if identity.shares_worker_identity():
         logger.warning(
             "job code runs as this worker's own user %s: it can read what the worker reads "
