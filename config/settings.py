@@ -341,6 +341,25 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "scheduler@localhost")
 
+# The sandbox for job code (README, "The sandbox"; workers/executors/sandbox.py). Job code
+# runs as SCHEDULER_RUN_AS (a user name; unset: ``nobody`` when the worker is root, else the
+# worker's own user, which cannot switch); as root only with SCHEDULER_ALLOW_ROOT=1.
+SCHEDULER_RUN_AS = os.environ.get("SCHEDULER_RUN_AS", "").strip()
+SCHEDULER_ALLOW_ROOT = envbool("SCHEDULER_ALLOW_ROOT", False)
+# The interpreter of python, script and pytest jobs; unset: the worker's own when the run-as
+# user can start it, else the system's python3 of the same version, lent the worker's packages.
+SCHEDULER_PYTHON = os.environ.get("SCHEDULER_PYTHON", "")
+# Where each run's own directory (its start directory and HOME) is made; unset: the system's
+# temporary directory (TMPDIR, /tmp).
+SCHEDULER_WORKSPACES = os.environ.get("SCHEDULER_WORKSPACES", "")
+# How a run's processes are all found and killed when it ends: "auto" (a cgroup v2 per run
+# where the machine allows it, else the run's marks in /proc/*/environ) or "marker".
+SCHEDULER_CONTAINMENT = os.environ.get("SCHEDULER_CONTAINMENT", "auto")
+if SCHEDULER_CONTAINMENT not in ("auto", "marker"):
+    raise ImproperlyConfigured(
+        f'SCHEDULER_CONTAINMENT must be "auto" or "marker"; got {SCHEDULER_CONTAINMENT!r}'
+    )
+
 # Scripts, pytest paths and working directories must lie under one of these.
 SCHEDULER_ALLOWED_DIRS = envlist("SCHEDULER_ALLOWED_DIRS", str(VAR_DIR / "jobs"))
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-from scheduler_app import egress, encryption
+from scheduler_app import egress, encryption, identity
 from scheduler_app.payloads import MAX_ARG_STRLEN
 
 
@@ -118,6 +119,42 @@ def job_limits_fit_a_command_line(app_configs: Any, **kwargs: Any) -> list[Error
             )
         )
     return errors
+
+
+@register()
+def job_code_runs_unprivileged(app_configs: Any, **kwargs: Any) -> list[Error | Warning]:
+    """Workers refuse to run job code as root (and say so in their log); a worker that
+    cannot switch users runs it as itself, which can read the worker's files."""
+    try:
+        who = identity.run_as()
+    except identity.IdentityError as exc:
+        return [Error(f"Workers will refuse to run job code: {exc}", id="scheduler_app.E006")]
+    if identity.shares_worker_identity():
+        return [
+            Warning(
+                f"Job code runs as this process's own user {who.name}, so it can read what "
+                "the worker reads (the database, var/, the settings). Start workers as root: "
+                "they run job code as SCHEDULER_RUN_AS (default nobody).",
+                id="scheduler_app.W003",
+            )
+        ]
+    return []
+
+
+@register(deploy=True)
+def redis_has_a_password(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """Without one, any process that reaches Redis (a job's included) can send the
+    worker's internal tasks, such as starting another user's job."""
+    if not urlsplit(settings.REDIS_URL).password:
+        return [
+            Warning(
+                "REDIS_URL has no password: a job's code could send tasks to the workers "
+                "through Redis. Give Redis a password (requirepass) and put it in REDIS_URL "
+                "(redis://:PASSWORD@host:6379/0).",
+                id="scheduler_app.W004",
+            )
+        ]
+    return []
 
 
 # Room for what the child gets besides the job's command and env: the interpreter's

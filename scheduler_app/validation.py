@@ -83,7 +83,20 @@ MAX_WEBHOOKS = 20
 DAY = 86400
 
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
+# Variables that change how a child starts (the loader, an interpreter, a shell) before the
+# job's own code runs, or where it finds programs: a job's env may not set them. A job that
+# needs one sets it in its own command (``PATH=/opt/bin:$PATH; ...``). Names that start with
+# a prefix in ENV_REFUSED_PREFIXES, or are in ENV_REFUSED.
+ENV_REFUSED_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL5", "RUBY", "NODE_", "SCHEDULER_")
+ENV_REFUSED = frozenset(
+    {
+        "BROWSER", "BASH_ENV", "ENV", "IFS", "PATH", "SHELLOPTS", "BASHOPTS", "PS4",
+        "PROMPT_COMMAND", "PERLLIB", "PERLIO", "GLIBC_TUNABLES", "GCONV_PATH", "NLSPATH",
+        "HOSTALIASES", "RESOLV_HOST_CONF", "LOCPATH", "MALLOC_CHECK_", "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "DJANGO_SETTINGS_MODULE",
+    }
+)  # fmt: skip
 _webhook_url = URLValidator(schemes=["http", "https"])
 
 
@@ -213,6 +226,11 @@ def _env(values: Mapping[str, Any]) -> dict[str, Any]:
     env = values["env"]
     if not isinstance(env, dict):
         raise RuleError('must be an object such as {"NAME": "value"}.')
+    if env and values.get("kind") == "celery":
+        raise RuleError(
+            "a celery job runs one of the app's own tasks with the app's settings; it takes "
+            "no env (leave env empty)."
+        )
     size = 0
     for name, item in env.items():
         size += _check_variable(name, item)
@@ -228,7 +246,16 @@ def _env(values: Mapping[str, Any]) -> dict[str, Any]:
 def _check_variable(name: Any, item: Any) -> int:
     """The bytes the variable takes in the child's environment; RuleError if it is wrong."""
     if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
-        raise RuleError(f"{str(name)[:60]!r} is not a valid variable name.")
+        raise RuleError(
+            f"{str(name)[:60]!r} is not a valid variable name: use capital letters, digits "
+            "and '_', not starting with a digit ([A-Z_][A-Z0-9_]*)."
+        )
+    if name in ENV_REFUSED or name.startswith(ENV_REFUSED_PREFIXES):
+        raise RuleError(
+            f"{name} is not allowed: it changes how the job's process starts (loader, "
+            "interpreter and shell hooks, PATH) or is the scheduler's own (SCHEDULER_*). "
+            "Set it inside the command instead."
+        )
     if isinstance(item, dict):
         if not isinstance(item.get("value"), str) or set(item) - {"value", "secret"}:
             raise RuleError(f'{name}: use a string, or {{"value": "...", "secret": true}}.')
@@ -393,7 +420,7 @@ RULES = (
     Rule("working_dir", _working_dir),
     Rule("condition", _condition),
     Rule("queue", _queue),
-    Rule("env", _env),
+    Rule("env", _env, reads=("kind",)),
     Rule("name", _name),
     Rule("tags", _tags),
     Rule("notify_emails", _notify_emails),

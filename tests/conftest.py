@@ -13,8 +13,11 @@ a file (config/settings.py).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -24,7 +27,7 @@ from django.core.cache import cache
 from django.db import IntegrityError
 from rest_framework.test import APIClient
 
-from scheduler_app import teams
+from scheduler_app import identity, teams
 from scheduler_app.models import Job, Team
 from tests.helpers import (
     Stack,
@@ -125,6 +128,18 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory, webhooks) -> Ite
     finally:
         for name in list(stack.procs):
             stack.stop(name)
+
+
+@pytest.fixture
+def job_tmp_path() -> Iterator[Path]:
+    """A directory that job code may write in. Jobs run as SCHEDULER_RUN_AS (``nobody``
+    when the tests run as root), who cannot enter pytest's ``tmp_path`` (0700): files a
+    job writes here are owned by that user."""
+    path = Path(tempfile.mkdtemp(prefix="cronfleet-test-"))
+    who = identity.run_as()
+    os.chown(path, who.uid, who.gid)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 Loaded with ``-p tests.redis_plugin`` (pyproject addopts): pytest-django sets
 Django up while the initial conftests load, which is too late for a conftest to
-change the environment. ``TEST_REDIS_URL`` uses a running Redis instead; the
-tests flush it, so never point it at one that holds anything.
+change the environment. The private Redis has a password, as every deployment's
+does (scheduler_app/embedded_redis.py), so a job the stack runs cannot send the
+workers tasks; REDIS_URL carries it. ``TEST_REDIS_URL`` uses a running Redis
+instead; the tests flush it, so never point it at one that holds anything.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+from scheduler_app import identity
 from scheduler_app.models import Run
 from tests.helpers import make_job, wait_for
 from workers import orphans
@@ -51,5 +52,5 @@ def test_a_job_cannot_name_another_run_in_its_environment(owner):
               "SCHEDULER_SCHEDULED_FOR": "2000-01-01T00:00:00+00:00"}  # fmt: skip
     job = make_job(owner, env=forged)
     run = Run.objects.create(job=job, trigger="manual", scheduled_for=job.created_at)
-    env = child_env(run)
+    env = child_env(run, identity.worker())
     assert {name: env[name] for name in forged} == run.identity_env() != forged

@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_ready, worker_shutting_down
 from django.conf import settings
 
-from scheduler_app import alerts, dispatch, firing, notifications, retention, services
+from scheduler_app import alerts, dispatch, firing, identity, notifications, retention, services
 from scheduler_app.models import Notification, Run
 from workers import executors, orphans, reporting, watchdog
+from workers.executors import containment, sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,32 @@ def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
     node = sender.hostname
     if lost := services.lose_runs_of(node, f"worker {node} stopped while the run was going"):
         logger.warning("%d runs of %s were running when it stopped; marked lost", len(lost), node)
+
+
+@worker_init.connect
+def close_worker_files(sender: Any, **kwargs: Any) -> None:
+    """Before any job runs: make the worker's own files unreadable to the user job code
+    runs as (sandbox.harden)."""
+    sandbox.harden()
+
+
+@worker_ready.connect
+def say_who_runs_job_code(sender: Any, **kwargs: Any) -> None:
+    """Say in the log as whom job code runs and how its processes are contained, or why
+    this worker refuses to run it (logging is set up by now, not at worker_init)."""
+    try:
+        who = identity.run_as()
+    except identity.IdentityError as exc:
+        logger.error("this worker refuses to run job code: %s", exc)
+        return
+    logger.info("job code runs as %s; a run's processes are contained by %s",
+                who.describe(), containment.mode())  # fmt: skip
+    if identity.shares_worker_identity():
+        logger.warning(
+            "job code runs as this worker's own user %s: it can read what the worker reads "
+            "(the database, var/). Start the worker as root to run it as SCHEDULER_RUN_AS.",
+            who.name,
+        )
 
 
 @worker_ready.connect

@@ -11,6 +11,7 @@ its command completed but the database never heard of it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -27,8 +28,12 @@ class Ledger:
     written outside the database."""
 
     def __init__(self, path: Path) -> None:
+        """``path`` in a directory the jobs may write in (the ``job_tmp_path`` fixture): the
+        file gets that directory's owner, the user jobs run as."""
         self.path = path
         path.touch()
+        owner = path.parent.stat()
+        os.chown(path, owner.st_uid, owner.st_gid)
 
     def command(self, body: str = "true") -> str:
         """``body``, then one line naming the run's slot, only if ``body`` succeeded."""

@@ -44,9 +44,9 @@ def database_link(tmp_path: Path) -> Iterator[SqliteLink | TcpProxy]:
 
 
 def test_the_database_away_loses_nothing_and_every_outcome_is_recorded_after(
-    database_link, own_stack, api, owner, figures, tmp_path
+    database_link, own_stack, api, owner, figures, job_tmp_path
 ):
-    own, ledger = own_stack, Ledger(tmp_path / "ledger")
+    own, ledger = own_stack, Ledger(job_tmp_path / "ledger")
     own.env["DATABASE_URL"] = database_link.url
     http = Http(own.start_web(), Token.objects.get(user=owner).key)
     own.start_beat()

@@ -45,9 +45,9 @@ def succeeded(run_ids: list[int]) -> int:
 
 
 def test_queued_runs_and_due_slots_survive_a_redis_restart_without_persistence(
-    own_stack, api, owner, figures, tmp_path
+    own_stack, api, owner, figures, tmp_path, job_tmp_path
 ):
-    own, ledger = own_stack, Ledger(tmp_path / "ledger")
+    own, ledger = own_stack, Ledger(job_tmp_path / "ledger")
     http = Http(own.start_web(), Token.objects.get(user=owner).key)
     own.start_beat()
     own.start_worker("w13")
@@ -83,10 +83,10 @@ def test_queued_runs_and_due_slots_survive_a_redis_restart_without_persistence(
     assert Run.objects.filter(job_id=manual["id"]).count() == QUEUED  # each ran once
 
 
-def test_a_queued_run_whose_message_was_lost_still_runs_once(live, api, figures, tmp_path):
+def test_a_queued_run_whose_message_was_lost_still_runs_once(live, api, figures, job_tmp_path):
     """The requeue sweep alone, on the session's stack: a queued run whose message never
     reached a worker (as when Redis lost it) is sent again, and runs once."""
-    ledger = Ledger(tmp_path / "ledger")
+    ledger = Ledger(job_tmp_path / "ledger")
     job = manual_job(api, "lost-message", ledger.command("echo once"))
     # Queued but never sent: no message for it in any Redis.
     run = runs.create(job=Job.objects.get(id=job["id"]), trigger="manual",

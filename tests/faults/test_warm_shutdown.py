@@ -18,9 +18,9 @@ QUEUE = "deploy"
 
 
 def test_a_warm_shutdown_lets_short_jobs_end_and_records_long_ones_lost(
-    live, api, figures, tmp_path
+    live, api, figures, job_tmp_path
 ):
-    ledger = Ledger(tmp_path / "ledger")
+    ledger = Ledger(job_tmp_path / "ledger")
     live.start_worker(name="deploy", node="w7", queues=QUEUE, SCHEDULER_SHUTDOWN_GRACE="3")
     try:
         live.wait_workers(2)

@@ -20,8 +20,10 @@ QUEUE = "faults-kill"
 EVERY = timedelta(seconds=2)
 
 
-def test_a_killed_worker_s_run_is_lost_and_retried_on_the_live_node(live, api, figures, tmp_path):
-    ledger = Ledger(tmp_path / "ledger")
+def test_a_killed_worker_s_run_is_lost_and_retried_on_the_live_node(
+    live, api, figures, job_tmp_path
+):
+    ledger = Ledger(job_tmp_path / "ledger")
     live.start_worker(name="doomed", node="w11", queues=QUEUE)
     try:
         live.wait_workers(2)

@@ -2,7 +2,9 @@
 
 Every kind that runs user code (command, commands, script, python, pytest,
 celery) goes through :func:`run_child`, so all of them get the same timeout,
-cancel, memory and CPU limits, live output and secret masking.
+cancel, memory and CPU limits, live output, secret masking, identity and
+containment (workers/executors/sandbox.py, containment.py). It runs inside
+``sandbox.workspace``, which :func:`workers.executors.execute` opens for the run.
 """
 
 from __future__ import annotations
@@ -13,15 +15,13 @@ from typing import Any
 
 from django.conf import settings
 
+from scheduler_app import identity
 from scheduler_app.models import Job, Run
 from scheduler_app.validation import MASK
 from workers import reporting
+from workers.executors import containment, sandbox
 from workers.executors.base import Outcome
 from workers.executors.process import Limits, ProcessResult, run_process
-
-# The child sees these of the worker's environment, and nothing else but the
-# job's own env: the worker's secrets (SECRET_KEY, DATABASE_URL) stay in the worker.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
 def env_values(env: dict[str, Any] | None) -> dict[str, str]:
@@ -48,10 +48,17 @@ def mask(text: str, secrets: list[str]) -> str:
     return text
 
 
-def child_env(run: Run, inherit: dict[str, str] | None = None) -> dict[str, str]:
-    env = inherit or {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update(env_values(run.job.env))
+def child_env(
+    run: Run, who: identity.Identity, inherit: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The documented variables and the job's env (sandbox.base_env); with ``inherit``
+    (the celery kind) that instead, and not the job's env. The run's marks last: a job
+    cannot name another run."""
+    if inherit is not None:
+        env = dict(inherit)
+    else:
+        env = sandbox.base_env(who)
+        env.update(env_values(run.job.env))
     env.update(run.identity_env())
     env["SCHEDULER_ATTEMPT"] = str(run.attempt)
     env["SCHEDULER_NODE"] = run.node or run.worker
@@ -63,18 +70,23 @@ def run_child(
     argv: list[str],
     timeout: float | None = None,
     inherit: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` for ``run`` with the job's limits; output is masked, live and final.
 
-    ``inherit`` replaces the small inherited environment (the celery kind needs
-    the worker's settings to run the app's own task).
+    The child runs as the run-as identity, from the job's working_dir or else the run's
+    workspace. ``inherit`` is the celery kind's: the child runs as the worker, with the
+    worker's environment (its settings), to run one of the app's own tasks.
     """
     job = run.job
+    who = identity.worker() if inherit is not None else identity.run_as()
+    env = {**child_env(run, who, inherit), **(extra_env or {})}
+    cwd = job.working_dir or (None if inherit is not None else str(sandbox.current_workspace()))
     secrets = secrets_of(job)
     result = run_process(
         argv,
-        env=child_env(run, inherit),
-        cwd=job.working_dir or None,
+        env=env,
+        cwd=cwd,
         timeout=job.timeout if timeout is None else timeout,
         output_limit=settings.SCHEDULER_OUTPUT_LIMIT,
         kill_grace=settings.SCHEDULER_KILL_GRACE,
@@ -82,15 +94,27 @@ def run_child(
         heartbeat=lambda output: reporting.save_output(run.id, mask(output, secrets)),
         limits=Limits(job.max_memory_mb, job.max_cpu_seconds),
         on_start=lambda pid: reporting.started_process(run.id, pid),
+        identity=sandbox.child_identity(who),
+        containment=containment.for_run(run.identity_env()),
     )
     return ProcessResult(result.exit_code, mask(result.output, secrets), result.timed_out,
                          result.cancelled)  # fmt: skip
 
 
-def place_problem(job: Job) -> str:
-    """Why the job cannot start on this node, or '' when it can."""
-    if job.working_dir and not os.path.isdir(job.working_dir):
-        return f"working_dir {job.working_dir} does not exist on this worker."
+def place_problem(job: Job, who: identity.Identity) -> str:
+    """Why the job cannot start on this node, or '' when it can: its working_dir, or the
+    directory of its script or tests, missing or closed to the run-as identity."""
+    places = [("working_dir", job.working_dir)]
+    if job.kind in ("script", "pytest"):
+        path = job.payload.get("path", "")
+        places.append(("path", path if job.kind == "pytest" and os.path.isdir(path)
+                       else os.path.dirname(path)))  # fmt: skip
+    for field, place in places:
+        if place and (why := sandbox.unreachable(place, who)):
+            return (
+                f"{field} {place} cannot be used: {why} Choose a {field} that {who.name} can "
+                "enter, or give it access to that directory."
+            )
     return ""
 
 

@@ -1,9 +1,14 @@
 """Run user code in a child process group, with a timeout, an output cap and live output.
 
 User code never runs inside the worker: the child gets a session (and so a
-process group) of its own, so a timeout or a cancel signals the whole tree, and
-everything left in the group when the child exits is killed too, so a job leaves
-no process behind.
+process group) of its own, so a timeout or a cancel signals the whole tree. When
+the child exits, its group is killed, and so is every other process of the run
+that its containment finds (workers/containment.py: a cgroup, or the run's marks),
+so a job leaves no process behind, not even one that made a session of its own.
+
+Before it runs, the child (after fork, in this order): joins its containment, takes
+its limits, drops to its identity (groups, gid, uid) and only then enters its
+working directory, so that directory is one the identity itself may enter.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 # Returns False to stop the child (the run was cancelled).
 Heartbeat = Callable[[str], bool]
@@ -35,6 +41,42 @@ class Limits:
             resource.setrlimit(resource.RLIMIT_AS, (size, size))
         if self.cpu_seconds:
             resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 1))
+
+
+class Containment(Protocol):
+    def join(self) -> None: ...
+    def kill(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the child runs as: set after fork, before the program starts."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ChildSetup:
+    """What the child does between fork and exec; only system calls, safe after fork."""
+
+    limits: Limits | None = None
+    identity: Identity | None = None
+    cwd: str | None = None
+    containment: Containment | None = None
+
+    def __call__(self) -> None:
+        if self.containment is not None:
+            self.containment.join()
+        if self.limits is not None:
+            self.limits.apply()
+        if self.identity is not None:
+            os.setgroups(list(self.identity.groups))
+            os.setgid(self.identity.gid)
+            os.setuid(self.identity.uid)
+        if self.cwd is not None:
+            os.chdir(self.cwd)
 
 
 @dataclass(frozen=True)
@@ -86,6 +128,8 @@ def run_process(
     heartbeat: Heartbeat,
     limits: Limits | None = None,
     on_start: Callable[[int], object] | None = None,
+    identity: Identity | None = None,
+    containment: Containment | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to its end; ``heartbeat`` sees the output so far every ``flush_every`` s.
 
@@ -97,9 +141,8 @@ def run_process(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
-        cwd=cwd,
         start_new_session=True,
-        preexec_fn=limits.apply if limits else None,  # only setrlimit: safe after fork
+        preexec_fn=ChildSetup(limits, identity, cwd, containment),
     )
     if on_start is not None:
         on_start(proc.pid)
@@ -128,6 +171,8 @@ def run_process(
     finally:
         _kill_group(proc.pid)
         proc.wait()
+        if containment is not None:
+            containment.kill()  # what left the group (setsid) holds the output open too
         reader.join(timeout=5)
     return ProcessResult(proc.returncode, tail.text(), timed_out, cancelled)
 

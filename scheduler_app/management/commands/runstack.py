@@ -57,7 +57,9 @@ class Command(BaseCommand):
                 redis.stop()
 
     def start_redis(self, port: int) -> EmbeddedRedis:
-        self.stdout.write(f"Starting the embedded Redis on 127.0.0.1:{port} (data in var/redis)")
+        self.stdout.write(
+            f"Starting the embedded Redis on 127.0.0.1:{port} (data and its password in var/redis)"
+        )
         try:
             return EmbeddedRedis.start(settings.VAR_DIR / "redis", port)
         except (RedisNotFound, RuntimeError) as exc:

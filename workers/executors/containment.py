@@ -1,0 +1,129 @@
+"""Nothing a run started survives it: every process of a run is found and killed at its end.
+
+Two modes, chosen per run (SCHEDULER_CONTAINMENT: ``auto``, the default, or ``marker``):
+
+- **cgroup** (cgroup v2 with ``cgroup.kill``, the worker allowed to make cgroups): the
+  child joins a cgroup of its own before it runs, so everything it starts is in it,
+  whatever it does (setsid, double fork, a cleared environment); at the end one write
+  to ``cgroup.kill`` kills them all, and the cgroup is removed.
+- **marker**: every process of the run carries the run's marks in its environment
+  (SCHEDULER_JOB_ID, SCHEDULER_RUN_ID, SCHEDULER_SCHEDULED_FOR); at the end /proc is
+  scanned and every process carrying them is killed, scan after scan until none is
+  left. A process that clears or rewrites its own environment escapes this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from workers import orphans
+
+logger = logging.getLogger(__name__)
+
+MARKER_ROUNDS = 50  # scans of /proc at most: each kills what the last one left forking
+EMPTY_WAIT = 5.0  # seconds to wait for a killed cgroup to empty before leaving it
+
+
+def _cgroup2_base() -> Path | None:
+    """The directory of this process's own cgroup v2, or None without one."""
+    mount = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                mount = Path(fields[1])
+                break
+    if mount is None:
+        return None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                base = mount / line[3:].lstrip("/")
+                return base if (base / "cgroup.procs").exists() else None
+    return None
+
+
+class Containment:
+    """The processes of one run: ``join()`` in the child before it runs (only system
+    calls: safe after fork), ``kill()`` in the worker when the run's child has ended."""
+
+    mode = "marker"
+
+    def __init__(self, marks: dict[str, str]) -> None:
+        self.marks = marks
+
+    def join(self) -> None:
+        """Nothing to do: the marks are in the child's environment."""
+
+    def kill(self) -> int:
+        """Kill every process carrying the run's marks; how many were killed."""
+        killed = 0
+        for _ in range(MARKER_ROUNDS):
+            pids = [pid for pid in orphans.processes_of_run(self.marks) if pid != os.getpid()]
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            time.sleep(0.01)
+        return killed
+
+
+class CgroupContainment(Containment):
+    mode = "cgroup"
+
+    def __init__(self, marks: dict[str, str], path: Path) -> None:
+        super().__init__(marks)
+        self.path = path
+        # Opened here, by the worker: the child writes "0" (itself) after fork.
+        self._procs = os.open(path / "cgroup.procs", os.O_WRONLY)
+
+    def join(self) -> None:
+        os.write(self._procs, b"0")
+
+    def kill(self) -> int:
+        os.close(self._procs)
+        count = len((self.path / "cgroup.procs").read_text().split())
+        (self.path / "cgroup.kill").write_text("1")
+        deadline = time.monotonic() + EMPTY_WAIT
+        while "populated 1" in (self.path / "cgroup.events").read_text():
+            if time.monotonic() > deadline:
+                logger.warning("cgroup %s still holds processes after kill", self.path)
+                return count
+            time.sleep(0.01)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+        return count
+
+
+def for_run(marks: dict[str, str]) -> Containment:
+    """A cgroup for the run where this machine allows one, else the marks."""
+    if settings.SCHEDULER_CONTAINMENT != "marker" and (base := _cgroup2_base()) is not None:
+        path = base / f"cronfleet-run-{marks.get('SCHEDULER_RUN_ID', 'x')}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            if not (path / "cgroup.kill").exists():  # Linux before 5.14
+                path.rmdir()
+                return Containment(marks)
+            return CgroupContainment(marks, path)
+        except OSError as exc:
+            logger.debug("no cgroup for the run (%s): processes tracked by their marks", exc)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+    return Containment(marks)
+
+
+def mode() -> str:
+    """``cgroup`` or ``marker``: what a run on this worker gets (said at start)."""
+    probe = for_run({"SCHEDULER_RUN_ID": "probe"})
+    probe.kill()
+    return probe.mode
