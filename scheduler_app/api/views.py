@@ -306,7 +306,12 @@ class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """Runs, newest first, a page at a time by cursor (no count: see RunPagination);
     each filter has an index that gives its runs in this order."""
 
-    queryset = Run.objects.select_related("job")
+    # Of its job, a run shows the name: the rest of the job's row (JSON fields, a dozen
+    # dates) would be most of a page's time. A Job loads its timing fields too.
+    queryset = Run.objects.select_related("job").only(
+        *(field.name for field in Run._meta.concrete_fields),
+        *(f"job__{name}" for name in ("name", "schedule", "timezone", "enabled")),
+    )
     owner_path = "job__owner"
     serializer_class = RunSerializer
     filterset_class = RunFilter
