@@ -4,15 +4,17 @@ and the stats come from RunTotal, which the database keeps as runs end."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
+from django.apps import apps
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from scheduler_app import retention, runs
-from scheduler_app.models import Calendar, Job, JobDependency, Run, RunTotal
+from scheduler_app.models import Calendar, Job, JobDependency, Run, RunTally, RunTotal
 from tests.helpers import make_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -174,3 +176,16 @@ def test_stats_count_finished_runs_from_totals_and_going_ones_live(api, owner, s
     assert api.get("/api/v1/stats/").json() == expected
     assert retention.prune().total == 3
     assert api.get("/api/v1/stats/").json() == expected  # deleted runs still count
+
+
+def test_the_migration_fills_totals_from_the_runs_there_are_and_the_pruned_tallies(owner):
+    migration = importlib.import_module("scheduler_app.migrations.0015_api_indexes_run_totals")
+    job = make_job(owner)
+    add_run(job, "succeeded", duration=2.0)
+    add_run(job, "failed", duration=None)
+    add_run(job, "queued")
+    RunTally.objects.create(job=job, status="succeeded", count=3, duration_sum=9.0,
+                            duration_count=3, duration_max=5.0)  # fmt: skip
+    RunTotal.objects.all().delete()  # as before the migration
+    migration.fill(apps, None)
+    assert totals(job) == {"succeeded": (4, 11.0, 4, 5.0), "failed": (1, 0.0, 0, None)}
