@@ -1,16 +1,17 @@
 """GET latency of the API's lists and figures with 1,000 jobs and 1,000,000 runs on PostgreSQL.
 
 A private database on 127.0.0.1:5432 (made and dropped here) and a private Redis (the
-throttles' cache, RedBeat). The jobs are made through the models, as the API would; the
-runs go in by COPY, as a bulk load would: with the run-total triggers off, then the
-totals made in one statement (the tests cover the triggers; a bulk load through them
-runs at a third of the speed). Each
-endpoint is then called through Django's test client, which runs the whole stack
-(middleware, token auth, throttles, serializers) but no socket, and its p50 and p95
-are reported with its number of queries.
+throttles' cache, RedBeat). The jobs are made through the models, as the API would;
+the runs go in by COPY, as a bulk load would: with the run-total triggers off, then
+the totals made in one statement (the tests cover the triggers; a load through them
+goes at a third of the speed). Each endpoint is then called through Django's test
+client, which runs the whole stack (middleware, token auth, throttles, serializers)
+but no socket, the endpoints in turn, round after round; its p50 and p95 are
+reported with its queries and the processor time of a call in this process.
 
 Baseline, in the same run on the same stack: the same endpoints before any run exists
-(one job, no runs), so the ratio is what a million runs adds. Goal: p95 under 50 ms.
+(one job, no runs), so the ratio is what a million runs (and a page of 50 rows to
+serialize, where the empty list has none) adds. Goal: p95 under 50 ms.
 
     .venv/bin/python benchmarks/bench_api.py            # 1,000,000 runs (a few minutes)
     .venv/bin/python benchmarks/bench_api.py --quick    # 100,000 runs
