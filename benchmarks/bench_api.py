@@ -26,6 +26,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -290,6 +291,7 @@ def main() -> None:
         if redis_server is not None:
             redis_server.stop()
         admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
