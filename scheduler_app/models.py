@@ -460,8 +460,12 @@ class Run(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["job", "-queued_at"], name="run_job_recent_idx"),
-            models.Index(fields=["status", "queued_at"], name="run_status_idx"),
+            # The API's lists of runs, newest first, whole or by one filter (api/pagination.py).
+            models.Index(fields=["-queued_at", "-id"], name="run_recent_idx"),
+            models.Index(fields=["job", "-queued_at", "-id"], name="run_job_recent_idx"),
+            models.Index(fields=["status", "-queued_at", "-id"], name="run_status_idx"),
+            models.Index(fields=["trigger", "-queued_at", "-id"], name="run_trigger_recent_idx"),
+            models.Index(fields=["worker", "-queued_at", "-id"], name="run_worker_recent_idx"),
             models.Index(fields=["worker", "status"], name="run_worker_status_idx"),
             models.Index(fields=["status", "due_at"], name="run_status_due_idx"),
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat_idx"),
@@ -486,8 +490,8 @@ class Run(models.Model):
 
 
 class RunTally(models.Model):
-    """Runs that retention deleted (scheduler_app/retention.py), summed per job and status,
-    so that the figures over all runs (GET /api/v1/stats/) stay true without their rows."""
+    """Runs that retention deleted (scheduler_app/retention.py), summed per job and status:
+    what went. (GET /api/v1/stats/ reads RunTotal, which counts them still.)"""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="run_tallies")
     status = models.CharField(max_length=16, choices=Run.Status.choices)
@@ -505,6 +509,32 @@ class RunTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}: {self.count} {self.status} runs pruned"
+
+
+class RunTotal(models.Model):
+    """Finished runs of a job by status, over all time (those retention deleted too), and
+    their durations: GET /api/v1/stats/ reads these few rows, not the runs.
+
+    Kept by database triggers on the runs table (migration 0015_api_indexes_run_totals):
+    a run is added when it becomes finished (or is inserted finished), and its duration
+    when the process of a run cancelled while it ran ends. Nothing else writes them, and
+    no run's end costs another statement."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="run_totals")
+    status = models.CharField(max_length=16, choices=Run.Status.choices)
+    count = models.PositiveBigIntegerField(default=0)
+    duration_sum = models.FloatField(default=0.0, help_text="Seconds, over the timed runs.")
+    duration_count = models.PositiveBigIntegerField(default=0, help_text="Runs with a duration.")
+    duration_max = models.FloatField(null=True, blank=True, help_text="Seconds.")
+
+    class Meta:
+        ordering = ["job", "status"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "status"], name="run_total_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.count} {self.status} runs"
 
 
 class Alert(models.Model):

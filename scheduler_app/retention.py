@@ -7,7 +7,8 @@ finished is never deleted; a fan-out parent is judged for its whole family and
 its children go with it (never alone), once they have all finished.
 
 Before a batch is deleted its runs are added to their jobs' :class:`RunTally`
-rows, in the same transaction, so the figures over all runs stay as they were.
+rows, in the same transaction: a record of what was deleted. (The figures over all
+runs, GET /api/v1/stats/, come from :class:`RunTotal`, which deleting leaves as it is.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, QuerySet, Sum, Val
 from django.db.models.functions import Coalesce, Greatest, RowNumber
 from django.utils import timezone
 
-from scheduler_app.models import Alert, Job, Run, RunTally
+from scheduler_app.models import Alert, Run, RunTally
 
 BATCH_SIZE = 500
 # A batch is one transaction holding its write lock, and one list of ids in a query.
@@ -204,20 +205,3 @@ def fold(run_ids: list[int]) -> None:
             longest = Value(row["longest"])
             change["duration_max"] = Greatest(Coalesce("duration_max", longest), longest)
         RunTally.objects.filter(job_id=row["job_id"], status=row["status"]).update(**change)
-
-
-def run_figures(jobs: QuerySet[Job]) -> tuple[dict[str, int], dict[str, float | None]]:
-    """Runs of ``jobs`` by status, and their average and longest duration: the runs
-    there are plus those retention deleted (their tallies)."""
-    runs = Run.objects.filter(job__in=jobs)
-    tallies = RunTally.objects.filter(job__in=jobs)
-    by_status = Counter(dict(runs.values_list("status").annotate(n=Count("id")).order_by()))
-    by_status.update(dict(tallies.values_list("status").annotate(n=Sum("count")).order_by()))
-    live = runs.aggregate(total=Sum("duration"), timed=Count("duration"), longest=Max("duration"))
-    gone = tallies.aggregate(
-        total=Sum("duration_sum"), timed=Sum("duration_count"), longest=Max("duration_max")
-    )
-    timed = live["timed"] + (gone["timed"] or 0)
-    total = (live["total"] or 0.0) + (gone["total"] or 0.0)
-    longest = max((x for x in (live["longest"], gone["longest"]) if x is not None), default=None)
-    return dict(by_status), {"average": total / timed if timed else None, "longest": longest}

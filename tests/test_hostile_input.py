@@ -224,12 +224,12 @@ def test_an_infinite_number_in_a_json_field_is_a_400_not_a_database_error(api):
 def test_a_filter_on_another_users_job_answers_like_a_missing_one(api, outsider_api, owner):
     job = make_job(owner, name="mine")
     Run.objects.create(job=job, trigger="manual", scheduled_for=job.schedule_start)
-    assert api.get(f"/api/v1/runs/?job={job.id}").data["count"] == 1
+    assert len(api.get(f"/api/v1/runs/?job={job.id}").data["results"]) == 1
     for path in ("runs", "alerts"):
         theirs = outsider_api.get(f"/api/v1/{path}/?job={job.id}")
         missing = outsider_api.get(f"/api/v1/{path}/?job={job.id + 1000}")
         assert theirs.status_code == missing.status_code == 200
-        assert theirs.data == missing.data and theirs.data["count"] == 0
+        assert theirs.data == missing.data and theirs.data["results"] == []
         huge = outsider_api.get(f"/api/v1/{path}/?job={10**30}")
         assert huge.status_code == 400  # the same for everyone: not an id at all
 

@@ -1,15 +1,13 @@
 from typing import Any
 
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request
 
 
-class Pagination(PageNumberPagination):
-    """``{"count", "next", "previous", "results"}``; ``?page=`` and ``?page_size=`` (1-500).
-
-    A ``page_size`` that is not a whole number from 1 to 500 is a 400, as the schema
-    says, not quietly the default; a page past the end is a 404."""
+class BoundedPageSize:
+    """``?page_size=`` from 1 to 500: anything else is a 400, as the schema says, not
+    quietly the default."""
 
     page_size = 50
     page_size_query_param = "page_size"
@@ -34,11 +32,28 @@ class Pagination(PageNumberPagination):
         return size
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        parameters = super().get_schema_operation_parameters(view)
+        parameters = super().get_schema_operation_parameters(view)  # type: ignore[misc]
         bounds = {
-            self.page_query_param: {"minimum": 1},
+            "page": {"minimum": 1},
             self.page_size_query_param: {"minimum": 1, "maximum": self.max_page_size},
         }
         for parameter in parameters:
             parameter["schema"] = {**parameter["schema"], **bounds.get(parameter["name"], {})}
         return parameters
+
+
+class Pagination(BoundedPageSize, PageNumberPagination):
+    """``{"count", "next", "previous", "results"}``; ``?page=`` and ``?page_size=`` (1-500);
+    a page past the end is a 404."""
+
+
+class RunPagination(BoundedPageSize, CursorPagination):
+    """Runs, newest first: ``{"next", "previous", "results"}``, no count.
+
+    A page of runs is read from an index on (queued_at, id) from where the last one
+    ended (``?cursor=``, from the ``next`` and ``previous`` links), so it costs the
+    same on the first page and the thousandth, with a million runs as with ten; a
+    count of them would read the whole table. A cursor that is not one of ours is a
+    404."""
+
+    ordering = ("-queued_at", "-id")

@@ -62,7 +62,7 @@ DESCRIPTIONS = {
     "400": "The request is invalid: see the messages.",
     "401": "No credentials, or a token that is wrong, revoked or expired.",
     "403": "Not allowed (a session login without its CSRF token).",
-    "404": "No such row among yours (or the page is past the end).",
+    "404": "No such row among yours (or the page is past the end, or not a cursor of ours).",
     "413": "The request body is larger than API_MAX_BODY_BYTES.",
     "429": "Too many requests: see Retry-After.",
     "503": "The database is not answering: try again after Retry-After.",

@@ -36,8 +36,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.celery import app as celery_app
-from scheduler_app import access, retention, schedules, services, tokens
+from scheduler_app import access, schedules, services, tokens
 from scheduler_app.api.auth import LoginAccountThrottle, LoginAddressThrottle
+from scheduler_app.api.pagination import RunPagination
 from scheduler_app.api.permissions import HasRoleForAction
 from scheduler_app.api.serializers import (
     AlertSerializer,
@@ -53,6 +54,7 @@ from scheduler_app.api.serializers import (
     TokenSerializer,
 )
 from scheduler_app.models import Alert, Calendar, Job, JobTemplate, Run
+from scheduler_app.stats import job_counts, run_figures
 
 
 def iso(moment: datetime) -> str:
@@ -220,7 +222,9 @@ class RunFilter(StrictFilterSet):
 
 
 class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
-    queryset = Job.objects.select_related("owner")
+    # A page of jobs in three queries: the count, the jobs (with their owner and the
+    # calendar their schedule description reads), and all their dependencies.
+    queryset = Job.objects.select_related("owner", "calendar").prefetch_related("dependencies")
     serializer_class = JobSerializer
     filterset_class = JobFilter
 
@@ -243,9 +247,9 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=RunSerializer(many=True), filters=False)
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=RunPagination)
     def runs(self, request: Request, pk: str | None = None) -> Response:
-        runs = self.get_object().runs.select_related("job")
+        runs = self.get_object().runs.all()  # each run's job is this one, not read again
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(RunSerializer(page, many=True).data)
 
@@ -322,10 +326,20 @@ class JobTemplateViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
 
 
 class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = Run.objects.select_related("job")
+    """Runs, newest first, a page at a time by cursor (no count: see RunPagination);
+    each filter has an index that gives its runs in this order."""
+
+    # Of its job, a run shows the name: the rest of the job's row (JSON fields, a dozen
+    # dates) would be most of a page's time. A Job loads its timing fields too, and the
+    # access rules its owner and team.
+    queryset = Run.objects.select_related("job").only(
+        *(field.name for field in Run._meta.concrete_fields),
+        *(f"job__{name}" for name in ("name", "schedule", "timezone", "enabled", "owner", "team")),
+    )
     access_via = "job__"
     serializer_class = RunSerializer
     filterset_class = RunFilter
+    pagination_class = RunPagination
 
     @extend_schema(
         parameters=[LogQuerySerializer],
@@ -466,7 +480,8 @@ def upcoming_runs(request: Request) -> Response:
     query.is_valid(raise_exception=True)
     count = query.validated_data["count"]
     now = timezone.now()
-    jobs = jobs_of(request.user).filter(next_run_at__isnull=False).order_by("next_run_at")[:count]
+    jobs = jobs_of(request.user).filter(next_run_at__isnull=False).order_by("next_run_at")
+    jobs = jobs.select_related("calendar")[:count]  # each job's timing reads its calendar
     budget = request_budget(MAX_REQUEST_STEPS)
     streams = [
         [(t, job.id, job.name) for t in job_upcoming(job, now, count, budget)] for job in jobs
@@ -513,18 +528,13 @@ STATS = inline_serializer(
 @extend_schema(responses=STATS)
 @api_view(["GET"])
 def stats(request: Request) -> Response:
-    """Over all runs, those retention deleted included (their tallies)."""
+    """Over all runs, those retention deleted included; from per-job totals, not the runs."""
     jobs = jobs_of(request.user)
-    by_status, durations = retention.run_figures(jobs)
+    by_status, durations = run_figures(jobs)
     finished = sum(by_status.get(s, 0) for s in (Run.Status.SUCCEEDED, *Run.FAILURES))
     return Response(
         {
-            "jobs": {
-                "total": jobs.count(),
-                "active": jobs.filter(enabled=True, completed_at__isnull=True).count(),
-                "paused": jobs.filter(enabled=False, completed_at__isnull=True).count(),
-                "completed": jobs.filter(completed_at__isnull=False).count(),
-            },
+            "jobs": job_counts(jobs),
             "runs": {"total": sum(by_status.values()), "by_status": by_status},
             "success_rate": (by_status.get(Run.Status.SUCCEEDED, 0) / finished)
             if finished

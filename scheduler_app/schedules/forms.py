@@ -100,16 +100,23 @@ class CronSchedule:
         return None
 
     def describe(self) -> str:
-        options = Options()
-        options.use_24hour_time_format = True
-        expression = CRON_ALIASES.get(self.expression, self.expression)
-        try:
-            text = str(get_description(expression, options))
-        except Exception:  # a description is a courtesy, never a failure
-            return f"Cron {self.expression}"
-        # cron_descriptor says "or on Monday" whenever the day of the month is not a
-        # plain *; ``*/2`` is unrestricted (days_or), so it is "only on Monday" then.
-        return text if days_or(expression) else text.replace(", or on ", ", only on ")
+        return describe_cron(self.expression)
+
+
+@lru_cache(maxsize=4096)
+def describe_cron(given: str) -> str:
+    """A cron expression in words; kept, as cron_descriptor reads its locale files anew
+    for each description (about a millisecond: most of a page of jobs' time)."""
+    options = Options()
+    options.use_24hour_time_format = True
+    expression = CRON_ALIASES.get(given, given)
+    try:
+        text = str(get_description(expression, options))
+    except Exception:  # a description is a courtesy, never a failure
+        return f"Cron {given}"
+    # cron_descriptor says "or on Monday" whenever the day of the month is not a
+    # plain *; ``*/2`` is unrestricted (days_or), so it is "only on Monday" then.
+    return text if days_or(expression) else text.replace(", or on ", ", only on ")
 
 
 def days_or(expression: str) -> bool:
