@@ -106,7 +106,7 @@ def test_lists_hold_what_the_user_may_view(world, user):
     api = world.api(user)
     names = sorted(j["name"] for j in api.get("/api/v1/jobs/").data["results"])
     teams = [t["name"] for t in api.get("/api/v1/teams/").data["results"]]
-    runs = api.get("/api/v1/runs/").data["count"]
+    runs = len(api.get("/api/v1/runs/").data["results"])
     stats = api.get("/api/v1/stats/").data["jobs"]["total"]
     if user == "root":
         assert (names, teams, runs, stats) == (["backup", "mine", "ping"], ["ops"], 1, 3)
