@@ -10,10 +10,10 @@ sender of tasks). Tasks, views, the admin and tests call these functions.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -28,7 +28,7 @@ from scheduler_app import (
     retries,
     runs,
 )
-from scheduler_app.models import Job, Notification, Run
+from scheduler_app.models import Job, JobDependency, Notification, Run
 
 logger = logging.getLogger(__name__)
 
@@ -59,30 +59,68 @@ def claim_run(run_id: int, worker: str) -> Run | None:
     BEGIN by the IMMEDIATE transaction mode), so two workers on two machines never
     both see "nothing running" and both start. None when it must not start now:
     claimed elsewhere, cancelled, skipped or left waiting (its row says which).
+
+    The run is read once, with its job (and whether any job depends on it, so its end
+    asks only when one does), and kept: what the claim wrote is set on it in memory.
     """
     with transaction.atomic():
-        run = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).first()
-        if run is None:
+        queued = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).select_related("job")
+        if connection.features.has_select_for_update_of:
+            queued = queued.select_for_update(of=("job",))
+        queued = queued.annotate(
+            job_has_dependents=Exists(JobDependency.objects.filter(upstream=OuterRef("job_id")))
+        )
+        run = queued.first()
+        if run is None or not _claim(run, worker):
             return None
-        # A fan-out child belongs to its parent, which passed the policy already.
-        if run.parent_id is None and not _admitted(run):
-            return None
-        claimed = runs.claim(run_id, worker)
-    if not claimed:
-        return None
-    run = Run.objects.select_related("job").get(id=run_id)
-    if run.job.alert_if_late is not None:
-        alerts.judge_start(run)
+    _started(run)
     return run
 
 
+def start_run(run: Run, worker: str) -> Run | None:
+    """:func:`claim_run` for a queued run the caller holds with its job (just made by a
+    fire): nothing is read again."""
+    with transaction.atomic():
+        if connection.features.has_select_for_update:  # SQLite: BEGIN IMMEDIATE locked
+            list(Job.objects.select_for_update().filter(id=run.job_id).values_list("id"))
+        if not _claim(run, worker):
+            return None
+    _started(run)
+    return run
+
+
+def _claim(run: Run, worker: str) -> bool:
+    """With the job's lock held: claim ``run`` if the policy admits it, in one statement
+    while no other run of its job runs (any policy starts a run then)."""
+    now = timezone.now()
+    job = run.job
+    if run.parent_id is not None or admits_any(job):
+        # A fan-out child belongs to its parent, which passed the policy already.
+        claimed = runs.claim(run.id, worker, now)
+    else:
+        claimed = runs.claim(run.id, worker, now, alone=True) or (
+            _admitted(run) and runs.claim(run.id, worker, now)
+        )
+    if claimed:
+        run.status, run.worker, run.error = Run.Status.RUNNING, worker, ""
+        run.started_at = run.heartbeat_at = now
+    return claimed
+
+
+def admits_any(job: Job) -> bool:
+    """Whether the job's policy starts a run whatever else runs (nothing to check)."""
+    return job.concurrency_policy == Job.ConcurrencyPolicy.ALLOW and job.max_concurrent is None
+
+
+def _started(run: Run) -> None:
+    if run.job.alert_if_late is not None:
+        alerts.judge_start(run)
+
+
 def _admitted(run: Run) -> bool:
-    job = Job.objects.select_for_update().get(id=run.job_id)
-    running = list(
-        job.runs.filter(status=Run.Status.RUNNING, parent__isnull=True)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
+    """The policy's decision, applied, when another run of the job is running."""
+    job = run.job
+    running = runs.running_of(job.id)
     another_waits = (
         bool(running)
         and job.concurrency_policy == Job.ConcurrencyPolicy.QUEUE_ONE
@@ -135,14 +173,34 @@ def finish_run(
     error: str = "",
     result: dict | None = None,
 ) -> Run:
-    """Record how a run ended, then apply what follows, once."""
+    """Record how a run ended, then apply what follows, once, in one transaction.
+
+    ``run`` is the worker's copy (with its job): what is written is set on it too,
+    and read back only when the run had been cancelled or had ended already."""
+    now = timezone.now()
     with transaction.atomic():
-        ended = runs.finish(run.id, status, exit_code=exit_code, output=output, error=error,
-                            result=result)  # fmt: skip
+        ended = runs.finish(run.id, status, now, started_at=run.started_at, exit_code=exit_code,
+                            output=output, error=error, result=result)  # fmt: skip
         if ended:
-            _follow_up(Run.objects.select_related("job").get(id=run.id))
-    run.refresh_from_db()
+            _ended(run, ended, now, exit_code, output, error, result)
+            _follow_up(run)
+    if ended != status:
+        run.refresh_from_db()
     return run
+
+
+def _ended(
+    run: Run, status: str, now: datetime, exit_code: int | None, output: str, error: str,
+    result: dict | None,
+) -> None:  # fmt: skip
+    """The worker's copy of the run as :func:`runs.finish` wrote it."""
+    if run.started_at is None:  # a copy from before the claim: the row has it
+        run.started_at = Run.objects.values_list("started_at", flat=True).get(id=run.id)
+    run.finished_at = now
+    run.duration = (now - run.started_at).total_seconds() if run.started_at else None
+    run.status, run.exit_code, run.output, run.result = status, exit_code, output, result
+    if status != Run.Status.CANCELLED:
+        run.error = error
 
 
 def _follow_up(run: Run) -> None:
@@ -195,13 +253,22 @@ def _notify(run: Run, retrying: bool) -> None:
 
 
 def _start_dependents(run: Run) -> None:
-    """One run of each job waiting on ``run``'s job ending this way, for the same time."""
+    """One run of each job waiting on ``run``'s job ending this way, for the same time.
+    Not asked when the claim found no job depending on it (``job_has_dependents``)."""
+    if not _may_have_dependents(run):
+        return
     waiting = list(run.job.dependents.select_related("job"))
     for job in dependencies.to_start(waiting, run.status):
         child = runs.create(job=job, trigger=Run.Trigger.DEPENDENCY,
                             scheduled_for=run.scheduled_for)  # fmt: skip
         if child is not None:
             dispatch.enqueue(child)
+
+
+def _may_have_dependents(run: Run) -> bool:
+    """False when the read that gave the worker its run found no dependent job."""
+    known = getattr(run, "job_has_dependents", getattr(run.job, "has_dependents", None))
+    return known is not False
 
 
 def _release_waiting(job_id: int) -> None:

@@ -38,13 +38,16 @@ def fire_job(
     when = datetime.fromisoformat(scheduled_for) if scheduled_for else self.app.now()
     sent = datetime.fromisoformat(sent_at) if sent_at else self.app.now()
     try:
-        runs = firing.fire_due(job_id, when, sent)
+        runs = firing.fire_due(job_id, when, sent, worker=self.request.hostname)
+        for extra in runs[1:]:  # catchup "all": the others go to any worker of the queue
+            dispatch.enqueue(extra)
+        first = runs[0] if runs else None
+        if first is not None and first.status != Run.Status.RUNNING:  # not made running
+            first = services.start_run(first, worker=self.request.hostname)
     except reporting.DATABASE_AWAY as exc:
         raise _later(self, exc) from exc
-    for extra in runs[1:]:  # catchup "all": the others go to any worker of the queue
-        dispatch.enqueue(extra)
-    if runs:
-        _run(self, runs[0].id)
+    if first is not None:
+        _execute(first)
 
 
 @shared_task(name="workers.execute_run", bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -64,8 +67,12 @@ def _run(task: Any, run_id: int) -> None:
         run = services.claim_run(run_id, worker=task.request.hostname)
     except reporting.DATABASE_AWAY as exc:
         raise _later(task, exc) from exc
-    if run is None:  # claimed elsewhere, cancelled, skipped, waiting, or a redelivery
-        return
+    if run is not None:  # else claimed elsewhere, cancelled, skipped, waiting, a redelivery
+        _execute(run)
+
+
+def _execute(run: Run) -> None:
+    """Run a run this worker has claimed, and record its end."""
     if run.job.fan_out and run.parent_id is None:
         services.fan_out(run)
         return

@@ -79,9 +79,8 @@ def run_child(
         output_limit=settings.SCHEDULER_OUTPUT_LIMIT,
         kill_grace=settings.SCHEDULER_KILL_GRACE,
         flush_every=settings.SCHEDULER_LOG_FLUSH_SECONDS,
-        heartbeat=lambda output: reporting.save_output(run.id, mask(output, secrets)),
+        heartbeat=lambda pid, output: reporting.save_output(run.id, mask(output, secrets), pid),
         limits=Limits(job.max_memory_mb, job.max_cpu_seconds),
-        on_start=lambda pid: reporting.started_process(run.id, pid),
     )
     return ProcessResult(result.exit_code, mask(result.output, secrets), result.timed_out,
                          result.cancelled)  # fmt: skip
