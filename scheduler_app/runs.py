@@ -91,15 +91,21 @@ def _insert(fields: dict[str, Any]) -> Run | None:
         return None
 
 
-def claim(run_id: int, worker: str, now: datetime, *, alone: bool = False) -> bool:
-    """queued -> running on ``worker``, started (and its heartbeat) at ``now``. With
-    ``alone``, only while no other run of its job runs: the caller holds the job's lock,
-    so this one statement is the concurrency check and the claim together."""
-    queued = Run.objects.filter(id=run_id, status=Status.QUEUED)
+def claim(run: Run, worker: str, *, alone: bool = False) -> bool:
+    """queued -> running on ``worker``; its heartbeat starts now, and ``run`` (the
+    worker's copy) says so too. With ``alone``, only while no other run of its job runs:
+    the caller holds the job's lock, so this one statement is the concurrency check and
+    the claim together."""
+    now = timezone.now()
+    queued = Run.objects.filter(id=run.id, status=Status.QUEUED)
     if alone:
         queued = queued.filter(~Exists(_running_of(OuterRef("job_id"))))
-    return bool(queued.update(status=Status.RUNNING, started_at=now, heartbeat_at=now,
-                              worker=worker, error=""))  # fmt: skip
+    if not queued.update(status=Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker,
+                         error=""):  # fmt: skip
+        return False
+    run.status, run.worker, run.error = Status.RUNNING, worker, ""
+    run.started_at = run.heartbeat_at = now
+    return True
 
 
 def running_of(job_id: int) -> list[int]:
@@ -147,25 +153,33 @@ def cancel(run_id: int, reason: str) -> bool:
 
 
 def finish(
-    run_id: int, status: str, now: datetime, *, started_at: datetime | None = None,
-    exit_code: int | None = None, output: str = "", error: str = "", result: dict | None = None,
+    run: Run, status: str, *, exit_code: int | None = None, output: str = "", error: str = "",
+    result: dict | None = None,
 ) -> str:  # fmt: skip
-    """running -> ``status`` at ``now``; or, for a run cancelled while it ran, its
-    process's end recorded once (it stays cancelled, with the cancel's reason). Returns
-    the status recorded, or "" when the run had ended already (a redelivered report).
+    """running -> ``status``; or, for a run cancelled while it ran, its process's end
+    recorded once (it stays cancelled, with the cancel's reason). Returns the status
+    recorded, or "" when the run had ended already (a redelivered report).
 
-    ``started_at`` is what the worker read at the claim (else it is read here)."""
-    start = started_at or _started_at(run_id)
-    end = {"finished_at": now, "duration": _seconds_since(start, now), "exit_code": exit_code,
-           "output": output, "result": result}  # fmt: skip
-    if Run.objects.filter(id=run_id, status=Status.RUNNING).update(
+    ``run`` is the worker's copy, from its claim: what is written is set on it too
+    (but for a cancelled run's reason, which only the row has)."""
+    now = timezone.now()
+    if run.started_at is None:  # a copy from before the claim
+        run.started_at = _started_at(run.id)
+    end = {"finished_at": now, "duration": _seconds_since(run.started_at, now),
+           "exit_code": exit_code, "output": output, "result": result}  # fmt: skip
+    if Run.objects.filter(id=run.id, status=Status.RUNNING).update(
         status=status, error=error, **end
     ):
-        return status
-    killed = Run.objects.filter(
-        id=run_id, status=Status.CANCELLED, started_at__isnull=False, duration__isnull=True
-    )
-    return Status.CANCELLED if killed.update(**end) else ""
+        run.status, run.error = status, error
+    elif Run.objects.filter(
+        id=run.id, status=Status.CANCELLED, started_at__isnull=False, duration__isnull=True
+    ).update(**end):
+        run.status = Status.CANCELLED
+    else:
+        return ""
+    for field, value in end.items():
+        setattr(run, field, value)
+    return run.status
 
 
 def lose(run_id: int, reason: str) -> bool:

@@ -10,7 +10,7 @@ sender of tasks). Tasks, views, the admin and tests call these functions.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
@@ -92,19 +92,10 @@ def start_run(run: Run, worker: str) -> Run | None:
 def _claim(run: Run, worker: str) -> bool:
     """With the job's lock held: claim ``run`` if the policy admits it, in one statement
     while no other run of its job runs (any policy starts a run then)."""
-    now = timezone.now()
-    job = run.job
-    if run.parent_id is not None or admits_any(job):
+    if run.parent_id is not None or admits_any(run.job):
         # A fan-out child belongs to its parent, which passed the policy already.
-        claimed = runs.claim(run.id, worker, now)
-    else:
-        claimed = runs.claim(run.id, worker, now, alone=True) or (
-            _admitted(run) and runs.claim(run.id, worker, now)
-        )
-    if claimed:
-        run.status, run.worker, run.error = Run.Status.RUNNING, worker, ""
-        run.started_at = run.heartbeat_at = now
-    return claimed
+        return runs.claim(run, worker)
+    return runs.claim(run, worker, alone=True) or (_admitted(run) and runs.claim(run, worker))
 
 
 def admits_any(job: Job) -> bool:
@@ -176,31 +167,16 @@ def finish_run(
     """Record how a run ended, then apply what follows, once, in one transaction.
 
     ``run`` is the worker's copy (with its job): what is written is set on it too,
-    and read back only when the run had been cancelled or had ended already."""
-    now = timezone.now()
+    and read back only when the run had been cancelled or had ended already (a
+    rollback leaves the copy ahead of the row: the next try writes it again)."""
     with transaction.atomic():
-        ended = runs.finish(run.id, status, now, started_at=run.started_at, exit_code=exit_code,
-                            output=output, error=error, result=result)  # fmt: skip
+        ended = runs.finish(run, status, exit_code=exit_code, output=output, error=error,
+                            result=result)  # fmt: skip
         if ended:
-            _ended(run, ended, now, exit_code, output, error, result)
             _follow_up(run)
-    if ended != status:
+    if ended != status:  # ended already, or cancelled (its reason is in the row)
         run.refresh_from_db()
     return run
-
-
-def _ended(
-    run: Run, status: str, now: datetime, exit_code: int | None, output: str, error: str,
-    result: dict | None,
-) -> None:  # fmt: skip
-    """The worker's copy of the run as :func:`runs.finish` wrote it."""
-    if run.started_at is None:  # a copy from before the claim: the row has it
-        run.started_at = Run.objects.values_list("started_at", flat=True).get(id=run.id)
-    run.finished_at = now
-    run.duration = (now - run.started_at).total_seconds() if run.started_at else None
-    run.status, run.exit_code, run.output, run.result = status, exit_code, output, result
-    if status != Run.Status.CANCELLED:
-        run.error = error
 
 
 def _follow_up(run: Run) -> None:

@@ -71,6 +71,7 @@ def run_child(
     """
     job = run.job
     secrets = secrets_of(job)
+    pid: list[int] = []
     result = run_process(
         argv,
         env=child_env(run, inherit),
@@ -79,8 +80,9 @@ def run_child(
         output_limit=settings.SCHEDULER_OUTPUT_LIMIT,
         kill_grace=settings.SCHEDULER_KILL_GRACE,
         flush_every=settings.SCHEDULER_LOG_FLUSH_SECONDS,
-        heartbeat=lambda pid, output: reporting.save_output(run.id, mask(output, secrets), pid),
+        heartbeat=lambda output: reporting.save_output(run.id, mask(output, secrets), pid[0]),
         limits=Limits(job.max_memory_mb, job.max_cpu_seconds),
+        on_start=pid.append,  # written with the first flush, not on its own
     )
     return ProcessResult(result.exit_code, mask(result.output, secrets), result.timed_out,
                          result.cancelled)  # fmt: skip

@@ -19,9 +19,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-# Told the child's pid and the output so far; returns False to stop the child (the run
-# was cancelled).
-Heartbeat = Callable[[int, str], bool]
+# Returns False to stop the child (the run was cancelled).
+Heartbeat = Callable[[str], bool]
 DRAIN_SECONDS = 5.0
 
 
@@ -91,9 +90,11 @@ def run_process(
     flush_every: float,
     heartbeat: Heartbeat,
     limits: Limits | None = None,
+    on_start: Callable[[int], object] | None = None,
 ) -> ProcessResult:
-    """Run ``argv`` to its end; ``heartbeat`` sees the child's pid (also its process
-    group's id) and the output so far every ``flush_every`` s.
+    """Run ``argv`` to its end; ``heartbeat`` sees the output so far every ``flush_every`` s.
+
+    ``on_start`` is told the child's pid, which is also its process group's id.
 
     One thread waits on both the output pipe and the child's exit (a pidfd), so a short
     job ends as soon as its process does: no reader thread, no polling. Without limits
@@ -110,6 +111,8 @@ def run_process(
         preexec_fn=limits.apply if limits else None,  # only setrlimit: safe after fork
     )
     assert proc.stdout is not None
+    if on_start is not None:
+        on_start(proc.pid)
     tail = OutputBuffer(output_limit)
     deadline = time.monotonic() + timeout if timeout else None
     timed_out = cancelled = False
@@ -122,7 +125,7 @@ def run_process(
                 if deadline is not None and time.monotonic() >= deadline:
                     timed_out = True
                 elif time.monotonic() >= next_flush:
-                    cancelled = not heartbeat(proc.pid, tail.text())
+                    cancelled = not heartbeat(tail.text())
                     next_flush = time.monotonic() + flush_every
                 if timed_out or cancelled:
                     _terminate_group(proc, kill_grace)
