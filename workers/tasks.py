@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutting_down
 from django.conf import settings
+from django.db import close_old_connections
 
 from scheduler_app import alerts, dispatch, firing, notifications, retention, services
 from scheduler_app.models import Notification, Run
@@ -114,6 +115,15 @@ def kill_orphan(marks: dict[str, str]) -> None:
     (``marks``: the variables that name the run in their environment)."""
     if killed := orphans.kill_run_processes(marks):
         logger.warning("killed %d process groups left running by lost run %s", killed, marks)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def connections_by_age(**kwargs: Any) -> None:
+    """Django's rule for database connections around each task, as around a request:
+    closed after it, unless DB_CONN_MAX_AGE keeps them (checked before reuse, and closed
+    after an error), which saves a connection per run."""
+    close_old_connections()
 
 
 @worker_ready.connect
