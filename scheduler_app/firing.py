@@ -33,12 +33,13 @@ def fire_due(
     The first of them is made already running on ``worker`` (the caller, which runs it)
     when the job's policy admits any number of runs at once: create and claim in one
     statement. The others, and every run of the other policies, are queued."""
-    job = (
+    found = (
         Job.objects.select_related("calendar")
         .annotate(has_dependents=Exists(JobDependency.objects.filter(upstream=OuterRef("id"))))
         .filter(id=job_id)
-        .first()
+        .order_by()[:1]  # one row by its key: no ORDER BY to build
     )
+    job = next(iter(found), None)
     if job is None or not job.is_scheduled:
         return []
     sent_at = sent_at or timezone.now()

@@ -70,7 +70,7 @@ def claim_run(run_id: int, worker: str) -> Run | None:
         queued = queued.annotate(
             job_has_dependents=Exists(JobDependency.objects.filter(upstream=OuterRef("job_id")))
         )
-        run = queued.first()
+        run = next(iter(queued.order_by()[:1]), None)  # no ORDER BY: one row by its key
         if run is None or not _claim(run, worker):
             return None
     _started(run)
