@@ -78,13 +78,14 @@ def claim_run(run_id: int, worker: str) -> Run | None:
 
 
 def start_run(run: Run, worker: str) -> Run | None:
-    """:func:`claim_run` for a queued run the caller holds with its job (just made by a
-    fire): nothing is read again."""
-    with transaction.atomic():
-        if connection.features.has_select_for_update:  # SQLite: BEGIN IMMEDIATE locked
-            list(Job.objects.select_for_update().filter(id=run.job_id).values_list("id"))
-        if not _claim(run, worker):
-            return None
+    """:func:`claim_run` for a run the caller holds with its job (just made by a fire):
+    nothing is read again. One the fire made running already is only judged late or not."""
+    if run.status != Run.Status.RUNNING:
+        with transaction.atomic():
+            if connection.features.has_select_for_update:  # SQLite: BEGIN IMMEDIATE locked
+                list(Job.objects.select_for_update().filter(id=run.job_id).values_list("id"))
+            if not _claim(run, worker):
+                return None
     _started(run)
     return run
 

@@ -42,9 +42,7 @@ def fire_job(
         runs = firing.fire_due(job_id, when, sent, worker=self.request.hostname)
         for extra in runs[1:]:  # catchup "all": the others go to any worker of the queue
             dispatch.enqueue(extra)
-        first = runs[0] if runs else None
-        if first is not None and first.status != Run.Status.RUNNING:  # not made running
-            first = services.start_run(first, worker=self.request.hostname)
+        first = services.start_run(runs[0], worker=self.request.hostname) if runs else None
     except reporting.DATABASE_AWAY as exc:
         raise _later(self, exc) from exc
     if first is not None:
