@@ -131,7 +131,9 @@ TEMPLATES = [
 
 # Database: DATABASE_URL, or an embedded SQLite file under var/.
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'scheduler.sqlite3'}"
-DB_CONN_MAX_AGE = envint("DB_CONN_MAX_AGE", 0)
+# Connections kept a minute: a worker otherwise connects for every run, which halved its
+# throughput (benchmarks/bench_worker.py); health-checked before reuse (below).
+DB_CONN_MAX_AGE = envint("DB_CONN_MAX_AGE", 60)
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
