@@ -138,8 +138,17 @@ TEMPLATES = [
 
 # Database: DATABASE_URL, or an embedded SQLite file under var/.
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'scheduler.sqlite3'}"
+# Connections kept a minute: a worker otherwise connects for every run, which halved its
+# throughput (benchmarks/bench_worker.py); health-checked before reuse (below).
+DB_CONN_MAX_AGE = envint("DB_CONN_MAX_AGE", 60)
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=DB_CONN_MAX_AGE,
+        # A kept connection is checked (SELECT 1) before a task or request reuses it, so
+        # a database restarted meanwhile costs a reconnect, not a failed task.
+        conn_health_checks=envbool("DB_CONN_HEALTH_CHECKS", True),
+    )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # VAR_DIR itself is made by manage.py and the test setup, not here: settings
@@ -281,7 +290,14 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SEND_SENT_EVENT = True
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Task events cost each run three messages: off unless asked for. Flower turns them on in
+# every worker it watches (its --enable_events, on by default), so it still shows tasks.
+CELERY_WORKER_SEND_TASK_EVENTS = envbool("CELERY_WORKER_SEND_TASK_EVENTS", False)
+# Celery's Django fixup closes a worker's database connections around every task, whatever
+# DB_CONN_MAX_AGE says, unless told to reuse them; then workers/tasks.py applies Django's
+# own rule around each task, as around a web request.
+if DB_CONN_MAX_AGE:
+    CELERY_DB_REUSE_MAX = 2**31
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "scheduler_app.redbeat:JobScheduler"

@@ -14,20 +14,32 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from scheduler_app import dispatch, runs, schedules, services
-from scheduler_app.models import Job, Run
+from scheduler_app.models import Job, JobDependency, Run
 
 CATCHUP_ALL_LIMIT = 100  # runs, for catchup "all"
 MISSED_RECORD_LIMIT = 100  # missed times recorded one by one; the rest are counted
 DUE_SCAN_LIMIT = 10_000  # fire times looked at for one late fire
 
 
-def fire_due(job_id: int, scheduled_for: datetime, sent_at: datetime | None = None) -> list[Run]:
-    """Record every due fire time of the job; return the runs to start now."""
-    job = Job.objects.select_related("calendar").filter(id=job_id).first()
+def fire_due(
+    job_id: int, scheduled_for: datetime, sent_at: datetime | None = None, worker: str = ""
+) -> list[Run]:
+    """Record every due fire time of the job; return the runs to start now.
+
+    The first of them is made already running on ``worker`` (the caller, which runs it)
+    when the job's policy admits any number of runs at once: create and claim in one
+    statement. The others, and every run of the other policies, are queued."""
+    found = (
+        Job.objects.select_related("calendar")
+        .annotate(has_dependents=Exists(JobDependency.objects.filter(upstream=OuterRef("id"))))
+        .filter(id=job_id)
+        .order_by()[:1]  # one row by its key: no ORDER BY to build
+    )
+    job = next(iter(found), None)
     if job is None or not job.is_scheduled:
         return []
     sent_at = sent_at or timezone.now()
@@ -35,7 +47,11 @@ def fire_due(job_id: int, scheduled_for: datetime, sent_at: datetime | None = No
     due = due_times(timing.schedule, scheduled_for, sent_at)
     to_run, missed = split_missed(due, sent_at, job.misfire_grace, job.catchup)
     _record_missed(job, missed)
-    starting = [run for t in to_run if (run := _run_for(job, timing.decide(t)))]
+    claim_on = worker if worker and services.admits_any(job) else ""
+    starting: list[Run] = []
+    for moment in to_run:
+        if run := _run_for(job, timing.decide(moment), "" if starting else claim_on):
+            starting.append(run)
     _advance_schedule(job, due[-1])
     if not starting:
         services.complete_if_done(job.id)
@@ -89,19 +105,21 @@ def _record_missed(job: Job, missed: list[datetime]) -> None:
         runs.record_missed(job, moment, missed_reason(job, moment), result)
 
 
-def _run_for(job: Job, decision: schedules.Decision) -> Run | None:
-    """The run a decision makes; returned only when it should start now."""
+def _run_for(job: Job, decision: schedules.Decision, claim_on: str) -> Run | None:
+    """The run a decision makes (running on ``claim_on``, if given, when it starts now);
+    returned only when it should start now."""
     if decision.run_at is None:
         runs.record_skipped(job, decision.fire_time, f"skipped: {decision.skip_reason}")
         return None
-    run = runs.create(job=job, trigger=Run.Trigger.SCHEDULE, scheduled_for=decision.run_at,
-                      due_at=max(decision.run_at, timezone.now()))  # fmt: skip
-    if run is not None and decision.run_at != decision.fire_time:
+    fields = {"job": job, "trigger": Run.Trigger.SCHEDULE, "scheduled_for": decision.run_at,
+              "due_at": max(decision.run_at, timezone.now())}  # fmt: skip
+    if decision.run_at != decision.fire_time:
         # Shifted by the calendar to a later day: start it then.
-        delay = (decision.run_at - timezone.now()).total_seconds()
-        dispatch.enqueue(run, countdown=max(delay, 0))
+        if run := runs.create(**fields):
+            delay = (decision.run_at - timezone.now()).total_seconds()
+            dispatch.enqueue(run, countdown=max(delay, 0))
         return None
-    return run
+    return runs.create_running(claim_on, **fields) if claim_on else runs.create(**fields)
 
 
 def _advance_schedule(job: Job, fired_for: datetime) -> None:

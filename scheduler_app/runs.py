@@ -8,6 +8,7 @@ two beats or a user and a worker racing on one run cannot both change it.
 from             to          function        who
 ===============  ==========  ==============  ==================================================
 (new)            queued      create          a fire, run now, a retry, a dependency, a fan-out
+(new)            running     create_running  a fire on a worker, when the job's policy admits any
 (new)            skipped     record_skipped  a fire: outside the window, on a calendar date
 (new)            missed      record_missed   a fire: passed while beat or the job was down
 queued           running     claim           a worker, when the concurrency policy admits it
@@ -36,8 +37,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, CharField, F, Q, TextField, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from scheduler_app.models import Job, Run
@@ -53,6 +54,14 @@ def create(**fields: Any) -> Run | None:
     if "status" in fields:
         raise ValueError("a new run is queued; use record_skipped or record_missed")
     return _insert(fields)
+
+
+def create_running(worker: str, **fields: Any) -> Run | None:
+    """Insert a run already claimed by ``worker`` (create and claim in one statement): for
+    a job whose policy admits any number of runs at once, there is nothing to check."""
+    now = timezone.now()
+    return _insert({**fields, "status": Status.RUNNING, "worker": worker, "started_at": now,
+                    "heartbeat_at": now})  # fmt: skip
 
 
 def record_skipped(job: Job, scheduled_for: datetime, reason: str) -> Run | None:
@@ -73,6 +82,8 @@ def record_missed(
 
 def _insert(fields: dict[str, Any]) -> Run | None:
     try:
+        if not connection.in_atomic_block:  # one statement: nothing to roll back but itself
+            return Run.objects.create(**fields)
         with transaction.atomic():
             return Run.objects.create(**fields)
     except IntegrityError:
@@ -80,11 +91,30 @@ def _insert(fields: dict[str, Any]) -> Run | None:
         return None
 
 
-def claim(run_id: int, worker: str) -> bool:
-    """queued -> running on ``worker``; its heartbeat starts now."""
+def claim(run: Run, worker: str, *, alone: bool = False) -> bool:
+    """queued -> running on ``worker``; its heartbeat starts now, and ``run`` (the
+    worker's copy) says so too. With ``alone``, only while no other run of its job runs:
+    the caller holds the job's lock, so this one statement is the concurrency check and
+    the claim together."""
     now = timezone.now()
-    return _move(run_id, [Status.QUEUED], status=Status.RUNNING, started_at=now,
-                 heartbeat_at=now, worker=worker, error="")  # fmt: skip
+    queued = Run.objects.filter(id=run.id, status=Status.QUEUED)
+    if alone:
+        queued = queued.filter(~Exists(_running_of(OuterRef("job_id"))))
+    if not queued.update(status=Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker,
+                         error=""):  # fmt: skip
+        return False
+    run.status, run.worker, run.error = Status.RUNNING, worker, ""
+    run.started_at = run.heartbeat_at = now
+    return True
+
+
+def running_of(job_id: int) -> list[int]:
+    """The ids of the job's running runs (fan-out children aside), oldest first."""
+    return list(_running_of(job_id).order_by("id").values_list("id", flat=True))
+
+
+def _running_of(job_id: Any) -> Any:
+    return Run.objects.filter(job_id=job_id, status=Status.RUNNING, parent__isnull=True)
 
 
 def skip(run_id: int, reason: str) -> bool:
@@ -123,25 +153,33 @@ def cancel(run_id: int, reason: str) -> bool:
 
 
 def finish(
-    run_id: int, status: str, *, exit_code: int | None = None, output: str = "", error: str = "",
+    run: Run, status: str, *, exit_code: int | None = None, output: str = "", error: str = "",
     result: dict | None = None,
-) -> bool:  # fmt: skip
+) -> str:  # fmt: skip
     """running -> ``status``; or, for a run cancelled while it ran, its process's end
-    recorded once (it stays cancelled, with the cancel's reason)."""
+    recorded once (it stays cancelled, with the cancel's reason). Returns the status
+    recorded, or "" when the run had ended already (a redelivered report).
+
+    ``run`` is the worker's copy, from its claim: what is written is set on it too
+    (but for a cancelled run's reason, which only the row has)."""
     now = timezone.now()
-    cancelled = Q(status=Status.CANCELLED)
-    updated = Run.objects.filter(
-        Q(status=Status.RUNNING) | (cancelled & Q(started_at__isnull=False, duration__isnull=True)),
-        id=run_id,
-    ).update(
-        status=Case(When(cancelled, then=F("status")), default=Value(status),
-                    output_field=CharField()),
-        error=Case(When(cancelled, then=F("error")), default=Value(error),
-                   output_field=TextField()),
-        finished_at=now, duration=_seconds_since(_started_at(run_id), now), exit_code=exit_code,
-        output=output, result=result,
-    )  # fmt: skip
-    return bool(updated)
+    if run.started_at is None:  # a copy from before the claim
+        run.started_at = _started_at(run.id)
+    end = {"finished_at": now, "duration": _seconds_since(run.started_at, now),
+           "exit_code": exit_code, "output": output, "result": result}  # fmt: skip
+    if Run.objects.filter(id=run.id, status=Status.RUNNING).update(
+        status=status, error=error, **end
+    ):
+        run.status, run.error = status, error
+    elif Run.objects.filter(
+        id=run.id, status=Status.CANCELLED, started_at__isnull=False, duration__isnull=True
+    ).update(**end):
+        run.status = Status.CANCELLED
+    else:
+        return ""
+    for field, value in end.items():
+        setattr(run, field, value)
+    return run.status
 
 
 def lose(run_id: int, reason: str) -> bool:
@@ -159,20 +197,16 @@ def suspect(run_ids: list[int]) -> int:
     )
 
 
-def save_output(run_id: int, output: str) -> bool:
-    """The output so far of a running run, and its heartbeat; False once it is no
-    longer running (cancelled, or lost), so its node stops the process."""
-    return _beat(run_id, output=output)
+def save_output(run_id: int, output: str, pid: int | None = None) -> bool:
+    """The output so far of a running run, its heartbeat and the process group its node
+    started for it (shown to operators); False once it is no longer running (cancelled,
+    or lost), so its node stops the process."""
+    return _beat(run_id, output=output, pid=pid) if pid else _beat(run_id, output=output)
 
 
 def beat(run_id: int) -> bool:
     """The heartbeat of a running run that has no output to save (an HTTP request)."""
     return _beat(run_id)
-
-
-def started_process(run_id: int, pid: int) -> bool:
-    """The process group its node started for it, shown to operators."""
-    return _beat(run_id, pid=pid)
 
 
 def _beat(run_id: int, **fields: Any) -> bool:

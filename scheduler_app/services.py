@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ from scheduler_app import (
     retries,
     runs,
 )
-from scheduler_app.models import Job, Notification, Run
+from scheduler_app.models import Job, JobDependency, Notification, Run
 
 logger = logging.getLogger(__name__)
 
@@ -61,30 +61,60 @@ def claim_run(run_id: int, worker: str) -> Run | None:
     BEGIN by the IMMEDIATE transaction mode), so two workers on two machines never
     both see "nothing running" and both start. None when it must not start now:
     claimed elsewhere, cancelled, skipped or left waiting (its row says which).
+
+    The run is read once, with its job (and whether any job depends on it, so its end
+    asks only when one does), and kept: what the claim wrote is set on it in memory.
     """
     with transaction.atomic():
-        run = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).first()
-        if run is None:
+        queued = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).select_related("job")
+        if connection.features.has_select_for_update_of:
+            queued = queued.select_for_update(of=("job",))
+        queued = queued.annotate(
+            job_has_dependents=Exists(JobDependency.objects.filter(upstream=OuterRef("job_id")))
+        )
+        run = next(iter(queued.order_by()[:1]), None)  # no ORDER BY: one row by its key
+        if run is None or not _claim(run, worker):
             return None
-        # A fan-out child belongs to its parent, which passed the policy already.
-        if run.parent_id is None and not _admitted(run):
-            return None
-        claimed = runs.claim(run_id, worker)
-    if not claimed:
-        return None
-    run = Run.objects.select_related("job").get(id=run_id)
-    if run.job.alert_if_late is not None:
-        alerts.judge_start(run)
+    _started(run)
     return run
 
 
+def start_run(run: Run, worker: str) -> Run | None:
+    """:func:`claim_run` for a run the caller holds with its job (just made by a fire):
+    nothing is read again. One the fire made running already is only judged late or not."""
+    if run.status != Run.Status.RUNNING:
+        with transaction.atomic():
+            if connection.features.has_select_for_update:  # SQLite: BEGIN IMMEDIATE locked
+                list(Job.objects.select_for_update().filter(id=run.job_id).values_list("id"))
+            if not _claim(run, worker):
+                return None
+    _started(run)
+    return run
+
+
+def _claim(run: Run, worker: str) -> bool:
+    """With the job's lock held: claim ``run`` if the policy admits it, in one statement
+    while no other run of its job runs (any policy starts a run then)."""
+    if run.parent_id is not None or admits_any(run.job):
+        # A fan-out child belongs to its parent, which passed the policy already.
+        return runs.claim(run, worker)
+    return runs.claim(run, worker, alone=True) or (_admitted(run) and runs.claim(run, worker))
+
+
+def admits_any(job: Job) -> bool:
+    """Whether the job's policy starts a run whatever else runs (nothing to check)."""
+    return job.concurrency_policy == Job.ConcurrencyPolicy.ALLOW and job.max_concurrent is None
+
+
+def _started(run: Run) -> None:
+    if run.job.alert_if_late is not None:
+        alerts.judge_start(run)
+
+
 def _admitted(run: Run) -> bool:
-    job = Job.objects.select_for_update().get(id=run.job_id)
-    running = list(
-        job.runs.filter(status=Run.Status.RUNNING, parent__isnull=True)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
+    """The policy's decision, applied, when another run of the job is running."""
+    job = run.job
+    running = runs.running_of(job.id)
     another_waits = (
         bool(running)
         and job.concurrency_policy == Job.ConcurrencyPolicy.QUEUE_ONE
@@ -137,13 +167,18 @@ def finish_run(
     error: str = "",
     result: dict | None = None,
 ) -> Run:
-    """Record how a run ended, then apply what follows, once."""
+    """Record how a run ended, then apply what follows, once, in one transaction.
+
+    ``run`` is the worker's copy (with its job): what is written is set on it too,
+    and read back only when the run had been cancelled or had ended already (a
+    rollback leaves the copy ahead of the row: the next try writes it again)."""
     with transaction.atomic():
-        ended = runs.finish(run.id, status, exit_code=exit_code, output=output, error=error,
+        ended = runs.finish(run, status, exit_code=exit_code, output=output, error=error,
                             result=result)  # fmt: skip
         if ended:
-            _follow_up(Run.objects.select_related("job").get(id=run.id))
-    run.refresh_from_db()
+            _follow_up(run)
+    if ended != status:  # ended already, or cancelled (its reason is in the row)
+        run.refresh_from_db()
     return run
 
 
@@ -197,13 +232,22 @@ def _notify(run: Run, retrying: bool) -> None:
 
 
 def _start_dependents(run: Run) -> None:
-    """One run of each job waiting on ``run``'s job ending this way, for the same time."""
+    """One run of each job waiting on ``run``'s job ending this way, for the same time.
+    Not asked when the claim found no job depending on it (``job_has_dependents``)."""
+    if not _may_have_dependents(run):
+        return
     waiting = list(run.job.dependents.select_related("job"))
     for job in dependencies.to_start(waiting, run.status):
         child = runs.create(job=job, trigger=Run.Trigger.DEPENDENCY,
                             scheduled_for=run.scheduled_for)  # fmt: skip
         if child is not None:
             dispatch.enqueue(child)
+
+
+def _may_have_dependents(run: Run) -> bool:
+    """False when the read that gave the worker its run found no dependent job."""
+    known = getattr(run, "job_has_dependents", getattr(run.job, "has_dependents", None))
+    return known is not False
 
 
 def _release_waiting(job_id: int) -> None:

@@ -25,14 +25,12 @@ T = TypeVar("T")
 DATABASE_AWAY = (OperationalError, InterfaceError)
 
 
-def save_output(run_id: int, output: str) -> bool:
-    """The output so far and the heartbeat; False once the run was cancelled or lost.
-    With the database away the job goes on (True): its next flush writes again."""
-    return _tolerant(lambda: runs.save_output(run_id, output), run_id)
-
-
-def started_process(run_id: int, pid: int) -> None:
-    _tolerant(lambda: runs.started_process(run_id, pid), run_id)
+def save_output(run_id: int, output: str, pid: int | None = None) -> bool:
+    """The output so far, the heartbeat and the child's pid (from the first flush on: a
+    job that ends within a flush costs no write while it runs); False once the
+    run was cancelled or lost. With the database away the job goes on (True): its next
+    flush writes again."""
+    return _tolerant(lambda: runs.save_output(run_id, output, pid), run_id)
 
 
 def _tolerant(write: Callable[[], bool], run_id: int) -> bool:

@@ -15,8 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_ready,
+    worker_shutting_down,
+)
 from django.conf import settings
+from django.db import close_old_connections
 
 from scheduler_app import alerts, dispatch, firing, identity, notifications, retention, services
 from scheduler_app.models import Notification, Run
@@ -39,13 +46,14 @@ def fire_job(
     when = datetime.fromisoformat(scheduled_for) if scheduled_for else self.app.now()
     sent = datetime.fromisoformat(sent_at) if sent_at else self.app.now()
     try:
-        runs = firing.fire_due(job_id, when, sent)
+        runs = firing.fire_due(job_id, when, sent, worker=self.request.hostname)
+        for extra in runs[1:]:  # catchup "all": the others go to any worker of the queue
+            dispatch.enqueue(extra)
+        first = services.start_run(runs[0], worker=self.request.hostname) if runs else None
     except reporting.DATABASE_AWAY as exc:
         raise _later(self, exc) from exc
-    for extra in runs[1:]:  # catchup "all": the others go to any worker of the queue
-        dispatch.enqueue(extra)
-    if runs:
-        _run(self, runs[0].id)
+    if first is not None:
+        _execute(first)
 
 
 @shared_task(name="workers.execute_run", bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -65,8 +73,12 @@ def _run(task: Any, run_id: int) -> None:
         run = services.claim_run(run_id, worker=task.request.hostname)
     except reporting.DATABASE_AWAY as exc:
         raise _later(task, exc) from exc
-    if run is None:  # claimed elsewhere, cancelled, skipped, waiting, or a redelivery
-        return
+    if run is not None:  # else claimed elsewhere, cancelled, skipped, waiting, a redelivery
+        _execute(run)
+
+
+def _execute(run: Run) -> None:
+    """Run a run this worker has claimed, and record its end."""
     if run.job.fan_out and run.parent_id is None:
         services.fan_out(run)
         return
@@ -108,6 +120,15 @@ def kill_orphan(marks: dict[str, str]) -> None:
     (``marks``: the variables that name the run in their environment)."""
     if killed := orphans.kill_run_processes(marks):
         logger.warning("killed %d process groups left running by lost run %s", killed, marks)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def connections_by_age(**kwargs: Any) -> None:
+    """Django's rule for database connections around each task, as around a request:
+    closed after it, unless DB_CONN_MAX_AGE keeps them (checked before reuse, and closed
+    after an error), which saves a connection per run."""
+    close_old_connections()
 
 
 @worker_ready.connect

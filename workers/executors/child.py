@@ -83,6 +83,7 @@ def run_child(
     env = {**child_env(run, who, inherit), **(extra_env or {})}
     cwd = job.working_dir or (None if inherit is not None else str(sandbox.current_workspace()))
     secrets = secrets_of(job)
+    pid: list[int] = []
     result = run_process(
         argv,
         env=env,
@@ -91,9 +92,9 @@ def run_child(
         output_limit=settings.SCHEDULER_OUTPUT_LIMIT,
         kill_grace=settings.SCHEDULER_KILL_GRACE,
         flush_every=settings.SCHEDULER_LOG_FLUSH_SECONDS,
-        heartbeat=lambda output: reporting.save_output(run.id, mask(output, secrets)),
+        heartbeat=lambda output: reporting.save_output(run.id, mask(output, secrets), pid[0]),
         limits=Limits(job.max_memory_mb, job.max_cpu_seconds),
-        on_start=lambda pid: reporting.started_process(run.id, pid),
+        on_start=pid.append,  # written with the first flush, not on its own
         identity=sandbox.child_identity(who),
         containment=containment.for_run(run.identity_env()),
     )

@@ -16,16 +16,18 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import selectors
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 # Returns False to stop the child (the run was cancelled).
 Heartbeat = Callable[[str], bool]
+DRAIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class Limits:
 
     memory_mb: int | None = None
     cpu_seconds: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.memory_mb or self.cpu_seconds)
 
     def apply(self) -> None:
         if self.memory_mb:
@@ -134,54 +139,97 @@ def run_process(
     """Run ``argv`` to its end; ``heartbeat`` sees the output so far every ``flush_every`` s.
 
     ``on_start`` is told the child's pid, which is also its process group's id.
-    """
+
+    One thread waits on both the output pipe and the child's exit (a pidfd), so a short
+    job ends as soon as its process does: no reader thread, no polling. With nothing to
+    set up in the child (no limits, identity or containment: a worker that runs job code
+    as itself) no Python code runs there, which lets the fork be a vfork (a large worker
+    is not copied to start ``true``); switching identity rules that out."""
+    plain = not limits and identity is None and containment is None
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
+        cwd=cwd if plain else None,
         start_new_session=True,
-        preexec_fn=ChildSetup(limits, identity, cwd, containment),
+        preexec_fn=None if plain else ChildSetup(limits, identity, cwd, containment),
     )
+    assert proc.stdout is not None
     if on_start is not None:
         on_start(proc.pid)
     tail = OutputBuffer(output_limit)
-    reader = threading.Thread(target=_pump, args=(proc, tail), daemon=True)
-    reader.start()
     deadline = time.monotonic() + timeout if timeout else None
     timed_out = cancelled = False
-    try:
-        while True:
-            wait = (
-                flush_every if deadline is None else min(flush_every, deadline - time.monotonic())
-            )
-            try:
-                proc.wait(timeout=max(wait, 0))
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
-            elif not heartbeat(tail.text()):
-                cancelled = True
-            if timed_out or cancelled:
-                _terminate_group(proc, kill_grace)
-                break
-    finally:
-        _kill_group(proc.pid)
-        proc.wait()
-        if containment is not None:
-            containment.kill()  # what left the group (setsid) holds the output open too
-        reader.join(timeout=5)
+    with selectors.DefaultSelector() as watch, _exit_fd(proc.pid) as exited:
+        watch.register(proc.stdout, selectors.EVENT_READ)
+        watch.register(exited, selectors.EVENT_READ)
+        try:
+            next_flush = time.monotonic() + flush_every
+            while not _pump(watch, proc, tail, until=min(next_flush, deadline or next_flush)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                elif time.monotonic() >= next_flush:
+                    cancelled = not heartbeat(tail.text())
+                    next_flush = time.monotonic() + flush_every
+                if timed_out or cancelled:
+                    _terminate_group(proc, kill_grace)
+                    break
+        finally:
+            _kill_group(proc.pid)
+            proc.wait()
+            if containment is not None:
+                containment.kill()  # what left the group (setsid) holds the output open too
+            watch.unregister(exited)
+            _drain(watch, proc, tail)
     return ProcessResult(proc.returncode, tail.text(), timed_out, cancelled)
 
 
-def _pump(proc: subprocess.Popen[bytes], tail: OutputBuffer) -> None:
+@contextlib.contextmanager
+def _exit_fd(pid: int) -> Iterator[int]:
+    """A file descriptor that becomes readable when the process ``pid`` exits."""
+    fd = os.pidfd_open(pid)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _pump(
+    watch: selectors.BaseSelector, proc: subprocess.Popen[bytes], tail: OutputBuffer, until: float
+) -> bool:
+    """Read output until ``until`` (monotonic); True as soon as the child has exited."""
     assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    while chunk := os.read(fd, 65536):
+    while (left := until - time.monotonic()) > 0:
+        for key, _ in watch.select(left):
+            if key.fileobj is proc.stdout:
+                _read(watch, proc, tail)
+            else:
+                return True
+    return False
+
+
+def _read(watch: selectors.BaseSelector, proc: subprocess.Popen[bytes], tail: OutputBuffer) -> bool:
+    """One chunk of output into ``tail``; False at the end of the output."""
+    assert proc.stdout is not None
+    if chunk := os.read(proc.stdout.fileno(), 65536):
         tail.append(chunk)
+        return True
+    watch.unregister(proc.stdout)
+    return False
+
+
+def _drain(
+    watch: selectors.BaseSelector, proc: subprocess.Popen[bytes], tail: OutputBuffer
+) -> None:
+    """The output left in the pipe once the group is gone (waiting at most DRAIN_SECONDS
+    for a process that left the group and still holds the pipe)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while watch.get_map() and (left := deadline - time.monotonic()) > 0:
+        if not watch.select(left) or not _read(watch, proc, tail):
+            break
     proc.stdout.close()
 
 
