@@ -18,7 +18,7 @@ from django.db import connection
 
 from scheduler_app import identity
 from scheduler_app.models import Run
-from tests.helpers import create_job, processes_running, run_now, wait_runs
+from tests.helpers import create_job, make_job, processes_running, run_now, wait_runs
 from workers.executors import containment
 
 pytestmark = pytest.mark.stack
@@ -61,9 +61,8 @@ def test_a_job_runs_unprivileged_and_reaches_no_file_nor_secret_of_the_worker(li
     assert settings.SECRET_KEY not in run.output
 
 
-def test_a_job_cannot_send_the_workers_a_task_through_redis(live, api, outsider_api):
-    target = create_job(outsider_api, name="not-yours", payload={"command": "true"},
-                        schedule="manual")  # fmt: skip
+def test_a_job_cannot_send_the_workers_a_task_through_redis(live, api, outsider):
+    target = {"id": make_job(outsider, name="not-yours", schedule="manual").id}
     port = urlsplit(settings.REDIS_URL).port
     # What a worker would take: a message for workers.fire_job on the default queue,
     # pushed in Redis's own protocol (a job has no Celery of its own to hand).
