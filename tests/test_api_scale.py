@@ -145,16 +145,16 @@ def totals(job: Job) -> dict[str, tuple[int, float, int, float | None]]:
 def test_run_totals_follow_runs_through_their_lifecycle(owner):
     job = make_job(owner)
     run = runs.create(job=job, trigger="manual", scheduled_for=T0)
-    runs.claim(run.id, "node-1")
+    runs.claim(run, "node-1")
     assert totals(job) == {}  # nothing finished yet
-    runs.finish(run.id, "succeeded", exit_code=0)
+    runs.finish(run, "succeeded", exit_code=0)
     [(n, total, timed, longest)] = totals(job).values()
     assert (n, timed) == (1, 1) and total == longest > 0
     cancelled = runs.create(job=job, trigger="manual", scheduled_for=T0 + timedelta(1))
-    runs.claim(cancelled.id, "node-1")
+    runs.claim(cancelled, "node-1")
     runs.cancel(cancelled.id, "stop")
     assert totals(job)["cancelled"] == (1, 0.0, 0, None)  # its process has not ended yet
-    runs.finish(cancelled.id, "failed")  # it ends: its duration, not a second run
+    runs.finish(cancelled, "failed")  # it ends: its duration, not a second run
     n, total, timed, longest = totals(job)["cancelled"]
     assert (n, timed) == (1, 1) and total == longest > 0
     runs.record_skipped(job, T0 + timedelta(2), "window")

@@ -62,7 +62,7 @@ def test_a_job_runs_unprivileged_and_reaches_no_file_nor_secret_of_the_worker(li
 
 
 def test_a_job_cannot_send_the_workers_a_task_through_redis(live, api, outsider):
-    target = {"id": make_job(outsider, name="not-yours", schedule="manual").id}
+    target = {"id": make_job(outsider, name="not-yours", schedule={"type": "manual"}).id}
     port = urlsplit(settings.REDIS_URL).port
     # What a worker would take: a message for workers.fire_job on the default queue,
     # pushed in Redis's own protocol (a job has no Celery of its own to hand).
