@@ -24,7 +24,9 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from celery import Celery
@@ -167,7 +169,11 @@ class JobEntry(RedBeatSchedulerEntry):
     def save(self) -> JobEntry:
         """Write the entry; its stored ``last_run_at`` only ever moves forward (see
         :func:`write_entries`)."""
-        write_entries([self], self.app)
+        if not isinstance(self.schedule, JobSchedule):
+            return super().save()
+        row = EntryRow(self.key, self.definition_json(), self.last_run_at, self.schedule)
+        write_entries([row], self.app)
+        self.last_run_at, self.total_run_count = row.last_run_at, row.total_run_count
         return self
 
     @staticmethod
@@ -177,7 +183,19 @@ class JobEntry(RedBeatSchedulerEntry):
         return json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
 
 
-def write_entries(entries: list[JobEntry], app: Celery) -> None:
+@dataclass
+class EntryRow:
+    """A job entry to write: its key, its definition (JSON) and the instant its next
+    fire time is counted from; what is written comes from these alone."""
+
+    key: str
+    definition: str
+    last_run_at: datetime
+    schedule: JobSchedule
+    total_run_count: int = 0
+
+
+def write_entries(rows: list[EntryRow], app: Celery) -> None:
     """Write entries in one optimistic transaction: WATCH their keys, read their stored
     metas in one pipeline, write definitions, metas and scores in one MULTI/EXEC.
 
@@ -185,72 +203,91 @@ def write_entries(entries: list[JobEntry], app: Celery) -> None:
     kept, and if beat writes between our read and our write, EXEC fails and the batch
     is done again, so a save racing beat can never set it back and fire a slot twice.
     """
-    if not entries:
+    if not rows:
         return
     client = redis_for(app)
-    keys = [entry.key for entry in entries]
-    definitions = [entry.definition_json() for entry in entries]
+    keys = [row.key for row in rows]
     while True:
         with client.pipeline() as pipe:
             try:
                 pipe.watch(*keys)
-                _write_watched(pipe, client, entries, keys, definitions, app)
+                _write_watched(pipe, client, rows, app.redbeat_conf.schedule_key)
                 return
             except WatchError:
                 continue
 
 
-def _write_watched(pipe: Pipeline, client: Redis, entries: list[JobEntry], keys: list[str],
-                   definitions: list[str], app: Celery) -> None:  # fmt: skip
-    with client.pipeline(transaction=False) as reads:
-        for key in keys:
-            reads.hget(key, "meta")
-        stored = reads.execute()
-    scores: dict[str, float] = {}
-    pipe.multi()
-    for entry, key, definition, meta in zip(entries, keys, definitions, stored, strict=True):
-        newer = JobEntry._stored_last_run_at(meta)
-        if newer is not None and (entry.last_run_at is None or newer > entry.last_run_at):
-            entry.last_run_at = newer
+# One command per batch instead of one per entry: redis-py spends more time packing and
+# parsing thousands of small commands than Redis spends running them.
+READ_METAS = """
+local metas = {}
+for i, key in ipairs(KEYS) do metas[i] = redis.call('HGET', key, 'meta') end
+return metas
+"""
+WRITE_ENTRIES = """
+local schedule = table.remove(KEYS)
+for i, key in ipairs(KEYS) do
+    local at = (i - 1) * 3
+    redis.call('HSET', key, 'definition', ARGV[at + 1], 'meta', ARGV[at + 2])
+    redis.call('ZADD', schedule, ARGV[at + 3], key)
+end
+return #KEYS
+"""
+
+
+def _write_watched(pipe: Pipeline, client: Redis, rows: list[EntryRow], schedule_key: str) -> None:
+    keys = [row.key for row in rows]
+    stored = client.register_script(READ_METAS)(keys=keys)
+    values: list[Any] = []
+    for row, meta in zip(rows, stored, strict=True):
         if meta:
-            entry.total_run_count = json.loads(meta).get("total_run_count") or 0
-        pipe.hset(key, mapping={"definition": definition, "meta": _meta(entry)})
-        scores[key] = entry.score
-    pipe.zadd(app.redbeat_conf.schedule_key, scores)
+            newer = JobEntry._stored_last_run_at(meta)
+            if newer is not None and newer > row.last_run_at:
+                row.last_run_at = newer
+            row.total_run_count = json.loads(meta).get("total_run_count") or 0
+        score = score_of(row.schedule.fire_time(row.last_run_at))
+        values += [row.definition, meta_json(row.last_run_at, row.total_run_count), score]
+    pipe.multi()
+    client.register_script(WRITE_ENTRIES)(keys=[*keys, schedule_key], args=values, client=pipe)
     pipe.execute()
 
 
-def _meta(entry: Any) -> str:
-    meta = {"last_run_at": entry.last_run_at, "total_run_count": entry.total_run_count}
-    return json.dumps(meta, cls=RedBeatJSONEncoder)
+_ENCODER = RedBeatJSONEncoder()
+
+
+def meta_json(last_run_at: datetime, total_run_count: int) -> str:
+    """An entry's meta as RedBeat writes it (its encoder's datetime, the C JSON encoder)."""
+    meta = {"last_run_at": _ENCODER.default(last_run_at), "total_run_count": total_run_count}
+    return json.dumps(meta)
 
 
 def entry_name(job_id: int) -> str:
     return f"job:{job_id}"
 
 
-def entry_for(job: Job, app: Celery) -> JobEntry:
-    entry = JobEntry(
-        name=entry_name(job.id),
-        task=FIRE_JOB,
-        schedule=JobSchedule(job.beat_params()),
-        args=[job.id],
-        options={"queue": job.queue, "priority": broker_priority(job.priority)},
-        app=app,
-    )
-    entry.last_run_at = job.schedule_reference
-    entry.total_run_count = 0
-    return entry
+def row_for(job: Any, prefix: str) -> EntryRow:
+    """The entry of a job: a Job, or any object with the fields of ENTRY_FIELDS (Job's
+    own methods read it, so what is written is what ``Job`` says)."""
+    params = Job.beat_params(job)
+    definition = {
+        "name": entry_name(job.id), "task": FIRE_JOB, "args": [job.id], "kwargs": {},
+        "options": {"queue": job.queue, "priority": broker_priority(job.priority)},
+        "schedule": {"__type__": _SCHEDULE_TYPE, "params": params}, "enabled": True,
+    }  # fmt: skip
+    reference = Job.schedule_reference.fget(job)  # type: ignore[attr-defined]
+    return EntryRow(prefix + entry_name(job.id), json.dumps(definition), reference,
+                    JobSchedule(params))  # fmt: skip
 
 
-def save_entries(jobs: Iterable[Job], app: Celery | None = None) -> int:
-    """Write the entries of ``jobs`` (all scheduled), SAVE_BATCH to a pipeline."""
+def save_entries(jobs: Iterable[Any], app: Celery | None = None) -> int:
+    """Write the entries of ``jobs`` (all scheduled), SAVE_BATCH to a transaction."""
     app = app or celery_app
     redis_for(app)  # binds app.redbeat_conf
-    batch: list[JobEntry] = []
+    prefix = app.redbeat_conf.key_prefix
+    batch: list[EntryRow] = []
     saved = 0
     for job in jobs:
-        batch.append(entry_for(job, app))
+        batch.append(row_for(job, prefix))
         if len(batch) == SAVE_BATCH:
             write_entries(batch, app)
             saved, batch = saved + len(batch), []
@@ -342,14 +379,16 @@ class Rebuild:
 
     def step(self) -> bool:
         """Rebuild the next batch of jobs; True once every entry is rebuilt."""
-        jobs = list(
+        rows = (
             Job.objects.filter(enabled=True, completed_at__isnull=True, id__gt=self.after_id)
-            .only(*ENTRY_FIELDS)
-            .order_by("id")[: self.batch]
+            .order_by("id")
+            .values_list(*ENTRY_FIELDS)[: self.batch]
         )
+        jobs = [SimpleNamespace(pk=row[0], **dict(zip(ENTRY_FIELDS, row, strict=True)))
+                for row in rows]  # fmt: skip
         if jobs:
             self.after_id = jobs[-1].id
-            scheduled = [job for job in jobs if job.is_scheduled]
+            scheduled = [job for job in jobs if Job.is_scheduled.fget(job)]  # type: ignore[attr-defined]
             self.saved += save_entries(scheduled, self.app)
             self.scheduled.update(job.id for job in scheduled)
         if len(jobs) < self.batch:
@@ -545,8 +584,7 @@ class JobScheduler(RedBeatScheduler):
         logger.debug("beat: sending due job %s (%s)", key, fire.isoformat())
         self._send(decoded, fire, now)
         count = (meta.get("total_run_count") or 0) + 1
-        writes.metas[key] = json.dumps({"last_run_at": now, "total_run_count": count},
-                                       cls=RedBeatJSONEncoder)  # fmt: skip
+        writes.metas[key] = meta_json(now, count)
         writes.scores[key] = score_of(schedule.fire_time(now))
         writes.sent += 1
 
