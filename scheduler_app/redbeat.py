@@ -171,7 +171,8 @@ class JobEntry(RedBeatSchedulerEntry):
         :func:`write_entries`)."""
         if not isinstance(self.schedule, JobSchedule):
             return super().save()
-        row = EntryRow(self.key, self.definition_json(), self.last_run_at, self.schedule)
+        row = EntryRow(self.key, self.definition_json(), self.last_run_at,
+                       schedules.beat_fire_times(self.schedule.params))  # fmt: skip
         write_entries([row], self.app)
         self.last_run_at, self.total_run_count = row.last_run_at, row.total_run_count
         return self
@@ -191,7 +192,7 @@ class EntryRow:
     key: str
     definition: str
     last_run_at: datetime
-    schedule: JobSchedule
+    fire_times: schedules.FireTimes
     total_run_count: int = 0
 
 
@@ -245,7 +246,7 @@ def _write_watched(pipe: Pipeline, client: Redis, rows: list[EntryRow], schedule
             if newer is not None and newer > row.last_run_at:
                 row.last_run_at = newer
             row.total_run_count = json.loads(meta).get("total_run_count") or 0
-        score = score_of(row.schedule.fire_time(row.last_run_at))
+        score = score_of(row.fire_times.next_after(row.last_run_at.astimezone(UTC)))
         values += [row.definition, meta_json(row.last_run_at, row.total_run_count), score]
     pipe.multi()
     client.register_script(WRITE_ENTRIES)(keys=[*keys, schedule_key], args=values, client=pipe)
@@ -276,7 +277,7 @@ def row_for(job: Any, prefix: str) -> EntryRow:
     }  # fmt: skip
     reference = Job.schedule_reference.fget(job)  # type: ignore[attr-defined]
     return EntryRow(prefix + entry_name(job.id), json.dumps(definition), reference,
-                    JobSchedule(params))  # fmt: skip
+                    schedules.beat_fire_times(params))  # fmt: skip
 
 
 def save_entries(jobs: Iterable[Any], app: Celery | None = None) -> int:
