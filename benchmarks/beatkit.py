@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scheduler_app.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from scheduler_app.embedded_redis import EmbeddedRedis, free_port
 
 
 def arguments(description: str) -> argparse.Namespace:
@@ -72,9 +72,15 @@ def make_jobs(count: int, schedule_for: Any, start: datetime | None = None) -> l
     made: list[int] = []
     for offset in range(0, count, 5000):
         rows = [
-            Job(owner=owner, name=f"bench-{first + i}", kind="command",
-                payload={"command": "true"}, schedule=schedule_for(i), timezone="UTC",
-                schedule_start=start)  # fmt: skip
+            Job(
+                owner=owner,
+                name=f"bench-{first + i}",
+                kind="command",
+                payload={"command": "true"},
+                schedule=schedule_for(i),
+                timezone="UTC",
+                schedule_start=start,
+            )  # fmt: skip
             for i in range(offset, min(offset + 5000, count))
         ]
         made += [job.id for job in Job.objects.bulk_create(rows)]
@@ -113,7 +119,9 @@ def report(figure: str, goal: str, ours: str, baseline: str, ratio: float | None
     """Print one figure, and append it to $BENCH_RESULTS as a JSON line when set."""
     ratio_text = "" if ratio is None else f"{ratio:.2f}x"
     verdict = {True: "met", False: "NOT met", None: "-"}[met]
-    print(f"{figure}: ours {ours}, baseline {baseline}, ratio {ratio_text} (goal {goal}: {verdict})")
+    print(
+        f"{figure}: ours {ours}, baseline {baseline}, ratio {ratio_text} (goal {goal}: {verdict})"
+    )
     results = os.environ.get("BENCH_RESULTS")
     if results:
         line = {"figure": figure, "goal": goal, "ours": ours, "baseline": baseline,

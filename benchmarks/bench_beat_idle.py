@@ -43,11 +43,22 @@ def write_bare_entries(app: Any, start: int, stop: int) -> None:
         with client.pipeline(transaction=False) as pipe:
             for i in range(offset, min(offset + 5000, stop)):
                 entry = RedBeatSchedulerEntry(f"e{i}", "bare.noop", schedule, app=app)
-                definition = {"name": entry.name, "task": entry.task, "args": [], "kwargs": {},
-                              "options": {"queue": "bare"}, "schedule": schedule, "enabled": True}  # fmt: skip
+                definition = bare_definition(entry, schedule)
                 pipe.hset(entry.key, "definition", json.dumps(definition, cls=RedBeatJSONEncoder))
                 pipe.zadd(app.redbeat_conf.schedule_key, {entry.key: to_timestamp(entry.due_at)})
             pipe.execute()
+
+
+def bare_definition(entry: Any, plan: Any) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "task": entry.task,
+        "args": [],
+        "kwargs": {},
+        "options": {"queue": "bare"},
+        "schedule": plan,
+        "enabled": True,
+    }
 
 
 def with_lock(scheduler: Any) -> Any:
