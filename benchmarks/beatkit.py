@@ -80,7 +80,7 @@ def make_jobs(count: int, schedule_for: Any, start: datetime | None = None) -> l
                 schedule=schedule_for(i),
                 timezone="UTC",
                 schedule_start=start,
-            )  # fmt: skip
+            )
             for i in range(offset, min(offset + 5000, count))
         ]
         made += [job.id for job in Job.objects.bulk_create(rows)]

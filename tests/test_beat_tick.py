@@ -32,8 +32,9 @@ HOURLY = {"type": "interval", "every": 1, "unit": "hours"}
 def beat_app(redis_client) -> Iterator[Celery]:
     app = Celery("beat-tick-test", broker=settings.REDIS_URL)
     app.conf.update(
-        redbeat_redis_url=settings.REDIS_URL, redbeat_key_prefix=PREFIX, redbeat_lock_timeout=30, redbeat_redis_options={},
-        broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS, beat_schedule={},
+        redbeat_redis_url=settings.REDIS_URL, redbeat_key_prefix=PREFIX, redbeat_lock_timeout=30,
+        redbeat_redis_options={}, beat_schedule={},
+        broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
     )  # fmt: skip
     yield app
     for key in [*redis_client.scan_iter(PREFIX + "*"), *redis_client.scan_iter(QUEUE + "*")]:
@@ -51,7 +52,7 @@ def due_jobs(owner, count: int) -> list[int]:
             schedule=HOURLY,
             schedule_start=start,
             queue=QUEUE,
-        )  # fmt: skip
+        )
         for i in range(count)
     )
     return [job.id for job in jobs]
