@@ -225,6 +225,14 @@ local metas = {}
 for i, key in ipairs(KEYS) do metas[i] = redis.call('HGET', key, 'meta') end
 return metas
 """
+READ_ENTRIES = """
+local found = {}
+for i, key in ipairs(KEYS) do
+    local entry = redis.call('HMGET', key, 'definition', 'meta')
+    found[2 * i - 1], found[2 * i] = entry[1], entry[2]
+end
+return found
+"""
 WRITE_ENTRIES = """
 local schedule = table.remove(KEYS)
 for i, key in ipairs(KEYS) do
@@ -552,25 +560,26 @@ class JobScheduler(RedBeatScheduler):
         return max(0.0, min(upcoming[0][1] - time.time(), self.max_interval))
 
     def _fire_batch(self, keys: list[str], now: datetime) -> None:
-        """Read, send and write back one batch of due entries: two pipelines in all."""
+        """Read, send and write back one batch of due entries: three round trips in all."""
         client = redis_for(self.app)
-        with client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hmget(key, "definition", "meta")
-            rows = pipe.execute()
+        flat = client.register_script(READ_ENTRIES)(keys=keys)
+        rows = list(zip(flat[0::2], flat[1::2], strict=True))
         writes = _Writes()
-        for key, (definition, meta) in zip(keys, rows, strict=True):
-            try:
-                decoded = JobEntry.decode_definition(definition) if definition else None
-            except Exception:
-                logger.exception("beat: cannot read the entry %s; removing it", key)
-                decoded = None
-            if decoded is None:
-                writes.gone.append(key)
-            elif isinstance(decoded.get("schedule"), JobSchedule):
-                self._fire_job(key, decoded, JobEntry.decode_meta(meta), now, writes)
-            else:
-                self._fire_static(key, decoded, JobEntry.decode_meta(meta), now, writes)
+        # One pipeline for the batch's messages too (kombu's publish batch), sent before
+        # the entries are written back: a batch that fails sends nothing and moves nothing.
+        with self.producer.batch(max_size=2 * len(keys) + 16):
+            for key, (definition, meta) in zip(keys, rows, strict=True):
+                try:
+                    decoded = JobEntry.decode_definition(definition) if definition else None
+                except Exception:
+                    logger.exception("beat: cannot read the entry %s; removing it", key)
+                    decoded = None
+                if decoded is None:
+                    writes.gone.append(key)
+                elif isinstance(decoded.get("schedule"), JobSchedule):
+                    self._fire_job(key, decoded, JobEntry.decode_meta(meta), now, writes)
+                else:
+                    self._fire_static(key, decoded, JobEntry.decode_meta(meta), now, writes)
         writes.execute(client, self.app.redbeat_conf.schedule_key)
         if writes.sent:
             logger.info("beat: sent %d due jobs", writes.sent)
@@ -600,6 +609,7 @@ class JobScheduler(RedBeatScheduler):
         message = amqp.create_task_message(
             uuid.uuid4().hex, name, args, kwargs, reply_to=self.app.thread_oid,
             create_sent_event=settings.SCHEDULER_BEAT_SENT_EVENTS,
+            argsrepr=repr(args), kwargsrepr=repr(kwargs),
         )  # fmt: skip
         producer = self.producer
         with producer.connection._reraise_as_library_errors():
