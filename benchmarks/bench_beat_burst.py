@@ -93,12 +93,12 @@ def run_beat(scheduler: Any, client: Any, queue: str, due: int, boundary: dateti
             crashed = lost = True  # celery beat would exit here
             break
         lost = lost or not scheduler.lock.owned()
-        if beatkit.queued(client, queue + "*") >= due:
+        if beatkit.queued(client, queue) >= due:
             break
         time.sleep(wait or 0)
     finished = time.time()
     return {"seconds": finished - boundary.timestamp(), "lost": lost, "crashed": crashed,
-            "sent": beatkit.queued(client, queue + "*")}  # fmt: skip
+            "sent": beatkit.queued(client, queue)}  # fmt: skip
 
 
 def case(server: Any, count: int, due: int, made: int) -> tuple[dict, dict]:
@@ -115,10 +115,13 @@ def case(server: Any, count: int, due: int, made: int) -> tuple[dict, dict]:
     ours = with_lock(redbeat.JobScheduler(app=app))
     while ours._rebuild is not None:
         ours.tick()
-    boundary = beatkit.next_whole_second(3 + due / 4000)
+    boundary = beatkit.next_whole_second(3 + due / 1000)
     Job.objects.filter(id__in=ids).update(schedule=beatkit.at_second(boundary), queue="burst")
     beatkit.progress(f"ours: {due:,} of {count:,} due at {boundary:%H:%M:%S}")
     redbeat.save_entries(_jobs(ids))
+    if time.time() > boundary.timestamp() - 0.5:
+        beatkit.progress("warning: the entries were saved after the boundary")
+    client.delete(*beatkit.queue_lists("burst"))
     ours_result = run_beat(ours, client, "burst", due, boundary)
     ours.close()
     Job.objects.filter(id__in=ids).update(schedule=NEVER_NOW, queue="default")
@@ -130,6 +133,7 @@ def case(server: Any, count: int, due: int, made: int) -> tuple[dict, dict]:
     write_bare_entries(bare, count, due, boundary)
     beatkit.progress(f"bare RedBeat: {due:,} of {count:,} due at {boundary:%H:%M:%S}")
     baseline = with_lock(RedBeatScheduler(app=bare))
+    client.delete(*beatkit.queue_lists("bare"))
     bare_result = run_beat(baseline, client, "bare", due, boundary)
     baseline.lock = None  # it may be lost; nothing to release
     baseline.close()
