@@ -126,7 +126,7 @@ def mean(values: list[float]) -> float:
 def report(figure: str, goal: str, ours: str, baseline: str, ratio: float | None,
            met: bool | None) -> None:  # fmt: skip
     """Print one figure, and append it to $BENCH_RESULTS as a JSON line when set."""
-    ratio_text = "" if ratio is None else f"{ratio:.2f}x"
+    ratio_text = "" if ratio is None else ratio_format(ratio)
     verdict = {True: "met", False: "NOT met", None: "-"}[met]
     print(
         f"{figure}: ours {ours}, baseline {baseline}, ratio {ratio_text} (goal {goal}: {verdict})"
@@ -137,6 +137,12 @@ def report(figure: str, goal: str, ours: str, baseline: str, ratio: float | None
                 "ratio": ratio_text, "met": met}  # fmt: skip
         with open(results, "a") as out:
             out.write(json.dumps(line) + "\n")
+
+
+def ratio_format(ratio: float) -> str:
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    return f"{ratio:.2f}x" if ratio >= 0.01 else f"{ratio:.4f}x"
 
 
 def seconds(value: float) -> str:
