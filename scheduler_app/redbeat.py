@@ -134,12 +134,21 @@ def score_of(due: datetime | None) -> float:
     return -1 if due is None else due.timestamp()
 
 
+# One decoder each, made once: ``json.loads(cls=...)`` builds a new one per call.
+_DEFINITION_DECODER = JobScheduleDecoder()
+_META_DECODER = RedBeatJSONDecoder()
+
+
 class JobEntry(RedBeatSchedulerEntry):
     """A RedBeat entry that can store a JobSchedule, and whose last run only moves forward."""
 
     @staticmethod
     def decode_definition(definition: str) -> dict[str, Any]:
-        return json.loads(definition, cls=JobScheduleDecoder)
+        return _DEFINITION_DECODER.decode(definition)
+
+    @staticmethod
+    def decode_meta(meta: str | None, app: Any = None) -> dict[str, Any]:
+        return _META_DECODER.decode(meta) if meta else {"last_run_at": None}
 
     @property
     def due_at(self) -> datetime | None:
@@ -181,13 +190,14 @@ class JobEntry(RedBeatSchedulerEntry):
     def _stored_last_run_at(meta: str | None) -> datetime | None:
         if not meta:
             return None
-        return json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
+        return _META_DECODER.decode(meta).get("last_run_at")
 
 
 @dataclass
 class EntryRow:
     """A job entry to write: its key, its definition (JSON) and the instant its next
-    fire time is counted from; what is written comes from these alone."""
+    fire time is counted from; what is written comes from these alone (the run count
+    starts again at 0, as RedBeat's own saves do)."""
 
     key: str
     definition: str
@@ -253,7 +263,6 @@ def _write_watched(pipe: Pipeline, client: Redis, rows: list[EntryRow], schedule
             newer = JobEntry._stored_last_run_at(meta)
             if newer is not None and newer > row.last_run_at:
                 row.last_run_at = newer
-            row.total_run_count = json.loads(meta).get("total_run_count") or 0
         score = score_of(row.fire_times.next_after(row.last_run_at.astimezone(UTC)))
         values += [row.definition, meta_json(row.last_run_at, row.total_run_count), score]
     pipe.multi()
