@@ -525,9 +525,8 @@ class JobScheduler(RedBeatScheduler):
             self.lock.acquire()
             return
         logger.warning("beat: lost the RedBeat lock, and Redis lost its data (restarted or "
-                       "flushed); re-acquiring and rebuilding the schedule")  # fmt: skip
-        self.lock.acquire()
-        self._start_rebuild()
+                       "flushed); re-acquiring")  # fmt: skip
+        self._recover()
 
     def _recover(self) -> None:
         if not self.lock.owned():
