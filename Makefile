@@ -11,12 +11,13 @@ EMBEDDED_REDIS_PORT ?= 6390
 # Development defaults; production sets DEBUG=0 and SECRET_KEY (see README).
 export DEBUG ?= 1
 
-.PHONY: help install run test test-fast lint format migrate web worker beat flower redis sync superuser clean
+.PHONY: help install run test test-fast bench lint format migrate web worker beat flower redis sync superuser clean
 
 help:
 	@echo "make run        the whole system: Redis (unless REDIS_URL is set), web :8000, beat, worker, Flower :5555"
 	@echo "make test       the test suite (starts its own Redis, worker and beat)"
 	@echo "make test-fast  the tests that need no worker or beat (seconds)"
+	@echo "make bench      the benchmarks against their baselines -> benchmarks/RESULTS.md (QUICK=1: smaller)"
 	@echo "make lint       ruff check and format check"
 	@echo "make migrate    apply database migrations"
 	@echo "make web | worker | beat | flower | redis   one part alone (REDIS_URL defaults to the embedded Redis"
@@ -47,6 +48,11 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not stack"
+
+# Every benchmarks/bench_*.py, ours against its baseline in the same run; a table in
+# benchmarks/RESULTS.md. QUICK=1 for smaller, shorter runs.
+bench: install
+	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,7 +1,9 @@
 """Cost of one ``next_after`` per schedule form, against plain datetime arithmetic.
 
-Beat calls ``next_after`` for each due entry every tick, so this is the per-job
-cost of scheduling. Prints microseconds per call and the ratio to the baseline.
+A fresh schedule's ``next_after`` is what a job costs where nothing is shared (the
+preview, a job's ``next_run_at``); beat asks the shared, remembering ``FireTimes`` of
+``schedules.beat_cache`` instead (the second figure per form). The baseline is one
+``datetime + timedelta``. Informational: no goal.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import timeit
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from scheduler_app.schedules import build, normalize
+import beatkit
+
+from scheduler_app.schedules import FireTimes, build, normalize
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=1, seconds=7)  # past every first fire time
@@ -31,15 +35,23 @@ def per_call(fn, number: int) -> float:
 
 
 def main() -> None:
+    args = beatkit.arguments(__doc__ or "")
+    number = 500 if args.quick else 2_000
     step = timedelta(minutes=5)
     baseline = per_call(lambda: NOW + step, 200_000)
-    print(f"{'baseline: datetime + timedelta':32} {baseline:9.3f} us/call   1.0x")
     for label, (value, zone_name) in FORMS.items():
         zone = ZoneInfo(zone_name)
-        schedule = build(normalize(value, zone, NOW), zone, NOW)
-
-        cost = per_call(lambda s=schedule: s.next_after(LATER), 2_000)
-        print(f"{label:32} {cost:9.3f} us/call {cost / baseline:8.0f}x")
+        spec = normalize(value, zone, NOW)
+        cost = per_call(lambda spec=spec, zone=zone: build(spec, zone, NOW).next_after(LATER),
+                        number)  # fmt: skip
+        shared = FireTimes(build(spec, zone, NOW))
+        ticks = iter(LATER + timedelta(microseconds=n) for n in range(10 * number))
+        cached = per_call(lambda f=shared, t=ticks: f.next_after(next(t)), number)
+        baseline_text = f"{baseline:.3f} us (datetime + timedelta)"
+        beatkit.report(f"next_after, {label}, fresh schedule", "-", f"{cost:.1f} us",
+                       baseline_text, cost / baseline, None)  # fmt: skip
+        beatkit.report(f"next_after, {label}, beat's shared fire times", "-",
+                       f"{cached:.2f} us", baseline_text, cached / baseline, None)  # fmt: skip
 
 
 if __name__ == "__main__":

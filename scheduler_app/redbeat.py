@@ -4,7 +4,13 @@ Redis is an index of the Job table. Each scheduled job has one RedBeat entry,
 ``<prefix>job:<id>``, whose schedule is a :class:`JobSchedule`: the job's
 canonical schedule evaluated by :mod:`scheduler_app.schedules`, the same code the
 preview and ``next_run_at`` use. :func:`reconcile` rebuilds every entry from the
-database; beat runs it when it starts, and ``manage.py sync_schedules`` on demand.
+database; beat does it when it starts, and ``manage.py sync_schedules`` on demand.
+
+RedBeat's key layout, entry format and lock are kept, so RedBeat's own tools read
+our schedules; what limits RedBeat at scale is replaced (see :class:`JobScheduler`):
+entries are written and fired in pipelined batches, scores are sub-second, and the
+lock is extended between batches. A ``<prefix>:generation`` key, written when a
+rebuild starts, tells a Redis that lost its data from a tick that was merely slow.
 
 When an entry is due, :class:`JobScheduler` sends ``workers.fire_job(job_id,
 scheduled_for)`` to the job's queue; ``scheduled_for`` is the fire time that
@@ -15,17 +21,25 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
+from django.conf import settings
 from django.db import transaction
+from kombu.exceptions import OperationalError as KombuOperationalError
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redis
+from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockNotOwnedError
+from redis.exceptions import LockNotOwnedError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.celery import app as celery_app
@@ -37,15 +51,38 @@ logger = logging.getLogger(__name__)
 
 _SCHEDULE_TYPE = "scheduler_app.JobSchedule"
 REDIS_AWAY_RETRY = 2.0  # seconds between beat's looks at a Redis that does not answer
+FIRE_BATCH = 500  # due entries read, sent and written back per pipeline
+SAVE_BATCH = 2000  # jobs per pipelined write when entries are rebuilt
+TICK_SECONDS = 1.0  # a tick with more due work than this returns to the loop (sleep 0)
+# The fields of a job its entry is made from (Job.beat_params, schedule_reference,
+# is_scheduled, the send options; Job.from_db reads schedule, timezone and enabled).
+ENTRY_FIELDS = ("id", "schedule", "timezone", "enabled", "completed_at", "schedule_start",
+                "last_fired_for", "start_at", "end_at", "jitter", "queue", "priority")  # fmt: skip
+
+
+def redis_for(app: Celery) -> Redis:
+    """RedBeat's client for ``app``, made once. RedBeat's ``get_redis`` walks every
+    configuration key (all of Django's settings here) on each call, even when the
+    client exists; beat's hot paths ask here instead."""
+    client = getattr(app, "redbeat_redis", None)
+    return client if client is not None else get_redis(app)
+
+
+def generation_key(app: Celery) -> str:
+    return app.redbeat_conf.key_prefix + ":generation"
 
 
 class JobSchedule(BaseSchedule):
-    """A job's fire times as beat sees them, from the plain values of Job.beat_params()."""
+    """A job's fire times as beat sees them, from the plain values of Job.beat_params().
+
+    The schedule object is shared by every job with the same schedule (see
+    :mod:`scheduler_app.schedules.beat_cache`), so decoding an entry builds nothing.
+    """
 
     def __init__(self, params: dict[str, Any], **kwargs: Any):
         super().__init__(**kwargs)
         self.params = params
-        self._schedule = schedules.from_beat_params(params)
+        self._schedule = schedules.beat_fire_times(params)
 
     def fire_time(self, last_run_at: datetime) -> datetime | None:
         """The first fire time after the last one beat sent."""
@@ -91,12 +128,27 @@ class JobScheduleDecoder(RedBeatJSONDecoder):
         return super().dict_to_object(d)
 
 
+def score_of(due: datetime | None) -> float:
+    """An entry's score: its due time to the microsecond (RedBeat's whole seconds make
+    entries due within one second wait for the next); -1, never due, when None."""
+    return -1 if due is None else due.timestamp()
+
+
+# One decoder each, made once: ``json.loads(cls=...)`` builds a new one per call.
+_DEFINITION_DECODER = JobScheduleDecoder()
+_META_DECODER = RedBeatJSONDecoder()
+
+
 class JobEntry(RedBeatSchedulerEntry):
     """A RedBeat entry that can store a JobSchedule, and whose last run only moves forward."""
 
     @staticmethod
     def decode_definition(definition: str) -> dict[str, Any]:
-        return json.loads(definition, cls=JobScheduleDecoder)
+        return _DEFINITION_DECODER.decode(definition)
+
+    @staticmethod
+    def decode_meta(meta: str | None, app: Any = None) -> dict[str, Any]:
+        return _META_DECODER.decode(meta) if meta else {"last_run_at": None}
 
     @property
     def due_at(self) -> datetime | None:
@@ -108,14 +160,14 @@ class JobEntry(RedBeatSchedulerEntry):
             return super().due_at
         return self.schedule.fire_time(self.last_run_at)
 
-    def save(self) -> JobEntry:
-        """Write the entry; its stored ``last_run_at`` only ever moves forward.
+    @property
+    def score(self) -> float:
+        if not isinstance(self.schedule, JobSchedule):
+            return super().score
+        return score_of(self.due_at)
 
-        Beat writes ``last_run_at`` after each fire. Reading it and writing ours is
-        one optimistic transaction (WATCH on the entry's key, retried if beat wrote
-        in between), so a save racing beat cannot set it back and fire a slot twice.
-        """
-        definition = json.dumps(
+    def definition_json(self) -> str:
+        return json.dumps(
             {
                 "name": self.name, "task": self.task, "args": self.args, "kwargs": self.kwargs,
                 "options": self.options, "schedule": self.schedule, "enabled": self.enabled,
@@ -123,100 +175,146 @@ class JobEntry(RedBeatSchedulerEntry):
             cls=JobScheduleEncoder,
         )  # fmt: skip
 
-        def write(pipe: Pipeline) -> None:
-            stored = self._stored_last_run_at(pipe.hget(self.key, "meta"))
-            if stored is not None and stored > self.last_run_at:
-                self.last_run_at = stored
-            meta = {"last_run_at": self.last_run_at, "total_run_count": self.total_run_count}
-            pipe.multi()
-            pipe.hset(self.key, "definition", definition)
-            pipe.hset(self.key, "meta", json.dumps(meta, cls=RedBeatJSONEncoder))
-            pipe.zadd(self.app.redbeat_conf.schedule_key, {self.key: self.score})
-
-        get_redis(self.app).transaction(write, self.key)
+    def save(self) -> JobEntry:
+        """Write the entry; its stored ``last_run_at`` only ever moves forward (see
+        :func:`write_entries`)."""
+        if not isinstance(self.schedule, JobSchedule):
+            return super().save()
+        row = EntryRow(self.key, self.definition_json(), self.last_run_at,
+                       schedules.beat_fire_times(self.schedule.params))  # fmt: skip
+        write_entries([row], self.app)
+        self.last_run_at, self.total_run_count = row.last_run_at, row.total_run_count
         return self
 
     @staticmethod
     def _stored_last_run_at(meta: str | None) -> datetime | None:
         if not meta:
             return None
-        return json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
+        return _META_DECODER.decode(meta).get("last_run_at")
 
 
-class JobScheduler(RedBeatScheduler):
-    """RedBeat, plus: rebuild job entries at start, and tell each fire its scheduled time."""
+@dataclass
+class EntryRow:
+    """A job entry to write: its key, its definition (JSON) and the instant its next
+    fire time is counted from; what is written comes from these alone (the run count
+    starts again at 0, as RedBeat's own saves do)."""
 
-    Entry = JobEntry
-    _redis_away = False  # set while Redis does not answer; repaired when it does
+    key: str
+    definition: str
+    last_run_at: datetime
+    fire_times: schedules.FireTimes
+    total_run_count: int = 0
 
-    def setup_schedule(self) -> None:
-        super().setup_schedule()
-        saved, removed = reconcile(self.app)
-        logger.info("beat: reconciled schedules: %d job entries saved, %d removed", saved, removed)
 
-    def tick(self, *args: Any, **kwargs: Any) -> float:
-        """One beat tick; survives Redis going away, and losing its data.
+def write_entries(rows: list[EntryRow], app: Celery) -> None:
+    """Write entries in one optimistic transaction: WATCH their keys, read their stored
+    metas in one pipeline, write definitions, metas and scores in one MULTI/EXEC.
 
-        While Redis does not answer, beat waits for it instead of dying. When it
-        answers again, beat keeps (or takes back, waiting as a standby beat does) its
-        lock and rebuilds the job entries from the database, so jobs saved meanwhile
-        are scheduled at once. A Redis that forgot everything also drops the lock:
-        the same repair follows.
-        """
-        try:
-            if self._redis_away:
-                self._recover()
-            return super().tick(*args, **kwargs)
-        except LockNotOwnedError:
-            logger.warning(
-                "beat: lost the RedBeat lock (Redis restarted or flushed?); re-acquiring"
-            )
-            self._recover()
-            return 0.0
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            if not self._redis_away:
-                logger.warning("beat: Redis is not answering (%s); waiting for it", exc)
-            self._redis_away = True
-            return REDIS_AWAY_RETRY
+    Beat writes ``last_run_at`` after each fire; a stored one later than ours is
+    kept, and if beat writes between our read and our write, EXEC fails and the batch
+    is done again, so a save racing beat can never set it back and fire a slot twice.
+    """
+    if not rows:
+        return
+    client = redis_for(app)
+    keys = [row.key for row in rows]
+    while True:
+        with client.pipeline() as pipe:
+            try:
+                pipe.watch(*keys)
+                _write_watched(pipe, client, rows, app.redbeat_conf.schedule_key)
+                return
+            except WatchError:
+                continue
 
-    def _recover(self) -> None:
-        if not self.lock.owned():
-            self.lock.acquire()
-        # All that beat installs as it starts: a Redis that forgot everything forgot the
-        # static entries too (the sweeps that resend lost messages), not only the jobs'.
-        self.setup_schedule()
-        self._redis_away = False
-        logger.warning("beat: Redis answers; lock held, schedule rebuilt")
 
-    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any):  # type: ignore[no-untyped-def]
-        if isinstance(entry.schedule, JobSchedule):
-            last = entry.last_run_at or self.app.now()
-            fire = entry.schedule.fire_time(last)
-            if fire is not None:
-                entry.kwargs = {
-                    **(entry.kwargs or {}),
-                    "scheduled_for": fire.isoformat(),
-                    "sent_at": self.app.now().isoformat(),
-                }
-        return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+# One command per batch instead of one per entry: redis-py spends more time packing and
+# parsing thousands of small commands than Redis spends running them.
+READ_METAS = """
+local metas = {}
+for i, key in ipairs(KEYS) do metas[i] = redis.call('HGET', key, 'meta') end
+return metas
+"""
+READ_ENTRIES = """
+local found = {}
+for i, key in ipairs(KEYS) do
+    local entry = redis.call('HMGET', key, 'definition', 'meta')
+    found[2 * i - 1], found[2 * i] = entry[1], entry[2]
+end
+return found
+"""
+WRITE_ENTRIES = """
+local schedule = table.remove(KEYS)
+for i, key in ipairs(KEYS) do
+    local at = (i - 1) * 3
+    redis.call('HSET', key, 'definition', ARGV[at + 1], 'meta', ARGV[at + 2])
+    redis.call('ZADD', schedule, ARGV[at + 3], key)
+end
+return #KEYS
+"""
+
+
+def _write_watched(pipe: Pipeline, client: Redis, rows: list[EntryRow], schedule_key: str) -> None:
+    keys = [row.key for row in rows]
+    stored = client.register_script(READ_METAS)(keys=keys)
+    values: list[Any] = []
+    for row, meta in zip(rows, stored, strict=True):
+        if meta:
+            newer = JobEntry._stored_last_run_at(meta)
+            if newer is not None and newer > row.last_run_at:
+                row.last_run_at = newer
+        score = score_of(row.fire_times.next_after(row.last_run_at.astimezone(UTC)))
+        values += [row.definition, meta_json(row.last_run_at, row.total_run_count), score]
+    pipe.multi()
+    client.register_script(WRITE_ENTRIES)(keys=[*keys, schedule_key], args=values, client=pipe)
+    pipe.execute()
+
+
+_ENCODER = RedBeatJSONEncoder()
+
+
+def meta_json(last_run_at: datetime, total_run_count: int) -> str:
+    """An entry's meta as RedBeat writes it (its encoder's datetime, the C JSON encoder)."""
+    meta = {"last_run_at": _ENCODER.default(last_run_at), "total_run_count": total_run_count}
+    return json.dumps(meta)
 
 
 def entry_name(job_id: int) -> str:
     return f"job:{job_id}"
 
 
-def save_entry(job: Any, app: Celery | None = None) -> None:
+def row_for(job: Any, prefix: str) -> EntryRow:
+    """The entry of a job: a Job, or any object with the fields of ENTRY_FIELDS (Job's
+    own methods read it, so what is written is what ``Job`` says)."""
+    params = Job.beat_params(job)
+    definition = {
+        "name": entry_name(job.id), "task": FIRE_JOB, "args": [job.id], "kwargs": {},
+        "options": {"queue": job.queue, "priority": broker_priority(job.priority)},
+        "schedule": {"__type__": _SCHEDULE_TYPE, "params": params}, "enabled": True,
+    }  # fmt: skip
+    reference = Job.schedule_reference.fget(job)  # type: ignore[attr-defined]
+    return EntryRow(prefix + entry_name(job.id), json.dumps(definition), reference,
+                    schedules.beat_fire_times(params))  # fmt: skip
+
+
+def save_entries(jobs: Iterable[Any], app: Celery | None = None) -> int:
+    """Write the entries of ``jobs`` (all scheduled), SAVE_BATCH to a transaction."""
     app = app or celery_app
-    entry = JobEntry(
-        name=entry_name(job.id),
-        task=FIRE_JOB,
-        schedule=JobSchedule(job.beat_params()),
-        args=[job.id],
-        options={"queue": job.queue, "priority": broker_priority(job.priority)},
-        app=app,
-    )
-    entry.last_run_at = job.schedule_reference
-    entry.save()
+    redis_for(app)  # binds app.redbeat_conf
+    prefix = app.redbeat_conf.key_prefix
+    batch: list[EntryRow] = []
+    saved = 0
+    for job in jobs:
+        batch.append(row_for(job, prefix))
+        if len(batch) == SAVE_BATCH:
+            write_entries(batch, app)
+            saved, batch = saved + len(batch), []
+    write_entries(batch, app)
+    return saved + len(batch)
+
+
+def save_entry(job: Any, app: Celery | None = None) -> None:
+    save_entries([job], app)
 
 
 def remove_entry(job_id: int, app: Celery | None = None) -> None:
@@ -227,7 +325,7 @@ def remove_entry(job_id: int, app: Celery | None = None) -> None:
 def last_sent(job_id: int, app: Celery | None = None) -> datetime | None:
     """When beat last sent the job's fire (its entry's last run), None if never or unknown."""
     app = app or celery_app
-    get_redis(app)  # binds app.redbeat_conf
+    redis_for(app)  # binds app.redbeat_conf
     try:
         entry = JobEntry.from_key(app.redbeat_conf.key_prefix + entry_name(job_id), app=app)
     except KeyError:
@@ -240,7 +338,7 @@ def first_due(app: Celery | None = None) -> tuple[int, tuple[str, datetime] | No
     time; None when none is due at all). Beat moves an entry's score to its next fire
     as it sends it, so a first due time far in the past means no beat is sending."""
     app = app or celery_app
-    client = get_redis(app)
+    client = redis_for(app)
     key = app.redbeat_conf.schedule_key
     with client.pipeline() as pipe:
         pipe.zcard(key)
@@ -280,27 +378,279 @@ def sync_after_commit(job_id: int) -> None:
     transaction.on_commit(sync)
 
 
+class Rebuild:
+    """Rebuilding every job entry from the database, one batch of jobs per :meth:`step`.
+
+    Beat runs a step per tick, between the batches it fires, so a rebuild of any size
+    neither stops the firing of what Redis already holds nor outlives beat's lock. It
+    starts by writing a new generation key: a Redis that loses its data loses that
+    key too, which is how beat tells a flush from a slow tick.
+    """
+
+    def __init__(self, app: Celery, batch: int = SAVE_BATCH):
+        self.app, self.batch = app, batch
+        self.after_id = 0
+        self.scheduled: set[int] = set()
+        self.saved = self.removed = 0
+        self.done = False
+        redis_for(app).set(generation_key(app), uuid.uuid4().hex)
+
+    def step(self) -> bool:
+        """Rebuild the next batch of jobs; True once every entry is rebuilt."""
+        rows = (
+            Job.objects.filter(enabled=True, completed_at__isnull=True, id__gt=self.after_id)
+            .order_by("id")
+            .values_list(*ENTRY_FIELDS)[: self.batch]
+        )
+        jobs = [SimpleNamespace(pk=row[0], **dict(zip(ENTRY_FIELDS, row, strict=True)))
+                for row in rows]  # fmt: skip
+        if jobs:
+            self.after_id = jobs[-1].id
+            scheduled = [job for job in jobs if Job.is_scheduled.fget(job)]  # type: ignore[attr-defined]
+            self.saved += save_entries(scheduled, self.app)
+            self.scheduled.update(job.id for job in scheduled)
+        if len(jobs) < self.batch:
+            self.removed = remove_stale(self.app, self.scheduled)
+            self.done = True
+        return self.done
+
+
+def remove_stale(app: Celery, scheduled: set[int]) -> int:
+    """Remove the entries of jobs not scheduled (looked up again: one may have been
+    resumed since the rebuild passed it); return how many."""
+    client = redis_for(app)
+    prefix = app.redbeat_conf.key_prefix + "job:"
+    candidates = {
+        int(key[len(prefix) :])
+        for key in client.zrange(app.redbeat_conf.schedule_key, 0, -1)
+        if key.startswith(prefix) and int(key[len(prefix) :]) not in scheduled
+    }
+    if not candidates:
+        return 0
+    still = {
+        job.id
+        for job in Job.objects.filter(
+            id__in=candidates, enabled=True, completed_at__isnull=True
+        ).only("id", "schedule", "timezone", "enabled", "completed_at")
+        if job.is_scheduled
+    }
+    stale = sorted(candidates - still)
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in stale:
+            key = prefix + str(job_id)
+            pipe.zrem(app.redbeat_conf.schedule_key, key)
+            pipe.delete(key)
+        pipe.execute()
+    return len(stale)
+
+
 def reconcile(app: Celery | None = None) -> tuple[int, int]:
     """Rebuild every job entry from the database; remove entries of jobs not scheduled.
 
     Returns (entries saved, entries removed).
     """
-    app = app or celery_app
-    get_redis(app)  # binds app.redbeat_conf
-    prefix = app.redbeat_conf.key_prefix + "job:"
-    saved = 0
-    scheduled_ids: set[int] = set()
-    for job in Job.objects.filter(enabled=True, completed_at__isnull=True).iterator():
-        if job.is_scheduled:
-            save_entry(job, app)
-            scheduled_ids.add(job.id)
-            saved += 1
-    client = get_redis(app)
-    stale = [
-        key
-        for key in client.zrange(app.redbeat_conf.schedule_key, 0, -1)
-        if key.startswith(prefix) and int(key[len(prefix) :]) not in scheduled_ids
-    ]
-    for key in stale:
-        remove_entry(int(key[len(prefix) :]), app)
-    return saved, len(stale)
+    rebuild = Rebuild(app or celery_app)
+    while not rebuild.step():
+        pass
+    return rebuild.saved, rebuild.removed
+
+
+class JobScheduler(RedBeatScheduler):
+    """RedBeat with a bounded tick, a rebuild that never runs inside a lock loss, and
+    fires computed and sent in batches.
+
+    A tick reads at most FIRE_BATCH due entries at a time (ZRANGEBYSCORE ... LIMIT),
+    sends them through one producer and writes them back in one pipeline, and extends
+    the lock after each batch, so no amount of due work outlives the lock. A tick
+    with due work left after TICK_SECONDS returns 0: the loop comes straight back.
+    Otherwise beat sleeps until the next entry's (sub-second) score, at most
+    ``beat_max_loop_interval``. Nothing a tick does grows with the number of entries.
+    """
+
+    Entry = JobEntry
+    _redis_away = False  # set while Redis does not answer; repaired when it does
+    _rebuild: Rebuild | None = None  # a rebuild from the database under way
+
+    def setup_schedule(self) -> None:
+        self._start_rebuild()
+
+    def _start_rebuild(self) -> None:
+        """Install the static entries (the sweeps), and rebuild the jobs' in the ticks."""
+        super().setup_schedule()
+        self._rebuild = Rebuild(self.app)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One beat tick; survives Redis going away, and losing its data.
+
+        While Redis does not answer, beat waits for it instead of dying. When it
+        answers again, beat keeps (or takes back, waiting as a standby beat does) its
+        lock and rebuilds the job entries from the database, so jobs saved meanwhile
+        are scheduled. A lost lock is taken back; the entries are rebuilt only when
+        Redis lost its data (the generation key is gone), never for a slow tick.
+        """
+        try:
+            if self._redis_away:
+                self._recover()
+            self._extend_lock()
+            rebuilding = self._rebuild_step()
+            wait = self._fire_due()
+            return 0.0 if rebuilding else wait
+        except LockNotOwnedError:
+            self._take_lock_back()
+            return 0.0
+        except (RedisConnectionError, RedisTimeoutError, KombuOperationalError) as exc:
+            if not self._redis_away:
+                logger.warning("beat: Redis is not answering (%s); waiting for it", exc)
+            self._redis_away = True
+            return REDIS_AWAY_RETRY
+
+    def _extend_lock(self) -> None:
+        if self.lock_key:
+            self.lock.extend(int(self.lock_timeout))
+
+    def _rebuild_step(self) -> bool:
+        """One batch of the rebuild under way, if any; True while it goes on."""
+        if self._rebuild is None:
+            return False
+        if not self._rebuild.step():
+            return True
+        logger.info("beat: reconciled schedules: %d job entries saved, %d removed",
+                    self._rebuild.saved, self._rebuild.removed)  # fmt: skip
+        self._rebuild = None
+        return False
+
+    def _take_lock_back(self) -> None:
+        if redis_for(self.app).exists(generation_key(self.app)):
+            logger.warning("beat: lost the RedBeat lock (a slow tick); re-acquiring")
+            self.lock.acquire()
+            return
+        logger.warning("beat: lost the RedBeat lock, and Redis lost its data (restarted or "
+                       "flushed); re-acquiring")  # fmt: skip
+        self._recover()
+
+    def _recover(self) -> None:
+        if not self.lock.owned():
+            self.lock.acquire()
+        # Jobs saved while Redis was away are only in the database: rebuild. And a Redis
+        # that forgot everything forgot the static entries too (the sweeps that resend
+        # lost messages), not only the jobs'.
+        self._start_rebuild()
+        self._redis_away = False
+        logger.warning("beat: Redis answers; lock held, rebuilding the schedule")
+
+    def _fire_due(self) -> float:
+        """Send due entries, a batch at a time; the seconds until the next one is due."""
+        client = redis_for(self.app)
+        key = self.app.redbeat_conf.schedule_key
+        started = time.monotonic()
+        while True:
+            now = self.app.now()
+            with client.pipeline(transaction=False) as pipe:
+                pipe.exists(generation_key(self.app))
+                pipe.zrangebyscore(key, 0, now.timestamp(), start=0, num=FIRE_BATCH)
+                pipe.zrangebyscore(key, f"({now.timestamp()}", "+inf", start=0, num=1,
+                                   withscores=True)  # fmt: skip
+                generation, due, upcoming = pipe.execute()
+            if not generation:
+                logger.warning("beat: Redis lost its data (no generation key); rebuilding")
+                self._start_rebuild()
+                return 0.0
+            if not due:
+                return self._until(upcoming)
+            self._fire_batch(due, now)
+            self._extend_lock()
+            if time.monotonic() - started > TICK_SECONDS:
+                return 0.0
+
+    def _until(self, upcoming: list[tuple[str, float]]) -> float:
+        if not upcoming:
+            return self.max_interval
+        return max(0.0, min(upcoming[0][1] - time.time(), self.max_interval))
+
+    def _fire_batch(self, keys: list[str], now: datetime) -> None:
+        """Read, send and write back one batch of due entries: three round trips in all."""
+        client = redis_for(self.app)
+        flat = client.register_script(READ_ENTRIES)(keys=keys)
+        rows = list(zip(flat[0::2], flat[1::2], strict=True))
+        writes = _Writes()
+        # One pipeline for the batch's messages too (kombu's publish batch), sent before
+        # the entries are written back: a batch that fails sends nothing and moves nothing.
+        with self.producer.batch(max_size=2 * len(keys) + 16):
+            for key, (definition, meta) in zip(keys, rows, strict=True):
+                try:
+                    decoded = JobEntry.decode_definition(definition) if definition else None
+                except Exception:
+                    logger.exception("beat: cannot read the entry %s; removing it", key)
+                    decoded = None
+                if decoded is None:
+                    writes.gone.append(key)
+                elif isinstance(decoded.get("schedule"), JobSchedule):
+                    self._fire_job(key, decoded, JobEntry.decode_meta(meta), now, writes)
+                else:
+                    self._fire_static(key, decoded, JobEntry.decode_meta(meta), now, writes)
+        writes.execute(client, self.app.redbeat_conf.schedule_key)
+        if writes.sent:
+            logger.info("beat: sent %d due jobs", writes.sent)
+
+    def _fire_job(self, key: str, decoded: dict[str, Any], meta: dict[str, Any],
+                  now: datetime, writes: _Writes) -> None:  # fmt: skip
+        schedule: JobSchedule = decoded["schedule"]
+        fire = schedule.fire_time(meta.get("last_run_at") or now)
+        if fire is None or fire > now:  # not due after all (an edit moved it): rescore
+            writes.scores[key] = score_of(fire)
+            return
+        logger.debug("beat: sending due job %s (%s)", key, fire.isoformat())
+        self._send(decoded, fire, now)
+        count = (meta.get("total_run_count") or 0) + 1
+        writes.metas[key] = meta_json(now, count)
+        writes.scores[key] = score_of(schedule.fire_time(now))
+        writes.sent += 1
+
+    def _send(self, decoded: dict[str, Any], fire: datetime, now: datetime) -> None:
+        """Publish ``fire_job`` through beat's one producer (Celery's send_task, without
+        the registry lookups and, unless asked, the task-sent event)."""
+        amqp, name = self.app.amqp, decoded["task"]
+        args = decoded.get("args") or []
+        kwargs = {**(decoded.get("kwargs") or {}), "scheduled_for": fire.isoformat(),
+                  "sent_at": now.isoformat()}  # fmt: skip
+        options = amqp.router.route(dict(decoded.get("options") or {}), name, args, kwargs)
+        message = amqp.create_task_message(
+            uuid.uuid4().hex, name, args, kwargs, reply_to=self.app.thread_oid,
+            create_sent_event=settings.SCHEDULER_BEAT_SENT_EVENTS,
+            argsrepr=repr(args), kwargsrepr=repr(kwargs),
+        )  # fmt: skip
+        producer = self.producer
+        with producer.connection._reraise_as_library_errors():
+            amqp.send_task_message(producer, name, message, headers={"celery_beat_task": True},
+                                   **options)  # fmt: skip
+
+    def _fire_static(self, key: str, decoded: dict[str, Any], meta: dict[str, Any],
+                     now: datetime, writes: _Writes) -> None:  # fmt: skip
+        """A static entry (the sweeps): RedBeat's own path, which writes it back itself."""
+        entry = JobEntry(app=self.app, **{**decoded, **meta})
+        entry.last_run_at = meta["last_run_at"]
+        is_due, _ = entry.is_due()
+        wait = self.maybe_due(entry, producer=self.producer)
+        if not is_due:  # RedBeat's whole-second score was early: due in ``wait`` s
+            writes.scores[key] = now.timestamp() + (wait or self.max_interval)
+
+
+class _Writes:
+    """What one batch writes back to Redis, in one pipeline."""
+
+    def __init__(self) -> None:
+        self.metas: dict[str, str] = {}
+        self.scores: dict[str, float] = {}
+        self.gone: list[str] = []
+        self.sent = 0
+
+    def execute(self, client: Redis, schedule_key: str) -> None:
+        with client.pipeline(transaction=False) as pipe:
+            for key, meta in self.metas.items():
+                pipe.hset(key, "meta", meta)
+            if self.scores:
+                pipe.zadd(schedule_key, self.scores)
+            if self.gone:
+                logger.warning("beat: removing entries that cannot be loaded: %s", self.gone)
+                pipe.zrem(schedule_key, *self.gone)
+            pipe.execute()

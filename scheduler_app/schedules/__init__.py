@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from scheduler_app.schedules.advice import dst_warnings
+from scheduler_app.schedules.beat_cache import FireTimes, beat_fire_times
 from scheduler_app.schedules.forms import Schedule
 from scheduler_app.schedules.limits import HORIZON, check_instant
 from scheduler_app.schedules.parse import INTERVAL_UNITS, WEEKDAYS, normalize_value
@@ -77,10 +78,12 @@ __all__ = [
     "WEEKDAYS",
     "Budget",
     "Decision",
+    "FireTimes",
     "Schedule",
     "ScheduleError",
     "Timing",
     "Window",
+    "beat_fire_times",
     "build",
     "check_instant",
     "check_zone_name",

@@ -1,0 +1,147 @@
+"""Beat's bounded tick, in process against the real (private) Redis and database: due
+entries go in batches with the lock extended between them, and a lock lost to a slow
+tick is told apart from a Redis that lost its data.
+
+The scheduler here is a Celery app of its own (its own RedBeat prefix and queue), so
+the stack's beat and worker, when running, neither see nor take what it sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from celery import Celery
+from django.conf import settings
+from redbeat.schedulers import acquire_distributed_beat_lock
+
+from scheduler_app import redbeat
+from scheduler_app.models import Job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PREFIX = "beat-tick-test:"
+QUEUE = "tick-test-queue"
+HOURLY = {"type": "interval", "every": 1, "unit": "hours"}
+
+
+@pytest.fixture
+def beat_app(redis_client) -> Iterator[Celery]:
+    app = Celery("beat-tick-test", broker=settings.REDIS_URL)
+    app.conf.update(
+        redbeat_redis_url=settings.REDIS_URL, redbeat_key_prefix=PREFIX, redbeat_lock_timeout=30,
+        redbeat_redis_options={}, beat_schedule={},
+        broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+    )  # fmt: skip
+    yield app
+    for key in [*redis_client.scan_iter(PREFIX + "*"), *redis_client.scan_iter(QUEUE + "*")]:
+        redis_client.delete(key)
+
+
+def due_jobs(owner, count: int) -> list[int]:
+    """``count`` hourly jobs whose first fire time was a minute ago (bulk: no entry saved)."""
+    start = datetime.now(UTC) - timedelta(hours=1, minutes=1)
+    jobs = Job.objects.bulk_create(
+        Job(
+            owner=owner,
+            name=f"due-{i}",
+            payload={"command": "true"},
+            schedule=HOURLY,
+            schedule_start=start,
+            queue=QUEUE,
+        )
+        for i in range(count)
+    )
+    return [job.id for job in jobs]
+
+
+def start_beat(app: Celery) -> redbeat.JobScheduler:
+    scheduler = redbeat.JobScheduler(app=app)
+    acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=scheduler))
+    return scheduler
+
+
+def sent_job_ids(redis_client) -> list[int]:
+    """The job ids of the fire_job messages waiting in the test queue (any priority)."""
+    ids = []
+    for key in redis_client.scan_iter(QUEUE + "*"):
+        for raw in redis_client.lrange(key, 0, -1):
+            args, _, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            ids.append(args[0])
+    return sorted(ids)
+
+
+def test_a_tick_with_more_due_than_a_batch_extends_the_lock_between_batches(
+    owner, beat_app, redis_client, monkeypatch
+):
+    monkeypatch.setattr(redbeat, "FIRE_BATCH", 10)
+    ids = due_jobs(owner, 35)
+    scheduler = start_beat(beat_app)
+    sent_at_extension: list[int] = []
+    extend = scheduler.lock.extend
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        sent_at_extension.append(len(sent_job_ids(redis_client)))
+        return extend(*args)
+
+    monkeypatch.setattr(scheduler.lock, "extend", spy)
+
+    wait = scheduler.tick()  # rebuilds the entries (one step: 35 jobs), then fires
+
+    assert sent_job_ids(redis_client) == ids  # each due job sent once
+    # The lock extended at the tick's start, and after each batch of 10.
+    assert sent_at_extension == [0, 10, 20, 30, 35]
+    assert wait > 0  # nothing due now: it sleeps until the next entry
+    scheduler.tick()
+    assert sent_job_ids(redis_client) == ids
+
+
+def test_a_lock_lost_to_a_slow_tick_is_taken_back_without_a_rebuild(
+    owner, beat_app, redis_client, caplog
+):
+    due_jobs(owner, 3)
+    scheduler = start_beat(beat_app)
+    scheduler.tick()
+    assert scheduler._rebuild is None
+    redis_client.delete(beat_app.redbeat_conf.lock_key)  # it expired during a slow tick
+
+    assert scheduler.tick() == 0.0
+
+    assert "a slow tick" in caplog.text
+    assert scheduler.lock.owned()
+    assert scheduler._rebuild is None  # the entries in Redis are still good: no rebuild
+    assert redis_client.zcard(beat_app.redbeat_conf.schedule_key) == 3 + 1  # and backend_cleanup
+
+
+def test_a_redis_that_lost_its_data_is_rebuilt(owner, beat_app, redis_client, caplog):
+    ids = due_jobs(owner, 3)
+    scheduler = start_beat(beat_app)
+    scheduler.tick()
+    for key in redis_client.scan_iter(PREFIX + "*"):  # a flush, of this beat's keys
+        redis_client.delete(key)
+
+    assert scheduler.tick() == 0.0
+
+    assert "Redis lost its data" in caplog.text
+    assert scheduler.lock.owned()
+    assert scheduler._rebuild is not None  # rebuilt in the next ticks
+    scheduler.tick()
+    entries = redis_client.zrange(beat_app.redbeat_conf.schedule_key, 0, -1)
+    assert {PREFIX + f"job:{job_id}" for job_id in ids} <= set(entries)
+    # Sent again from the database's last fire time: no worker recorded the first send
+    # here (in the stack the run's unique (job, scheduled time) makes it one run).
+    assert sent_job_ids(redis_client) == sorted(ids * 2)
+
+
+def test_a_missing_generation_under_a_held_lock_starts_a_rebuild(owner, beat_app, redis_client):
+    due_jobs(owner, 2)
+    scheduler = start_beat(beat_app)
+    scheduler.tick()
+    redis_client.delete(redbeat.generation_key(beat_app))
+
+    assert scheduler.tick() == 0.0
+
+    assert scheduler._rebuild is not None
