@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -150,3 +151,24 @@ def seconds(value: float) -> str:
 
 
 __all__ = ["UTC", "datetime", "timedelta"]
+
+
+def bare_definition(entry: Any, plan: Any) -> dict[str, Any]:
+    """A plain RedBeat entry's definition (the baselines' entries), as RedBeat writes it."""
+    return {
+        "name": entry.name,
+        "task": entry.task,
+        "args": [],
+        "kwargs": {},
+        "options": {"queue": "bare"},
+        "schedule": plan,
+        "enabled": True,
+    }
+
+
+def with_lock(scheduler: Any) -> Any:
+    """The scheduler holding RedBeat's lock, as a beat process takes it at start."""
+    from redbeat.schedulers import acquire_distributed_beat_lock
+
+    acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=scheduler))
+    return scheduler

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import beatkit
@@ -51,32 +50,13 @@ def write_bare_entries(app: Any, count: int, due: int, boundary: datetime) -> No
                 plan = daily if i < due else yearly
                 entry = RedBeatSchedulerEntry(f"e{i}", "bare.noop", plan, app=app)
                 entry.last_run_at = boundary - timedelta(days=1) if i < due else None
-                definition = bare_definition(entry, plan)
+                definition = beatkit.bare_definition(entry, plan)
                 meta = {"last_run_at": entry.last_run_at}
                 pipe.hset(entry.key, "definition", json.dumps(definition, cls=RedBeatJSONEncoder))
                 pipe.hset(entry.key, "meta", json.dumps(meta, cls=RedBeatJSONEncoder))
                 score = to_timestamp(boundary) if i < due else to_timestamp(entry.due_at)
                 pipe.zadd(app.redbeat_conf.schedule_key, {entry.key: score})
             pipe.execute()
-
-
-def bare_definition(entry: Any, plan: Any) -> dict[str, Any]:
-    return {
-        "name": entry.name,
-        "task": entry.task,
-        "args": [],
-        "kwargs": {},
-        "options": {"queue": "bare"},
-        "schedule": plan,
-        "enabled": True,
-    }
-
-
-def with_lock(scheduler: Any) -> Any:
-    from redbeat.schedulers import acquire_distributed_beat_lock
-
-    acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=scheduler))
-    return scheduler
 
 
 def run_beat(scheduler: Any, client: Any, queue: str, due: int, boundary: datetime) -> dict:
@@ -130,7 +110,7 @@ def case(server: Any, count: int, due: int, made: int) -> tuple[dict, dict]:
     Job.objects.filter(id__in=ids).update(schedule=beatkit.at_second(boundary), queue="burst")
     client.delete(*beatkit.queue_lists("burst"))
     beatkit.progress(f"ours: beat starts; {due:,} of {count:,} due at {boundary:%H:%M:%S}")
-    ours = with_lock(redbeat.JobScheduler(app=app))
+    ours = beatkit.with_lock(redbeat.JobScheduler(app=app))
     ours_result = run_beat(ours, client, "burst", due, boundary)
     if ours_result["rebuilt_after"] > 0:
         beatkit.progress("warning: the rebuild ended after the boundary")
@@ -142,7 +122,7 @@ def case(server: Any, count: int, due: int, made: int) -> tuple[dict, dict]:
     boundary = beatkit.next_whole_second(2 + count / 20000)
     write_bare_entries(bare, count, due, boundary)
     beatkit.progress(f"bare RedBeat: {due:,} of {count:,} due at {boundary:%H:%M:%S}")
-    baseline = with_lock(RedBeatScheduler(app=bare))
+    baseline = beatkit.with_lock(RedBeatScheduler(app=bare))
     client.delete(*beatkit.queue_lists("bare"))
     bare_result = run_beat(baseline, client, "bare", due, boundary)
     baseline.lock = None  # it may be lost; nothing to release

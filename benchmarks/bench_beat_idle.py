@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import beatkit
@@ -43,29 +42,10 @@ def write_bare_entries(app: Any, start: int, stop: int) -> None:
         with client.pipeline(transaction=False) as pipe:
             for i in range(offset, min(offset + 5000, stop)):
                 entry = RedBeatSchedulerEntry(f"e{i}", "bare.noop", schedule, app=app)
-                definition = bare_definition(entry, schedule)
+                definition = beatkit.bare_definition(entry, schedule)
                 pipe.hset(entry.key, "definition", json.dumps(definition, cls=RedBeatJSONEncoder))
                 pipe.zadd(app.redbeat_conf.schedule_key, {entry.key: to_timestamp(entry.due_at)})
             pipe.execute()
-
-
-def bare_definition(entry: Any, plan: Any) -> dict[str, Any]:
-    return {
-        "name": entry.name,
-        "task": entry.task,
-        "args": [],
-        "kwargs": {},
-        "options": {"queue": "bare"},
-        "schedule": plan,
-        "enabled": True,
-    }
-
-
-def with_lock(scheduler: Any) -> Any:
-    from redbeat.schedulers import acquire_distributed_beat_lock
-
-    acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=scheduler))
-    return scheduler
 
 
 def tick_time(scheduler: Any, ticks: int) -> float:
@@ -101,10 +81,10 @@ def main() -> None:
             beatkit.make_jobs(size - made, lambda i: NEVER_NOW)
             write_bare_entries(bare, made, size)
             made = size
-            ours = with_lock(JobScheduler(app=app))
+            ours = beatkit.with_lock(JobScheduler(app=app))
             while ours._rebuild is not None:  # the rebuild at start, in its ticks
                 ours.tick()
-            baseline = with_lock(RedBeatScheduler(app=bare))
+            baseline = beatkit.with_lock(RedBeatScheduler(app=bare))
             beatkit.progress(f"ticking at {size:,} schedules")
             results[size] = measure(size, ours, baseline)
             ours.close()

@@ -478,15 +478,8 @@ class JobTemplateAdmin(OwnedAdmin):
         return HttpResponseRedirect(url)
 
 
-@admin.register(RunTally)
-class RunTallyAdmin(AccessAdmin):
-    """What retention deleted, per job and status: read only, written by the prune."""
-
-    access_via = "job__"
-    list_display = ["job", "status", "count", "duration_count", "duration_sum", "duration_max"]
-    list_filter = ["status"]
-    search_fields = ["job__name"]
-    list_select_related = ["job"]
+class ReadOnly:
+    """For rows the system writes: listed and shown, never added, changed or deleted."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -496,6 +489,17 @@ class RunTallyAdmin(AccessAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(RunTally)
+class RunTallyAdmin(ReadOnly, AccessAdmin):
+    """What retention deleted, per job and status: read only, written by the prune."""
+
+    access_via = "job__"
+    list_display = ["job", "status", "count", "duration_count", "duration_sum", "duration_max"]
+    list_filter = ["status"]
+    search_fields = ["job__name"]
+    list_select_related = ["job"]
 
 
 @admin.register(Alert)
@@ -524,7 +528,7 @@ class AlertAdmin(AccessAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnly, admin.ModelAdmin):
     """The audit log: read only, written by scheduler_app/audit.py."""
 
     list_display = ["at", "actor_name", "address", "via", "action", "object_type",
@@ -536,12 +540,3 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return audit.visible_to(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
