@@ -263,3 +263,16 @@ def test_the_admin_reads_no_template_the_user_may_not_view(world):
         response.status_code == 200 and "not a template you may use." in response.content.decode()
     )
     assert not Job.objects.filter(name="stolen").exists()
+
+
+@pytest.mark.parametrize(
+    "moment, ok",
+    [("0413-07-17T18:28:41+19:08", True), ("0001-01-01T00:00:00+01:00", False),
+     ("9999-12-31T23:59:59-01:00", False), ("2026-01-01T00:00:00Z", True)],
+)  # fmt: skip
+def test_time_bounds_are_read_in_utc_and_out_of_range_ones_refused(api, moment, ok):
+    """Any offset Python reads (PostgreSQL refuses some) and no moment without a UTC time."""
+    response = api.get("/api/v1/audit/", {"until": moment})
+    assert response.status_code == (200 if ok else 400), response.data
+    if not ok:
+        assert "until" in response.data

@@ -5,6 +5,7 @@ A user sees the events of what they may see (scheduler_app.audit.visible_to).
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import django_filters
@@ -38,13 +39,23 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 
 class MomentField(IsoDateTimeField):
-    """An ISO 8601 date and time; present but empty is a 400, as the schema's format says
-    (absent is no filter)."""
+    """An ISO 8601 date and time, compared in UTC; present but empty is a 400, as the
+    schema's format says (absent is no filter). In UTC because a database need not take
+    every offset Python does (PostgreSQL refuses +19:08), and a year-1 or year-9999
+    moment with an offset has no UTC time at all: a 400, not a 500."""
 
     def to_python(self, value: Any) -> Any:
         if value == "":
             raise forms.ValidationError("must be a date and time (ISO 8601).", code="invalid")
-        return super().to_python(value)
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError(
+                "must be a date and time between the years 1 and 9999 in UTC.", code="invalid"
+            ) from None
 
 
 class MomentFilter(django_filters.IsoDateTimeFilter):
