@@ -135,7 +135,8 @@ def viewable_teams(user: Any) -> QuerySet[Team]:
         return Team.objects.none()
     if user.is_superuser:
         return Team.objects.all()
-    return Team.objects.filter(memberships__user_id=user.pk)
+    # By id, not a join: counts over a team's memberships stay whole.
+    return Team.objects.filter(id__in=Membership.objects.filter(user_id=user.pk).values("team_id"))
 
 
 def teams_with_right(user: Any, action: str) -> QuerySet[Team]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import ForeignKey, QuerySet
+from django.db.models import Count, ForeignKey, QuerySet
 from django.http import HttpRequest
 
 from scheduler_app import access
@@ -34,6 +34,7 @@ class AccessAdmin(admin.ModelAdmin):
     ``access_via`` is the path to the row whose owner and team decide."""
 
     access_via = ""
+    change_action = "edit"  # the right that changing or deleting a row needs
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return access.visible(request.user, super().get_queryset(request), self.access_via)
@@ -44,11 +45,11 @@ class AccessAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_change_permission(request, obj)
-        return allowed and (obj is None or access.can(request.user, "edit", obj))
+        return allowed and (obj is None or access.can(request.user, self.change_action, obj))
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or access.can(request.user, "edit", obj))
+        return allowed and (obj is None or access.can(request.user, self.change_action, obj))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         """Only a superuser gives a row to another owner; anyone else's rows are their own."""
@@ -146,28 +147,17 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(AccessAdmin):
     """Teams and their members: members see a team, its admins change it."""
 
+    change_action = "manage"
     list_display = ["name", "description", "member_count", "created_at"]
     search_fields = ["name", "description"]
     inlines = [MembershipInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
-        return access.viewable_teams(request.user)
+        return access.viewable_teams(request.user).annotate(members=Count("memberships"))
 
-    @admin.display(description="members")
+    @admin.display(description="members", ordering="members")
     def member_count(self, team: Team) -> int:
-        return team.memberships.count()
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        allowed = super().has_view_permission(request, obj)
-        return allowed and (obj is None or access.can(request.user, "view", obj))
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        allowed = super().has_change_permission(request, obj)
-        return allowed and (obj is None or access.can(request.user, "manage", obj))
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or access.can(request.user, "manage", obj))
+        return team.members  # type: ignore[attr-defined]

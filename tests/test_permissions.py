@@ -395,3 +395,11 @@ def test_admin_choices_hold_only_what_the_user_may_use(world):
     form = theirs.context["adminform"].form
     assert not form.fields["team"].queryset.exists()
     assert not form.fields["calendar"].queryset.exists()
+
+
+def test_the_admins_team_list_counts_every_member_for_any_member(world):
+    """A member sees the whole team's size, not only their own membership."""
+    members = world.team.memberships.count()
+    for name in ("viewer", "admin"):
+        page = world.browser(name).get("/admin/scheduler_app/team/").content.decode()
+        assert f'<td class="field-member_count">{members}</td>' in page
