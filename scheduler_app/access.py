@@ -35,6 +35,7 @@ from django.db.models import Model, Q, QuerySet
 
 from scheduler_app import validation
 from scheduler_app.models import Alert, Job, Membership, Run, Team
+from scheduler_app.payloads import CODE_KINDS
 
 Role = Membership.Role
 # Each role has the rights of those before it.
@@ -50,8 +51,6 @@ WHAT = {
 
 RUN_CODE = "scheduler_app.run_code"
 RUN_CODE_LABEL = "Can define jobs that run code"
-# The kinds whose job runs code of the user's on a worker (http only sends a request).
-CODE_KINDS = frozenset({"command", "commands", "script", "python", "pytest", "celery"})
 
 
 def roles_at_least(role: str) -> list[str]:

@@ -280,3 +280,7 @@ KINDS: dict[str, Callable[[Any], Payload]] = {
     "http": http,
     "celery": celery,
 }
+
+# The kinds whose job runs the user's code on a worker (http only sends a request): they
+# need the code right to define (scheduler_app/access.py), and run sandboxed.
+CODE_KINDS = frozenset(KINDS) - {"http"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from scheduler_app import identity
 from scheduler_app.models import Run
-from scheduler_app.payloads import PayloadError
+from scheduler_app.payloads import CODE_KINDS, PayloadError
 from workers.executors import sandbox
 from workers.executors.base import Executor, Outcome
 from workers.executors.celery_task import CeleryTaskExecutor
@@ -27,7 +27,6 @@ _EXECUTORS: dict[str, Executor] = {
 }
 
 SUPPORTED_KINDS = tuple(_EXECUTORS)
-CODE_KINDS = tuple(kind for kind in SUPPORTED_KINDS if kind != "http")
 CONDITION_TIMEOUT = 300
 
 
