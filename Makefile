@@ -11,7 +11,7 @@ EMBEDDED_REDIS_PORT ?= 6390
 # Development defaults; production sets DEBUG=0 and SECRET_KEY (see README).
 export DEBUG ?= 1
 
-.PHONY: help install run test test-fast bench lint format migrate web worker beat flower redis sync superuser clean
+.PHONY: help install run test test-fast bench lint format migrate web worker beat flower redis sync superuser clean vsix
 
 help:
 	@echo "make run        the whole system: Redis (unless REDIS_URL is set), web :8000, beat, worker, Flower :5555"
@@ -25,6 +25,7 @@ help:
 	@echo "                 Flower's login: FLOWER_BASIC_AUTH=user:password, or the one make run saved in var/)"
 	@echo "make sync       rebuild the RedBeat schedule in Redis from the database"
 	@echo "make superuser  create an admin account"
+	@echo "make vsix       the VS Code extension, editors/vscode/cronfleet-X.Y.Z.vsix (needs Node.js 20 and npm)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 not found: install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -61,6 +62,11 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The VS Code extension (editors/vscode): Node.js and npm only here, never for make test.
+vsix:
+	@command -v npm >/dev/null || { echo "make vsix needs Node.js 20 and npm"; exit 1; }
+	cd editors/vscode && npm ci --no-audit --no-fund && npm test && npm run package
 
 # The parts alone, for development or a process manager. They talk to the Redis of
 # `make redis` (its password: var/redis/redis-password.txt) unless REDIS_URL says otherwise.
