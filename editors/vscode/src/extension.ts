@@ -191,9 +191,7 @@ async function listJobs(): Promise<void> {
 }
 
 async function editJob(job: Job): Promise<void> {
-  const document = await vscode.workspace.openTextDocument(jobUri(job));
-  await vscode.languages.setTextDocumentLanguage(document, "json");
-  await vscode.window.showTextDocument(document);
+  await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(jobUri(job)));
 }
 
 /** Enable (true), disable (false) or flip (undefined) the job. */
@@ -216,14 +214,20 @@ async function runNow(job: Job): Promise<void> {
 async function followRun(runId: number): Promise<void> {
   const api = await client();
   output.show(true);
-  await vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Window, title: `Cronfleet: following run #${runId}`, cancellable: false },
-    async () => {
-      await api.followLog(runId, (text) => output.append(text));
+  const last = await vscode.window.withProgress(
+    {
+      location: vscode.ProgressLocation.Notification,
+      title: `Cronfleet: following run #${runId} (Cancel stops following, not the run)`,
+      cancellable: true,
     },
+    (_progress, cancel) => api.followLog(runId, (text) => output.append(text), { isCancelled: () => cancel.isCancellationRequested }),
   );
-  const run = await api.getRun(runId);
   output.appendLine("");
+  if (!last.finished) {
+    output.appendLine(`== stopped following run #${runId}; it is still ${last.status}`);
+    return;
+  }
+  const run = await api.getRun(runId);
   output.appendLine(
     `== run #${run.id} ${run.status} · ${formatDuration(run.duration)} · exit ${run.exit_code ?? "-"}${run.error ? ` · ${run.error}` : ""}`,
   );
@@ -286,6 +290,7 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand("cronfleet.viewHistory", onJob("history of which task?", viewHistory)),
     vscode.commands.registerCommand("cronfleet.save", command(saveTask)),
     vscode.commands.registerCommand("cronfleet.refresh", () => tree.refresh()),
+    vscode.workspace.onDidCloseTextDocument((document) => diagnostics.delete(document.uri)),
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (event.affectsConfiguration("cronfleet")) tree.refresh();
     }),

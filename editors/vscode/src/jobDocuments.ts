@@ -76,6 +76,9 @@ export class JobDocuments implements vscode.FileSystemProvider {
     this.diagnostics.delete(uri);
     this.remember(saved);
     this.onSaved(saved);
+    // The server may have normalised what was sent ("manual" -> {"type": "manual"}):
+    // the saved document is read again, once VS Code has finished saving it.
+    setTimeout(() => this.changed.fire([{ type: vscode.FileChangeType.Changed, uri }]), 100);
     vscode.window.setStatusBarMessage(`Cronfleet: saved ${saved.name} (${Object.keys(changes).join(", ")})`, 5000);
   }
 
