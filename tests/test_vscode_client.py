@@ -22,8 +22,6 @@ from rest_framework.authtoken.models import Token
 from scheduler_app.models import Job, Run
 from tests.helpers import make_job
 
-pytestmark = pytest.mark.stack
-
 EXTENSION = Path(__file__).resolve().parent.parent / "editors" / "vscode"
 # The hash of the package-lock.json that node_modules was installed from.
 CI_STAMP = EXTENSION / "node_modules" / ".cronfleet-npm-ci-stamp"
@@ -39,6 +37,11 @@ def npm(*args: str, timeout: float) -> None:
     )
 
 
+def node_test_counts(report: str) -> dict[str, str]:
+    """The closing counts of node's test runner: {"tests": "9", "pass": "9", ...}."""
+    return dict(re.findall(r"^\S* ?(tests|pass|fail|skipped) (\d+)$", report, re.MULTILINE))
+
+
 @pytest.fixture(scope="module")
 def built_extension() -> Path:
     """The extension compiled to out/; ``npm ci`` first unless node_modules already holds
@@ -51,9 +54,23 @@ def built_extension() -> Path:
         npm("ci", "--no-audit", "--no-fund", timeout=600)
         CI_STAMP.write_text(lock)
     npm("run", "compile", timeout=300)
-    return EXTENSION / "out" / "test" / "integration" / "api.test.js"
+    return EXTENSION
 
 
+@pytest.mark.timeout(900)
+def test_extension_unit_tests(built_extension):
+    """The extension's own unit tests (node --test): client, settings, formatting, manifest."""
+    done = subprocess.run(
+        ["node", "--test", "--test-reporter=spec", "out/test/unit/"],
+        cwd=EXTENSION, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report
+    counts = node_test_counts(report)
+    assert counts["tests"] == counts["pass"] and int(counts["pass"]) >= 30, report
+
+
+@pytest.mark.stack
 @pytest.mark.timeout(900)
 def test_extension_client_against_the_real_stack(
     built_extension, live, live_server, owner, outsider
@@ -68,12 +85,12 @@ def test_extension_client_against_the_real_stack(
         "CRONFLEET_OTHER_JOB": str(others.id),
     }
     done = subprocess.run(
-        ["node", "--test", "--test-reporter=spec", str(built_extension)],
+        ["node", "--test", "--test-reporter=spec", "out/test/integration/"],
         cwd=EXTENSION, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
-    counts = dict(re.findall(r"^\S* ?(tests|pass|fail|skipped) (\d+)$", report, re.MULTILINE))
+    counts = node_test_counts(report)
     # Every test ran and passed: none skipped for want of settings.
     assert counts["tests"] == counts["pass"] and int(counts["pass"]) >= 9, report
     assert counts["fail"] == counts["skipped"] == "0", report
