@@ -52,19 +52,32 @@ export interface ConnectionSources {
 }
 
 /** The first URL and token found, in this order: setting, secret storage (token only),
- * SCHEDULE_URL/SCHEDULE_TOKEN, the CLI's config file; the URL defaults to DEFAULT_URL. */
+ * SCHEDULE_URL/SCHEDULE_TOKEN, the CLI's config file; the URL defaults to DEFAULT_URL.
+ * ``secretToken`` must be the one stored for that URL (see secretKey). */
 export function resolveConnection(sources: ConnectionSources): Connection {
   const env = sources.env ?? process.env;
   const file = readCliConfig(sources.configPath ?? cliConfigPath(env));
   const url = sources.settingUrl || env.SCHEDULE_URL || file.url || DEFAULT_URL;
+  // The file's token belongs to the file's server: never sent to another one.
+  const fileToken = !file.url || sameServer(file.url, url) ? file.token : undefined;
   const candidates: [string | undefined, string][] = [
     [sources.settingToken, "the cronfleet.token setting"],
     [sources.secretToken, "VS Code's secret storage"],
     [env.SCHEDULE_TOKEN, "SCHEDULE_TOKEN"],
-    [file.token, sources.configPath ?? cliConfigPath(env)],
+    [fileToken, sources.configPath ?? cliConfigPath(env)],
   ];
   const found = candidates.find(([token]) => token);
   return { url, token: found?.[0], tokenSource: found?.[1] };
+}
+
+/** Whether two server URLs are the same (ignoring a trailing slash). */
+export function sameServer(a: string, b: string): boolean {
+  return a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
+}
+
+/** The secret storage key of the token for a server: a token goes only to where it came from. */
+export function secretKey(url: string): string {
+  return `cronfleet.token@${url.replace(/\/+$/, "")}`;
 }
 
 /** A URL the extension may call: http or https, with a host. */

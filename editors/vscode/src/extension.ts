@@ -2,12 +2,10 @@
 
 import * as vscode from "vscode";
 import { ApiError, CronfleetClient, type Job, type Run } from "./client";
-import { checkUrl, resolveConnection } from "./connection";
+import { checkUrl, resolveConnection, secretKey } from "./connection";
 import { formatDuration, formatTime, KINDS, newJobFields, parseSchedule, runLine } from "./format";
 import { JobDocuments, jobUri, SCHEME } from "./jobDocuments";
 import { JobItem, JobTreeProvider } from "./tree";
-
-const SECRET_KEY = "cronfleet.token";
 
 let output: vscode.OutputChannel;
 let secrets: vscode.SecretStorage;
@@ -16,11 +14,9 @@ let tree: JobTreeProvider;
 /** A client for the configured server; an ApiError saying how to log in when no token. */
 async function client(): Promise<CronfleetClient> {
   const settings = vscode.workspace.getConfiguration("cronfleet");
-  const connection = resolveConnection({
-    settingUrl: settings.get<string>("url") || undefined,
-    settingToken: settings.get<string>("token") || undefined,
-    secretToken: await secrets.get(SECRET_KEY),
-  });
+  const sources = { settingUrl: settings.get<string>("url") || undefined, settingToken: settings.get<string>("token") || undefined };
+  const { url } = resolveConnection(sources);
+  const connection = resolveConnection({ ...sources, secretToken: await secrets.get(secretKey(url)) });
   if (!connection.token) {
     throw new ApiError(`Not logged in to ${connection.url}. Run "Cronfleet: Log In" (or set cronfleet.token).`, 401);
   }
@@ -94,7 +90,7 @@ async function login(): Promise<void> {
     }
     throw error;
   }
-  await secrets.store(SECRET_KEY, token);
+  await secrets.store(secretKey(url), token);
   if (url !== current.url) {
     await settings.update("url", url, vscode.ConfigurationTarget.Global);
   }
@@ -142,7 +138,11 @@ function askSchedule(api: CronfleetClient, timezone: () => string): Promise<stri
       clearTimeout(timer);
       timer = setTimeout(() => void check(value), 300);
     });
-    box.onDidAccept(() => {
+    box.onDidAccept(async () => {
+      clearTimeout(timer);
+      if (!valid) {
+        await check(box.value); // Enter before the last keystroke was checked
+      }
       if (valid) {
         resolve(box.value);
         box.hide();
@@ -276,7 +276,8 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.workspace.registerFileSystemProvider(SCHEME, documents, { isCaseSensitive: true }),
     vscode.commands.registerCommand("cronfleet.login", command(login)),
     vscode.commands.registerCommand("cronfleet.logout", command(async () => {
-      await secrets.delete(SECRET_KEY);
+      const settings = vscode.workspace.getConfiguration("cronfleet");
+      await secrets.delete(secretKey(resolveConnection({ settingUrl: settings.get<string>("url") || undefined }).url));
       tree.refresh();
       vscode.window.showInformationMessage("Cronfleet: the stored token is forgotten.");
     })),

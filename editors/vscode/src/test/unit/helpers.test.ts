@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { Job } from "../../client";
-import { checkUrl, cliConfigPath, DEFAULT_URL, readCliConfig, resolveConnection } from "../../connection";
+import { checkUrl, cliConfigPath, DEFAULT_URL, readCliConfig, resolveConnection, secretKey } from "../../connection";
 import {
   changedFields,
   DocumentError,
@@ -52,6 +52,20 @@ describe("connection", () => {
     assert.equal(resolveConnection({ env: { SCHEDULE_URL: "http://env" }, configPath }).url, "http://env");
     const none = resolveConnection({ env, configPath: join(tmpdir(), "nope.toml") });
     assert.deepEqual(none, { url: DEFAULT_URL, token: undefined, tokenSource: undefined });
+  });
+
+  it("never sends the CLI file's token to another server than the file's", () => {
+    const configPath = configFile('url = "http://file/"\ntoken = "file-token"\n');
+    assert.equal(resolveConnection({ env: {}, configPath, settingUrl: "http://file" }).token, "file-token");
+    assert.equal(resolveConnection({ env: {}, configPath, settingUrl: "http://elsewhere" }).token, undefined);
+    assert.equal(resolveConnection({ env: { SCHEDULE_URL: "http://elsewhere" }, configPath }).token, undefined);
+    const tokenOnly = configFile('token = "t"\n');
+    assert.equal(resolveConnection({ env: {}, configPath: tokenOnly, settingUrl: "http://any" }).token, "t");
+  });
+
+  it("keeps a stored token per server", () => {
+    assert.equal(secretKey("http://h:8000/"), secretKey("http://h:8000"));
+    assert.notEqual(secretKey("http://h:8000"), secretKey("http://other:8000"));
   });
 
   it("accepts only http(s) URLs", () => {
