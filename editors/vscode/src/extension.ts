@@ -3,7 +3,7 @@
 import * as vscode from "vscode";
 import { ApiError, CronfleetClient, type Job, type Run } from "./client";
 import { checkUrl, resolveConnection, secretKey } from "./connection";
-import { formatDuration, formatTime, KINDS, newJobFields, parseSchedule, runLine } from "./format";
+import { formatDuration, formatTime, jobLine, KINDS, newJobFields, parseSchedule, runLine } from "./format";
 import { JobDocuments, jobUri, SCHEME } from "./jobDocuments";
 import { JobItem, JobTreeProvider } from "./tree";
 
@@ -52,12 +52,13 @@ function given<T>(value: T | undefined): T {
   return value;
 }
 
-/** The job a command acts on: the tree item it was invoked on, else one picked from a list. */
+/** The job a command acts on: the tree item it was invoked on, else one picked from a list
+ * (``arg``, when it is the list already read, or the server's). */
 async function pickJob(arg: unknown, title: string): Promise<Job> {
   if (arg instanceof JobItem) {
     return arg.job;
   }
-  const jobs = await (await client()).listJobs();
+  const jobs = Array.isArray(arg) ? (arg as Job[]) : await (await client()).listJobs();
   if (!jobs.length) {
     throw new Error('You have no scheduled tasks yet: run "Cronfleet: Create Scheduled Task".');
   }
@@ -178,7 +179,11 @@ async function createJob(): Promise<void> {
 }
 
 async function listJobs(): Promise<void> {
-  const job = await pickJob(undefined, "Cronfleet: scheduled tasks (pick one for its actions)");
+  const jobs = await (await client()).listJobs();
+  output.show(true);
+  output.appendLine(`== ${jobs.length} scheduled task${jobs.length === 1 ? "" : "s"}`);
+  jobs.forEach((job) => output.appendLine(jobLine(job)));
+  const job = await pickJob(jobs, "Cronfleet: scheduled tasks (pick one for its actions)");
   const actions: [string, string][] = [
     ["Run Now", "cronfleet.runNow"],
     [job.enabled ? "Disable" : "Enable", "cronfleet.toggle"],

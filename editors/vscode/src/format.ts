@@ -78,6 +78,18 @@ export function runLine(run: Run): string {
   ].join(" ");
 }
 
+/** One line of the task list: id, name, state, last status, next run, schedule. */
+export function jobLine(job: Job): string {
+  return [
+    `#${job.id}`.padEnd(7),
+    job.name.slice(0, 30).padEnd(30),
+    (job.enabled ? job.status : "paused").padEnd(9),
+    (job.last_status ?? "-").padEnd(10),
+    formatTime(job.enabled ? job.next_run_at : null).padEnd(21),
+    job.schedule_description ?? JSON.stringify(job.schedule),
+  ].join(" ");
+}
+
 /** The codicon for a job in the tree: paused, else its last run's status. */
 export function jobIcon(job: Pick<Job, "enabled" | "status" | "last_status">): string {
   if (!job.enabled) {

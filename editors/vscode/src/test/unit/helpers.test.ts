@@ -15,6 +15,7 @@ import {
   formatDuration,
   jobDescription,
   jobIcon,
+  jobLine,
   newJobFields,
   parseSchedule,
   runLine,
@@ -99,6 +100,11 @@ describe("format", () => {
   it("shows a run's status, duration and exit code on one line", () => {
     const line = runLine({ id: 42, job: 7, trigger: "manual", attempt: 1, status: "succeeded", started_at: "2026-11-28T17:00:01.5Z", duration: 1.25, exit_code: 0 });
     assert.match(line, /^#42\s+succeeded\s+2026-11-28 17:00:01Z\s+1\.3 s\s+exit 0\s+manual$/);
+  });
+
+  it("shows a job on one line of the list", () => {
+    assert.match(jobLine(job), /^#7\s+backup\s+active\s+failed\s+2026-11-29 10:30:00Z\s+Every day at 10:30$/);
+    assert.match(jobLine({ ...job, enabled: false, last_status: null }), /^#7\s+backup\s+paused\s+-\s+-\s+Every day/);
   });
 
   it("picks the tree's icon from pause and the last status", () => {
