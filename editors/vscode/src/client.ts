@@ -5,15 +5,7 @@
  */
 
 export type RunStatus =
-  | "queued"
-  | "waiting"
-  | "running"
-  | "succeeded"
-  | "failed"
-  | "timed_out"
-  | "cancelled"
-  | "skipped"
-  | "lost";
+  "queued" | "waiting" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "skipped" | "lost";
 
 export const FINISHED_STATUSES: readonly string[] = [
   "succeeded",
@@ -175,7 +167,8 @@ export class CronfleetClient {
         redirect: "error",
       });
     } catch (error) {
-      const reason = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+      const reason =
+        error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
       throw new ApiError(
         `Cannot reach cronfleet at ${this.baseUrl} (${reason}). Check the cronfleet.url setting and that the server is running.`,
         0,
@@ -195,7 +188,10 @@ export class CronfleetClient {
       throw new ApiError(explain(response.status, fields, this.baseUrl), response.status, fields);
     }
     if (text && parsed === undefined) {
-      throw new ApiError(`${this.baseUrl}${path} did not answer JSON: is cronfleet.url the cronfleet server?`, response.status);
+      throw new ApiError(
+        `${this.baseUrl}${path} did not answer JSON: is cronfleet.url the cronfleet server?`,
+        response.status,
+      );
     }
     return parsed as T;
   }

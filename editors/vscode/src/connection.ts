@@ -92,3 +92,16 @@ export function checkUrl(url: string): string | undefined {
     return "Not a URL: write it like http://127.0.0.1:8000.";
   }
 }
+
+/** Whether a password sent to this URL would cross the network unencrypted: plain http
+ * to anything but this machine. */
+export function unencrypted(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    const loopback =
+      ["localhost", "127.0.0.1", "[::1]"].includes(parsed.hostname) || parsed.hostname.startsWith("127.");
+    return parsed.protocol === "http:" && !loopback;
+  } catch {
+    return false;
+  }
+}

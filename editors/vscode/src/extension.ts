@@ -2,7 +2,7 @@
 
 import * as vscode from "vscode";
 import { ApiError, CronfleetClient, type Job, type Run } from "./client";
-import { checkUrl, resolveConnection, secretKey } from "./connection";
+import { checkUrl, resolveConnection, secretKey, unencrypted } from "./connection";
 import { formatDuration, formatTime, jobLine, KINDS, newJobFields, parseSchedule, runLine } from "./format";
 import { JobDocuments, jobUri, SCHEME } from "./jobDocuments";
 import { JobItem, JobTreeProvider } from "./tree";
@@ -14,7 +14,10 @@ let tree: JobTreeProvider;
 /** A client for the configured server; an ApiError saying how to log in when no token. */
 async function client(): Promise<CronfleetClient> {
   const settings = vscode.workspace.getConfiguration("cronfleet");
-  const sources = { settingUrl: settings.get<string>("url") || undefined, settingToken: settings.get<string>("token") || undefined };
+  const sources = {
+    settingUrl: settings.get<string>("url") || undefined,
+    settingToken: settings.get<string>("token") || undefined,
+  };
   const { url } = resolveConnection(sources);
   const connection = resolveConnection({ ...sources, secretToken: await secrets.get(secretKey(url)) });
   if (!connection.token) {
@@ -78,10 +81,31 @@ async function login(): Promise<void> {
   const settings = vscode.workspace.getConfiguration("cronfleet");
   const current = resolveConnection({ settingUrl: settings.get<string>("url") || undefined });
   const url = given(
-    await vscode.window.showInputBox({ title: "Cronfleet: server URL", value: current.url, validateInput: checkUrl, ignoreFocusOut: true }),
+    await vscode.window.showInputBox({
+      title: "Cronfleet: server URL",
+      value: current.url,
+      validateInput: checkUrl,
+      ignoreFocusOut: true,
+    }),
   );
-  const username = given(await vscode.window.showInputBox({ title: `Cronfleet: username on ${url}`, ignoreFocusOut: true }));
-  const password = given(await vscode.window.showInputBox({ title: `Cronfleet: password of ${username}`, password: true, ignoreFocusOut: true }));
+  if (unencrypted(url)) {
+    const choice = await vscode.window.showWarningMessage(
+      `${url} is plain http: your password and token would cross the network unencrypted. Use https:// if the server has it.`,
+      { modal: true },
+      "Log In Anyway",
+    );
+    given(choice);
+  }
+  const username = given(
+    await vscode.window.showInputBox({ title: `Cronfleet: username on ${url}`, ignoreFocusOut: true }),
+  );
+  const password = given(
+    await vscode.window.showInputBox({
+      title: `Cronfleet: password of ${username}`,
+      password: true,
+      ignoreFocusOut: true,
+    }),
+  );
   let token: string;
   try {
     token = await new CronfleetClient({ url }).login(username, password);
@@ -96,7 +120,9 @@ async function login(): Promise<void> {
     await settings.update("url", url, vscode.ConfigurationTarget.Global);
   }
   if (settings.get<string>("token")) {
-    void vscode.window.showWarningMessage("Cronfleet: the cronfleet.token setting is set and is used before the token just stored: clear it.");
+    void vscode.window.showWarningMessage(
+      "Cronfleet: the cronfleet.token setting is set and is used before the token just stored: clear it.",
+    );
   }
   vscode.window.showInformationMessage(`Cronfleet: logged in to ${url} as ${username}.`);
   tree.refresh();
@@ -130,7 +156,8 @@ function askSchedule(api: CronfleetClient, timezone: () => string): Promise<stri
         box.prompt = `${preview.description} — next: ${next.slice(0, 3).join(", ") || "none"}${(preview.warnings ?? []).length ? ` — ${preview.warnings?.join(" ")}` : ""}`;
       } catch (error) {
         if (ticket !== asked) return;
-        box.validationMessage = error instanceof ApiError ? Object.values(error.fields).flat().join(" ") || error.message : String(error);
+        box.validationMessage =
+          error instanceof ApiError ? Object.values(error.fields).flat().join(" ") || error.message : String(error);
       } finally {
         if (ticket === asked) box.busy = false;
       }
@@ -159,7 +186,13 @@ function askSchedule(api: CronfleetClient, timezone: () => string): Promise<stri
 
 async function createJob(): Promise<void> {
   const api = await client();
-  const name = given(await vscode.window.showInputBox({ title: "Cronfleet: new task's name", ignoreFocusOut: true, validateInput: (v) => (v.trim() ? undefined : "A name is needed.") }));
+  const name = given(
+    await vscode.window.showInputBox({
+      title: "Cronfleet: new task's name",
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim() ? undefined : "A name is needed."),
+    }),
+  );
   const kind = given(
     await vscode.window.showQuickPick(
       Object.entries(KINDS).map(([label, spec]) => ({ label, description: spec.prompt })),
@@ -167,13 +200,28 @@ async function createJob(): Promise<void> {
     ),
   ).label;
   const spec = KINDS[kind];
-  const target = given(await vscode.window.showInputBox({ title: `Cronfleet: ${spec.prompt}`, placeHolder: spec.placeholder, ignoreFocusOut: true, validateInput: (v) => (v.trim() ? undefined : "Needed.") }));
+  const target = given(
+    await vscode.window.showInputBox({
+      title: `Cronfleet: ${spec.prompt}`,
+      placeHolder: spec.placeholder,
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim() ? undefined : "Needed."),
+    }),
+  );
   const zones = ["UTC", ...Intl.supportedValuesOf("timeZone").filter((zone) => zone !== "UTC")];
-  const timezone = given(await vscode.window.showQuickPick(zones, { title: "Cronfleet: time zone (cron and calendar times are read in it)" }));
+  const timezone = given(
+    await vscode.window.showQuickPick(zones, {
+      title: "Cronfleet: time zone (cron and calendar times are read in it)",
+    }),
+  );
   const schedule = given(await askSchedule(api, () => timezone));
   const job = await api.createJob(newJobFields(name, kind, target, schedule, timezone));
   tree.refresh();
-  const choice = await vscode.window.showInformationMessage(`Cronfleet: created ${job.name} (#${job.id}): ${job.schedule_description}.`, "Run Now", "Edit");
+  const choice = await vscode.window.showInformationMessage(
+    `Cronfleet: created ${job.name} (#${job.id}): ${job.schedule_description}.`,
+    "Run Now",
+    "Edit",
+  );
   if (choice === "Run Now") await runNow(job);
   if (choice === "Edit") await editJob(job);
 }
@@ -190,7 +238,12 @@ async function listJobs(): Promise<void> {
     ["View History", "cronfleet.viewHistory"],
     ["Edit", "cronfleet.edit"],
   ];
-  const picked = given(await vscode.window.showQuickPick(actions.map(([label]) => label), { title: `Cronfleet: ${job.name}` }));
+  const picked = given(
+    await vscode.window.showQuickPick(
+      actions.map(([label]) => label),
+      { title: `Cronfleet: ${job.name}` },
+    ),
+  );
   const commandId = actions.find(([label]) => label === picked)?.[1];
   if (commandId) await vscode.commands.executeCommand(commandId, new JobItem(job));
 }
@@ -225,7 +278,8 @@ async function followRun(runId: number): Promise<void> {
       title: `Cronfleet: following run #${runId} (Cancel stops following, not the run)`,
       cancellable: true,
     },
-    (_progress, cancel) => api.followLog(runId, (text) => output.append(text), { isCancelled: () => cancel.isCancellationRequested }),
+    (_progress, cancel) =>
+      api.followLog(runId, (text) => output.append(text), { isCancelled: () => cancel.isCancellationRequested }),
   );
   output.appendLine("");
   if (!last.finished) {
@@ -241,7 +295,9 @@ async function followRun(runId: number): Promise<void> {
 async function viewHistory(job: Job): Promise<void> {
   const runs = await (await client()).history(job.id);
   output.show(true);
-  output.appendLine(`== ${job.name} (#${job.id}): ${runs.length ? `last ${runs.length} runs, newest first` : "no runs yet"}`);
+  output.appendLine(
+    `== ${job.name} (#${job.id}): ${runs.length ? `last ${runs.length} runs, newest first` : "no runs yet"}`,
+  );
   runs.forEach((run) => output.appendLine(runLine(run)));
   if (!runs.length) return;
   const picked = await vscode.window.showQuickPick(
@@ -280,18 +336,32 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.window.registerTreeDataProvider("cronfleet.jobs", tree),
     vscode.workspace.registerFileSystemProvider(SCHEME, documents, { isCaseSensitive: true }),
     vscode.commands.registerCommand("cronfleet.login", command(login)),
-    vscode.commands.registerCommand("cronfleet.logout", command(async () => {
-      const settings = vscode.workspace.getConfiguration("cronfleet");
-      await secrets.delete(secretKey(resolveConnection({ settingUrl: settings.get<string>("url") || undefined }).url));
-      tree.refresh();
-      vscode.window.showInformationMessage("Cronfleet: the stored token is forgotten.");
-    })),
+    vscode.commands.registerCommand(
+      "cronfleet.logout",
+      command(async () => {
+        const settings = vscode.workspace.getConfiguration("cronfleet");
+        await secrets.delete(
+          secretKey(resolveConnection({ settingUrl: settings.get<string>("url") || undefined }).url),
+        );
+        tree.refresh();
+        vscode.window.showInformationMessage("Cronfleet: the stored token is forgotten.");
+      }),
+    ),
     vscode.commands.registerCommand("cronfleet.create", command(createJob)),
     vscode.commands.registerCommand("cronfleet.list", command(listJobs)),
     vscode.commands.registerCommand("cronfleet.edit", onJob("edit which task?", editJob)),
-    vscode.commands.registerCommand("cronfleet.toggle", onJob("enable or disable which task?", (job) => setEnabled(job))),
-    vscode.commands.registerCommand("cronfleet.enable", onJob("enable which task?", (job) => setEnabled(job, true))),
-    vscode.commands.registerCommand("cronfleet.disable", onJob("disable which task?", (job) => setEnabled(job, false))),
+    vscode.commands.registerCommand(
+      "cronfleet.toggle",
+      onJob("enable or disable which task?", (job) => setEnabled(job)),
+    ),
+    vscode.commands.registerCommand(
+      "cronfleet.enable",
+      onJob("enable which task?", (job) => setEnabled(job, true)),
+    ),
+    vscode.commands.registerCommand(
+      "cronfleet.disable",
+      onJob("disable which task?", (job) => setEnabled(job, false)),
+    ),
     vscode.commands.registerCommand("cronfleet.runNow", onJob("run which task now?", runNow)),
     vscode.commands.registerCommand("cronfleet.viewHistory", onJob("history of which task?", viewHistory)),
     vscode.commands.registerCommand("cronfleet.save", command(saveTask)),

@@ -6,18 +6,39 @@
 import type { Job, Run } from "./client";
 
 /** What "Create Scheduled Task" offers, and what its one input fills in the payload. */
-export const KINDS: Record<string, { prompt: string; placeholder: string; payload: (value: string) => Record<string, unknown> }> = {
-  command: { prompt: "Shell command", placeholder: "tar czf /backups/home.tgz /home", payload: (value) => ({ command: value }) },
+export const KINDS: Record<
+  string,
+  { prompt: string; placeholder: string; payload: (value: string) => Record<string, unknown> }
+> = {
+  command: {
+    prompt: "Shell command",
+    placeholder: "tar czf /backups/home.tgz /home",
+    payload: (value) => ({ command: value }),
+  },
   commands: {
     prompt: "Commands, separated by ' ;; ' (run in order, stop on the first failure)",
     placeholder: "make build ;; make deploy",
-    payload: (value) => ({ commands: value.split(";;").map((part) => part.trim()).filter(Boolean), stop_on_failure: true }),
+    payload: (value) => ({
+      commands: value
+        .split(";;")
+        .map((part) => part.trim())
+        .filter(Boolean),
+      stop_on_failure: true,
+    }),
   },
-  http: { prompt: "URL to call (GET)", placeholder: "https://example.com/health", payload: (value) => ({ url: value, method: "GET" }) },
+  http: {
+    prompt: "URL to call (GET)",
+    placeholder: "https://example.com/health",
+    payload: (value) => ({ url: value, method: "GET" }),
+  },
   script: { prompt: "Script path", placeholder: "scripts/cleanup.sh", payload: (value) => ({ path: value, args: [] }) },
   python: { prompt: "Python code", placeholder: "print('hello')", payload: (value) => ({ code: value }) },
   pytest: { prompt: "Test path", placeholder: "tests/", payload: (value) => ({ path: value, args: [] }) },
-  celery: { prompt: "Celery task (dotted name)", placeholder: "app.tasks.cleanup", payload: (value) => ({ task: value, args: [], kwargs: {} }) },
+  celery: {
+    prompt: "Celery task (dotted name)",
+    placeholder: "app.tasks.cleanup",
+    payload: (value) => ({ task: value, args: [], kwargs: {} }),
+  },
 };
 
 /** A schedule as typed: JSON when it looks like an object, else the string itself. */
@@ -33,12 +54,24 @@ export function parseSchedule(text: string): unknown {
   return trimmed;
 }
 
-export function newJobFields(name: string, kind: string, target: string, schedule: string, timezone: string): Record<string, unknown> {
+export function newJobFields(
+  name: string,
+  kind: string,
+  target: string,
+  schedule: string,
+  timezone: string,
+): Record<string, unknown> {
   const spec = KINDS[kind];
   if (!spec) {
     throw new Error(`Unknown kind ${kind}: one of ${Object.keys(KINDS).join(", ")}.`);
   }
-  return { name: name.trim(), kind, payload: spec.payload(target), schedule: parseSchedule(schedule), timezone: timezone.trim() || "UTC" };
+  return {
+    name: name.trim(),
+    kind,
+    payload: spec.payload(target),
+    schedule: parseSchedule(schedule),
+    timezone: timezone.trim() || "UTC",
+  };
 }
 
 /** "1.2 s", "3 min 4 s", "2 h 5 min"; "-" for none. */
@@ -182,7 +215,11 @@ export function changedFields(original: Job, editedText: string): Record<string,
 /** An edited document refused before it was sent, with its field errors. */
 export class DocumentError extends Error {
   constructor(readonly fields: Record<string, string[]>) {
-    super(Object.entries(fields).map(([field, messages]) => `${field}: ${messages.join(" ")}`).join("; "));
+    super(
+      Object.entries(fields)
+        .map(([field, messages]) => `${field}: ${messages.join(" ")}`)
+        .join("; "),
+    );
     this.name = "DocumentError";
   }
 }

@@ -12,15 +12,14 @@ export class JobItem extends vscode.TreeItem {
     this.iconPath = new vscode.ThemeIcon(jobIcon(job));
     // package.json's menus show "Enable" or "Disable" by this value.
     this.contextValue = job.enabled ? "cronfleetJob.enabled" : "cronfleetJob.paused";
-    this.tooltip = new vscode.MarkdownString(
-      [
-        `**${job.name}** (#${job.id}, ${job.kind})`,
-        `Schedule: ${job.schedule_description ?? JSON.stringify(job.schedule)} (${job.timezone})`,
-        `State: ${job.enabled ? job.status : "paused"}`,
-        `Last run: ${job.last_status ?? "never"} ${job.last_run_at ? `at ${formatTime(job.last_run_at)}` : ""}`,
-        `Next run: ${formatTime(job.next_run_at)}`,
-      ].join("\n\n"),
-    );
+    // Plain text: a job's name is anyone's (a teammate's) text, not markdown to render.
+    this.tooltip = [
+      `${job.name} (#${job.id}, ${job.kind})`,
+      `Schedule: ${job.schedule_description ?? JSON.stringify(job.schedule)} (${job.timezone})`,
+      `State: ${job.enabled ? job.status : "paused"}`,
+      `Last run: ${job.last_status ?? "never"} ${job.last_run_at ? `at ${formatTime(job.last_run_at)}` : ""}`,
+      `Next run: ${formatTime(job.next_run_at)}`,
+    ].join("\n");
     this.command = { command: "cronfleet.viewHistory", title: "View Task History", arguments: [this] };
   }
 }

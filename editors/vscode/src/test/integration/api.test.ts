@@ -13,9 +13,13 @@ import { ApiError, CronfleetClient, type Job } from "../../client";
 import { changedFields, editableDocument, newJobFields } from "../../format";
 
 const env = process.env;
-const missing = ["CRONFLEET_URL", "CRONFLEET_TOKEN", "CRONFLEET_USERNAME", "CRONFLEET_PASSWORD", "CRONFLEET_OTHER_JOB"].filter(
-  (name) => !env[name],
-);
+const missing = [
+  "CRONFLEET_URL",
+  "CRONFLEET_TOKEN",
+  "CRONFLEET_USERNAME",
+  "CRONFLEET_PASSWORD",
+  "CRONFLEET_OTHER_JOB",
+].filter((name) => !env[name]);
 const skip = missing.length ? `needs ${missing.join(", ")} (run it through tests/test_vscode_client.py)` : false;
 
 async function status(promise: Promise<unknown>): Promise<number> {
@@ -38,18 +42,24 @@ describe("the API client against the real stack", { skip }, () => {
     const token = await new CronfleetClient({ url }).login(env.CRONFLEET_USERNAME ?? "", env.CRONFLEET_PASSWORD ?? "");
     const jobs = await new CronfleetClient({ url, token }).listJobs();
     assert.ok(Array.isArray(jobs));
-    await assert.rejects(new CronfleetClient({ url }).login(env.CRONFLEET_USERNAME ?? "", "wrong-password"), (error: unknown) => {
-      assert.ok(error instanceof ApiError);
-      assert.equal(error.status, 400);
-      return true;
-    });
+    await assert.rejects(
+      new CronfleetClient({ url }).login(env.CRONFLEET_USERNAME ?? "", "wrong-password"),
+      (error: unknown) => {
+        assert.ok(error instanceof ApiError);
+        assert.equal(error.status, 400);
+        return true;
+      },
+    );
   });
 
   it("previews a schedule, and names the field of a bad one", async () => {
     const preview = await api.preview("daily at 03:00", "Europe/Paris", 3);
     assert.match(preview.description, /03:00/);
     assert.equal(preview.next_runs.length, 3);
-    assert.ok(preview.next_runs.every((time) => /T0[12]:00:00/.test(time)), preview.next_runs.join(" "));
+    assert.ok(
+      preview.next_runs.every((time) => /T0[12]:00:00/.test(time)),
+      preview.next_runs.join(" "),
+    );
     await assert.rejects(api.preview("every blue moon"), (error: unknown) => {
       assert.ok(error instanceof ApiError);
       assert.equal(error.status, 400);
@@ -59,7 +69,9 @@ describe("the API client against the real stack", { skip }, () => {
   });
 
   it("creates a job as Create Scheduled Task does", async () => {
-    job = await api.createJob(newJobFields(`vscode-${marker.slice(7, 15)}`, "command", "echo created", "daily at 03:00", "Europe/Paris"));
+    job = await api.createJob(
+      newJobFields(`vscode-${marker.slice(7, 15)}`, "command", "echo created", "daily at 03:00", "Europe/Paris"),
+    );
     assert.equal(job.kind, "command");
     assert.deepEqual(job.payload.command, "echo created");
     assert.equal(job.timezone, "Europe/Paris");

@@ -26,7 +26,13 @@ before(async () => {
     let body = "";
     request.on("data", (chunk) => (body += chunk));
     request.on("end", () => {
-      seen.push({ method: request.method, url: request.url, auth: request.headers.authorization, body, type: request.headers["content-type"] });
+      seen.push({
+        method: request.method,
+        url: request.url,
+        auth: request.headers.authorization,
+        body,
+        type: request.headers["content-type"],
+      });
       handler(request, body, response);
     });
   });
@@ -45,7 +51,13 @@ describe("CronfleetClient", () => {
     handler = (_request, _body, response) => json(response, 200, { id: 3, name: "x", enabled: false });
     const job = await new CronfleetClient({ url, token: "abc" }).updateJob(3, { enabled: false });
     assert.equal(job.id, 3);
-    assert.deepEqual(last(), { method: "PATCH", url: "/api/v1/jobs/3/", auth: "Token abc", body: '{"enabled":false}', type: "application/json" });
+    assert.deepEqual(last(), {
+      method: "PATCH",
+      url: "/api/v1/jobs/3/",
+      auth: "Token abc",
+      body: '{"enabled":false}',
+      type: "application/json",
+    });
   });
 
   it("sends no Authorization header without a token (logging in)", async () => {
@@ -59,14 +71,22 @@ describe("CronfleetClient", () => {
   it("reads every page of jobs", async () => {
     handler = (request, _body, response) => {
       const page = Number(new URL(request.url ?? "", url).searchParams.get("page"));
-      json(response, 200, { count: 3, next: page < 2 ? "more" : null, results: page < 2 ? [{ id: 1 }, { id: 2 }] : [{ id: 3 }] });
+      json(response, 200, {
+        count: 3,
+        next: page < 2 ? "more" : null,
+        results: page < 2 ? [{ id: 1 }, { id: 2 }] : [{ id: 3 }],
+      });
     };
     const jobs = await new CronfleetClient({ url, token: "t" }).listJobs();
-    assert.deepEqual(jobs.map((job) => job.id), [1, 2, 3]);
+    assert.deepEqual(
+      jobs.map((job) => job.id),
+      [1, 2, 3],
+    );
   });
 
   it("turns a 400 into field errors", async () => {
-    handler = (_request, _body, response) => json(response, 400, { schedule: ["Not a schedule."], payload: { command: ["Required."] } });
+    handler = (_request, _body, response) =>
+      json(response, 400, { schedule: ["Not a schedule."], payload: { command: ["Required."] } });
     await assert.rejects(new CronfleetClient({ url, token: "t" }).createJob({}), (error: unknown) => {
       assert.ok(error instanceof ApiError);
       assert.equal(error.status, 400);
@@ -98,12 +118,15 @@ describe("CronfleetClient", () => {
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise<void>((resolve) => closed.close(() => resolve()));
-    await assert.rejects(new CronfleetClient({ url: `http://127.0.0.1:${port}`, token: "t" }).listJobs(), (error: unknown) => {
-      assert.ok(error instanceof ApiError);
-      assert.equal(error.status, 0);
-      assert.match(error.message, new RegExp(`Cannot reach cronfleet at http://127.0.0.1:${port}.*cronfleet.url`));
-      return true;
-    });
+    await assert.rejects(
+      new CronfleetClient({ url: `http://127.0.0.1:${port}`, token: "t" }).listJobs(),
+      (error: unknown) => {
+        assert.ok(error instanceof ApiError);
+        assert.equal(error.status, 0);
+        assert.match(error.message, new RegExp(`Cannot reach cronfleet at http://127.0.0.1:${port}.*cronfleet.url`));
+        return true;
+      },
+    );
   });
 
   it("says when the answer is not JSON (a wrong URL)", async () => {
@@ -128,14 +151,27 @@ describe("CronfleetClient", () => {
     handler = (request, _body, response) => {
       const offset = Number(new URL(request.url ?? "", url).searchParams.get("offset"));
       const whole = pieces.join("");
-      const served = pieces.slice(0, Math.min(pieces.length, seen.filter((s) => s.url?.includes("/log/")).length)).join("");
-      json(response, 200, { id: 9, status: "running", finished: served === whole, offset, next_offset: served.length, output: served.slice(offset) });
+      const served = pieces
+        .slice(0, Math.min(pieces.length, seen.filter((s) => s.url?.includes("/log/")).length))
+        .join("");
+      json(response, 200, {
+        id: 9,
+        status: "running",
+        finished: served === whole,
+        offset,
+        next_offset: served.length,
+        output: served.slice(offset),
+      });
     };
     const got: string[] = [];
-    const final = await new CronfleetClient({ url, token: "t" }).followLog(9, (text) => got.push(text), { intervalMs: 1 });
+    const final = await new CronfleetClient({ url, token: "t" }).followLog(9, (text) => got.push(text), {
+      intervalMs: 1,
+    });
     assert.equal(got.join(""), "one\ntwo\nthree\n");
     assert.equal(final.finished, true);
-    const offsets = seen.filter((s) => s.url?.includes("/runs/9/log/")).map((s) => new URL(s.url ?? "", url).searchParams.get("offset"));
+    const offsets = seen
+      .filter((s) => s.url?.includes("/runs/9/log/"))
+      .map((s) => new URL(s.url ?? "", url).searchParams.get("offset"));
     assert.deepEqual(offsets, ["0", "4", "8"]);
   });
 });

@@ -6,7 +6,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { Job } from "../../client";
-import { checkUrl, cliConfigPath, DEFAULT_URL, readCliConfig, resolveConnection, secretKey } from "../../connection";
+import {
+  checkUrl,
+  cliConfigPath,
+  DEFAULT_URL,
+  readCliConfig,
+  resolveConnection,
+  secretKey,
+  unencrypted,
+} from "../../connection";
 import {
   changedFields,
   DocumentError,
@@ -45,10 +53,23 @@ describe("connection", () => {
   it("prefers the settings, then secret storage, then SCHEDULE_*, then the file", () => {
     const configPath = configFile('url = "http://file"\ntoken = "file-token"\n');
     const env = {};
-    assert.deepEqual(resolveConnection({ env, configPath }), { url: "http://file", token: "file-token", tokenSource: configPath });
+    assert.deepEqual(resolveConnection({ env, configPath }), {
+      url: "http://file",
+      token: "file-token",
+      tokenSource: configPath,
+    });
     assert.equal(resolveConnection({ env: { SCHEDULE_TOKEN: "env" }, configPath }).token, "env");
-    assert.equal(resolveConnection({ env: { SCHEDULE_TOKEN: "env" }, configPath, secretToken: "secret" }).token, "secret");
-    const all = resolveConnection({ env: { SCHEDULE_URL: "http://env" }, configPath, secretToken: "secret", settingToken: "set", settingUrl: "http://set" });
+    assert.equal(
+      resolveConnection({ env: { SCHEDULE_TOKEN: "env" }, configPath, secretToken: "secret" }).token,
+      "secret",
+    );
+    const all = resolveConnection({
+      env: { SCHEDULE_URL: "http://env" },
+      configPath,
+      secretToken: "secret",
+      settingToken: "set",
+      settingUrl: "http://set",
+    });
     assert.deepEqual([all.url, all.token], ["http://set", "set"]);
     assert.equal(resolveConnection({ env: { SCHEDULE_URL: "http://env" }, configPath }).url, "http://env");
     const none = resolveConnection({ env, configPath: join(tmpdir(), "nope.toml") });
@@ -67,6 +88,20 @@ describe("connection", () => {
   it("keeps a stored token per server", () => {
     assert.equal(secretKey("http://h:8000/"), secretKey("http://h:8000"));
     assert.notEqual(secretKey("http://h:8000"), secretKey("http://other:8000"));
+  });
+
+  it("knows when a password would cross the network unencrypted", () => {
+    assert.deepEqual(
+      [
+        "http://cron.example.com",
+        "https://cron.example.com",
+        "http://127.0.0.1:8000",
+        "http://localhost",
+        "http://[::1]:80",
+        "nonsense",
+      ].map(unencrypted),
+      [true, false, false, false, false, false],
+    );
   });
 
   it("accepts only http(s) URLs", () => {
@@ -94,11 +129,26 @@ const job: Job = {
 
 describe("format", () => {
   it("writes durations for people", () => {
-    assert.deepEqual([null, 0.0353, 12.4, 75, 3 * 3600 + 5 * 60].map(formatDuration), ["-", "0.0 s", "12 s", "1 min 15 s", "3 h 5 min"]);
+    assert.deepEqual([null, 0.0353, 12.4, 75, 3 * 3600 + 5 * 60].map(formatDuration), [
+      "-",
+      "0.0 s",
+      "12 s",
+      "1 min 15 s",
+      "3 h 5 min",
+    ]);
   });
 
   it("shows a run's status, duration and exit code on one line", () => {
-    const line = runLine({ id: 42, job: 7, trigger: "manual", attempt: 1, status: "succeeded", started_at: "2026-11-28T17:00:01.5Z", duration: 1.25, exit_code: 0 });
+    const line = runLine({
+      id: 42,
+      job: 7,
+      trigger: "manual",
+      attempt: 1,
+      status: "succeeded",
+      started_at: "2026-11-28T17:00:01.5Z",
+      duration: 1.25,
+      exit_code: 0,
+    });
     assert.match(line, /^#42\s+succeeded\s+2026-11-28 17:00:01Z\s+1\.3 s\s+exit 0\s+manual$/);
   });
 
@@ -119,9 +169,16 @@ describe("format", () => {
 
   it("makes a new job's fields from the inputs", () => {
     assert.deepEqual(newJobFields(" n ", "http", "https://x", "every 5 minutes", ""), {
-      name: "n", kind: "http", payload: { url: "https://x", method: "GET" }, schedule: "every 5 minutes", timezone: "UTC",
+      name: "n",
+      kind: "http",
+      payload: { url: "https://x", method: "GET" },
+      schedule: "every 5 minutes",
+      timezone: "UTC",
     });
-    assert.deepEqual(newJobFields("n", "commands", "a ;; b;;", "manual", "Europe/Paris").payload, { commands: ["a", "b"], stop_on_failure: true });
+    assert.deepEqual(newJobFields("n", "commands", "a ;; b;;", "manual", "Europe/Paris").payload, {
+      commands: ["a", "b"],
+      stop_on_failure: true,
+    });
     assert.throws(() => newJobFields("n", "nope", "x", "manual", "UTC"), /Unknown kind/);
     assert.deepEqual(parseSchedule(' {"type": "hourly", "minute": 5} '), { type: "hourly", minute: 5 });
     assert.equal(parseSchedule("{broken"), "{broken");
@@ -139,18 +196,27 @@ describe("edited documents", () => {
     edited.schedule = "every 5 minutes";
     edited.payload.command = "echo hi";
     delete edited.timezone; // removed: kept as it is
-    assert.deepEqual(changedFields(job, JSON.stringify(edited)), { schedule: "every 5 minutes", payload: { command: "echo hi" } });
+    assert.deepEqual(changedFields(job, JSON.stringify(edited)), {
+      schedule: "every 5 minutes",
+      payload: { command: "echo hi" },
+    });
     assert.deepEqual(changedFields(job, editableDocument(job)), {});
   });
 
   it("refuses broken JSON, non-objects and changed read-only fields, naming them", () => {
-    assert.throws(() => changedFields(job, "{"), (error: unknown) => error instanceof DocumentError && /not valid JSON/.test(error.fields.detail[0]));
+    assert.throws(
+      () => changedFields(job, "{"),
+      (error: unknown) => error instanceof DocumentError && /not valid JSON/.test(error.fields.detail[0]),
+    );
     assert.throws(() => changedFields(job, "[1]"), /one JSON object/);
-    assert.throws(() => changedFields(job, JSON.stringify({ owner: "mallory", total_runs: 3 })), (error: unknown) => {
-      assert.ok(error instanceof DocumentError);
-      assert.deepEqual(Object.keys(error.fields), ["owner"]);
-      return true;
-    });
+    assert.throws(
+      () => changedFields(job, JSON.stringify({ owner: "mallory", total_runs: 3 })),
+      (error: unknown) => {
+        assert.ok(error instanceof DocumentError);
+        assert.deepEqual(Object.keys(error.fields), ["owner"]);
+        return true;
+      },
+    );
   });
 
   it("finds the line of a field, nested ones too", () => {
