@@ -87,7 +87,8 @@ describe("the API client against the real stack", { skip }, () => {
 
   it("edits it through its document: only what changed is sent; a bad field is named", async () => {
     const document = JSON.parse(editableDocument(await api.getJob(job.id)));
-    document.payload = { command: `echo ${marker}; echo second line` };
+    // A pause between the lines: the log is followed while the run is running.
+    document.payload = { command: `echo ${marker}; sleep 3; echo second line` };
     document.schedule = "manual";
     document.description = "edited from VS Code";
     const changes = changedFields(job, JSON.stringify(document, null, 2));
@@ -121,10 +122,12 @@ describe("the API client against the real stack", { skip }, () => {
     const last = await api.followLog(queued.id, (text) => followed.push(text), { intervalMs: 200 });
     assert.equal(last.finished, true);
     assert.equal(followed.join(""), `${marker}\nsecond line\n`);
+    // Read live: the first line came in one answer, the second in a later one.
+    assert.ok(followed.length >= 2 && followed[0] === `${marker}\n`, JSON.stringify(followed));
     const run = await api.waitRun(queued.id, 30_000);
     assert.equal(run.status, "succeeded");
     assert.equal(run.exit_code, 0);
-    assert.ok(typeof run.duration === "number" && run.duration >= 0);
+    assert.ok(typeof run.duration === "number" && run.duration >= 3, String(run.duration));
     const history = await api.history(job.id);
     assert.equal(history[0].id, run.id);
     assert.equal(history[0].status, "succeeded");
