@@ -184,8 +184,8 @@ def test_broker_keys_follow_kombus_priority_lists() -> None:
 
 
 def finished_by_labels() -> Counter[frozenset[tuple[str, str]]]:
-    rows = (Run.objects.filter(status__in=Run.FINISHED)
-            .values_list("status", "job__kind", "job__queue").annotate(n=Count("id")).order_by())  # fmt: skip
+    finished = Run.objects.filter(status__in=Run.FINISHED)
+    rows = finished.values_list("status", "job__kind", "job__queue").annotate(n=Count("id"))
     return Counter({labels(status=s, kind=k, queue=q): n for s, k, q, n in rows})
 
 
