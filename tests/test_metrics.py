@@ -186,6 +186,7 @@ def test_broker_keys_follow_kombus_priority_lists() -> None:
 def finished_by_labels() -> Counter[frozenset[tuple[str, str]]]:
     finished = Run.objects.filter(status__in=Run.FINISHED)
     rows = finished.values_list("status", "job__kind", "job__queue").annotate(n=Count("id"))
+    rows = rows.order_by()
     return Counter({labels(status=s, kind=k, queue=q): n for s, k, q, n in rows})
 
 
