@@ -65,19 +65,19 @@ class FleetCollector(Collector):
         )  # fmt: skip
         queues = {settings.CELERY_TASK_DEFAULT_QUEUE}
         try:
-            families = list(database_families())
+            from_database = [*database_families()]
             queues |= job_queues()
         except DatabaseError as exc:
             logger.warning("metrics: the database does not answer: %s", exc)
-            families = []
-        up.add_metric(["database"], 1 if families else 0)
+            from_database = None
         try:
-            families += redis_families(sorted(queues))
-            up.add_metric(["redis"], 1)
+            from_redis = redis_families(sorted(queues))
         except redis.RedisError as exc:
             logger.warning("metrics: Redis does not answer: %s", exc)
-            up.add_metric(["redis"], 0)
-        yield from families
+            from_redis = None
+        for part, families in (("database", from_database), ("redis", from_redis)):
+            up.add_metric([part], 0 if families is None else 1)
+            yield from families or []
         yield up
 
 

@@ -136,6 +136,30 @@ def test_redis_down_still_serves_the_database_figures(settings: Any, owner: Any)
 
 
 @pytest.mark.django_db(transaction=True)
+def test_database_down_still_serves_the_redis_figures(tmp_path: Path) -> None:
+    """The connection is pointed at a database that cannot be opened (or reached), as
+    when the server is down; the scrape still answers with Redis's figures."""
+    from django.db import connection
+
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = str(tmp_path / "missing" / "db.sqlite3")
+    else:
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(free_port()))
+    try:
+        families, samples = scrape()
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+    assert samples["cronfleet_up", labels(part="database")] == 0
+    assert samples["cronfleet_up", labels(part="redis")] == 1
+    assert ("cronfleet_queue_depth", labels(queue="default")) in samples
+    assert "cronfleet_workers_up" in families
+    assert not {"cronfleet_jobs", "cronfleet_runs", "cronfleet_runs_in_state"} & families.keys()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_triggers_observe_each_duration_and_lag_once(owner: Any) -> None:
     """A cancelled run's duration comes when its process ends, once; a run by hand has no
     start lag; a run inserted running (policy "allow") has one."""
