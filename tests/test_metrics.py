@@ -233,7 +233,7 @@ def assert_histogram(samples: Samples, name: str, expected: dict[str, dict]) -> 
     got = series(samples, f"{name}_sum")
     assert got.keys() == expected["sum"].keys()
     for key, value in expected["sum"].items():
-        assert math.isclose(got[key], value, rel_tol=1e-6, abs_tol=1e-3)
+        assert math.isclose(got[key], value, rel_tol=1e-9, abs_tol=1e-5)
 
 
 def real_scrape(live_server: Any) -> tuple[dict[str, Any], Samples]:

@@ -9,10 +9,14 @@ from django.db import migrations, models
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 START_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 INFINITY = {"postgresql": "'Infinity'::double precision", "sqlite": "9e999"}
-# The seconds from a run's fire time to its start.
+# The seconds from a run's fire time to its start. SQLite's date functions keep
+# milliseconds only: there, the whole seconds come from them and the microseconds from
+# the text Django stores ("YYYY-MM-DD HH:MM:SS[.ffffff]", UTC).
+SQLITE_SECONDS = "round((julianday(substr({run}.started_at, 1, 19)) - julianday(substr({run}.scheduled_for, 1, 19))) * 86400.0)"
+SQLITE_FRACTION = "(CAST('0' || substr({run}.started_at, 20) AS REAL) - CAST('0' || substr({run}.scheduled_for, 20) AS REAL))"
 LAG = {
     "postgresql": "EXTRACT(EPOCH FROM {run}.started_at - {run}.scheduled_for)",
-    "sqlite": "(julianday({run}.started_at) - julianday({run}.scheduled_for)) * 86400.0",
+    "sqlite": f"({SQLITE_SECONDS} + {SQLITE_FRACTION})",
 }
 # A run gets its duration once (finish, lose, a cancelled run's process ending), and its
 # start once (claim, or inserted running); only a scheduled run has a lag.
