@@ -334,6 +334,26 @@ def test_queue_depth_counts_the_messages_waiting(live: Any, api: Any, redis_clie
         redis_client.delete(*broker_keys(queue))
 
 
+@pytest.mark.stack
+def test_workers_up_and_beats_tick_follow_the_processes(live: Any) -> None:
+    """A second worker node is counted while it runs and not once it stopped; beat's tick
+    stops moving when beat stops."""
+
+    def figure(name: str) -> float:
+        return scrape()[1][name, frozenset()]
+
+    live.start_worker(name="second", node="w9")
+    wait_for(lambda: figure("cronfleet_workers_up") == 2, timeout=60)
+    live.stop("second")
+    wait_for(lambda: figure("cronfleet_workers_up") == 1, timeout=10)
+    assert time.time() - figure("cronfleet_beat_last_tick_seconds") < 5
+    live.stop("beat")  # the live fixture starts it again
+    stopped = figure("cronfleet_beat_last_tick_seconds")
+    time.sleep(2.5)
+    assert figure("cronfleet_beat_last_tick_seconds") == stopped
+    assert time.time() - stopped > 2
+
+
 # The dashboard
 
 
