@@ -63,7 +63,8 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 # with DEBUG on (make run, the tests); each one can be set for a deployment.
 # Redirect plain HTTP to HTTPS; health/ is exempt so a probe over plain HTTP still answers.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$"]
+# /metrics too: Prometheus scrapes over plain HTTP on loopback or a private network.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$", r"^metrics$"]
 # Strict-Transport-Security: browsers use only HTTPS for this long (a year), subdomains too.
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 86400)
 # Both reach beyond this site (every subdomain; browsers' built-in lists, slow to leave):
@@ -317,6 +318,13 @@ CELERY_REDBEAT_LOCK_TIMEOUT = envint("REDBEAT_LOCK_TIMEOUT", 10)
 # Beat's fires publish no task-sent event unless asked: one per fire cost as much as the
 # fire itself (issue 12's profile); Flower still sees each fire received and run.
 SCHEDULER_BEAT_SENT_EVENTS = envbool("SCHEDULER_BEAT_SENT_EVENTS", False)
+
+# GET /metrics (Prometheus): with METRICS_TOKEN set, only "Authorization: Bearer <token>";
+# unset, only requests from loopback that came through no proxy (scheduler_app/metrics_view.py).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# Each worker writes its presence to Redis this often (seconds); /metrics counts as up the
+# workers seen within three periods (scheduler_app/presence.py).
+WORKER_PRESENCE_EVERY = envint("WORKER_PRESENCE_EVERY", 5)
 
 # Job execution
 SCHEDULER_OUTPUT_LIMIT = envint("SCHEDULER_OUTPUT_LIMIT", 64 * 1024)

@@ -537,6 +537,39 @@ class RunTotal(models.Model):
         return f"{self.job_id}: {self.count} {self.status} runs"
 
 
+class RunHistogram(models.Model):
+    """Buckets of the runs' durations and start lags by job kind and queue, over all time:
+    GET /metrics reads these few rows, not the runs (scheduler_app/metrics.py).
+
+    A row holds the observations in its bucket only (``le`` is its upper bound, the one
+    below it the lower), not the cumulative count Prometheus shows. Kept by database
+    triggers on the runs table (migration 0018_metrics_run_histograms), like
+    :class:`RunTotal`: a duration is observed when a run gets one, a start lag
+    (``started_at - scheduled_for``) when a scheduled run starts."""
+
+    class Metric(models.TextChoices):
+        DURATION = "duration"
+        START_LAG = "start_lag"
+
+    metric = models.CharField(max_length=16, choices=Metric.choices)
+    kind = models.CharField(max_length=16)
+    queue = models.CharField(max_length=64)
+    le = models.FloatField(help_text="The bucket's upper bound, seconds (inf: the last).")
+    count = models.PositiveBigIntegerField(default=0)
+    sum = models.FloatField(default=0.0, help_text="Seconds, over the bucket's observations.")
+
+    class Meta:
+        ordering = ["metric", "kind", "queue", "le"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric", "kind", "queue", "le"], name="run_histogram_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.kind}/{self.queue} <= {self.le}: {self.count}"
+
+
 class Alert(models.Model):
     """Something that should have happened and did not: the dead-man's switch.
 

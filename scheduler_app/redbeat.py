@@ -43,7 +43,7 @@ from redis.exceptions import LockNotOwnedError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.celery import app as celery_app
-from scheduler_app import schedules
+from scheduler_app import presence, schedules
 from scheduler_app.dispatch import FIRE_JOB, broker_priority
 from scheduler_app.models import Job
 
@@ -547,10 +547,11 @@ class JobScheduler(RedBeatScheduler):
             now = self.app.now()
             with client.pipeline(transaction=False) as pipe:
                 pipe.exists(generation_key(self.app))
+                pipe.set(presence.tick_key(self.app.redbeat_conf.key_prefix), time.time())
                 pipe.zrangebyscore(key, 0, now.timestamp(), start=0, num=FIRE_BATCH)
                 pipe.zrangebyscore(key, f"({now.timestamp()}", "+inf", start=0, num=1,
                                    withscores=True)  # fmt: skip
-                generation, due, upcoming = pipe.execute()
+                generation, _, due, upcoming = pipe.execute()
             if not generation:
                 logger.warning("beat: Redis lost its data (no generation key); rebuilding")
                 self._start_rebuild()

@@ -27,7 +27,7 @@ from django.db import close_old_connections
 
 from scheduler_app import alerts, dispatch, firing, identity, notifications, retention, services
 from scheduler_app.models import Notification, Run
-from workers import executors, orphans, reporting, watchdog
+from workers import executors, orphans, presence, reporting, watchdog
 from workers.executors import containment, sandbox
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,20 @@ def say_who_runs_job_code(sender: Any, **kwargs: Any) -> None:
 def start_watchdog(sender: Any, **kwargs: Any) -> None:
     """The dead-man's switch, checked from inside the fleet (workers/watchdog.py)."""
     watchdog.start(settings.SCHEDULER_ALERT_CHECK_EVERY)
+
+
+_presence: dict[str, threading.Event] = {}  # node -> the event that stops its writes
+
+
+@worker_ready.connect
+def start_presence(sender: Any, **kwargs: Any) -> None:
+    """Say in Redis that this worker is up, for GET /metrics (workers/presence.py)."""
+    _presence[sender.hostname] = presence.start(sender.hostname, settings.WORKER_PRESENCE_EVERY)
+
+
+@worker_shutting_down.connect
+def stop_presence(sender: str, **kwargs: Any) -> None:
+    presence.stop(sender, _presence.pop(sender, None))
 
 
 @worker_shutting_down.connect
