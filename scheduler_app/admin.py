@@ -254,8 +254,8 @@ class JobAdmin(AccessAdmin):
     actions = ["pause", "resume", "run_now"]
     list_select_related = ["owner"]
     fieldsets = [
-        (None, {"fields": ["owner", "team", "name", "description", "tags", "enabled"]}),
         ("At a glance", {"fields": ["recent_runs", "next_fires"]}),
+        (None, {"fields": ["owner", "team", "name", "description", "tags", "enabled"]}),
         ("State", {"fields": ["status", "paused_reason", "from_template"]}),
         ("What", {"fields": ["kind", "payload", "env", "working_dir", "condition"]}),
         (
@@ -321,6 +321,11 @@ class JobAdmin(AccessAdmin):
         if job is not None:
             extra_context = {**(extra_context or {}), **admin_pages.job_context(request, job)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> Any:
+        """A new job has no runs and no fires yet: no glance at them."""
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is not None else [f for f in fieldsets if f[0] != "At a glance"]
 
     @admin.display(description="recent runs")
     def recent_runs(self, job: Job) -> str:
@@ -404,7 +409,8 @@ class RunAdmin(RunColumns, AccessAdmin):
     run's page follows its output live and offers Cancel while it is pending."""
 
     access_via = "job__"
-    list_display = ["id", "job", *RUN_COLUMNS]
+    # When it started is on its page: the list keeps room for the duration.
+    list_display = ["id", "job", *(c for c in RUN_COLUMNS if c != "started_at")]
     list_filter = ["status", "trigger", "worker"]
     search_fields = ["job__name", "output", "error"]
     list_select_related = ["job"]

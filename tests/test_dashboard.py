@@ -4,13 +4,15 @@ limited to what the caller may view."""
 from __future__ import annotations
 
 import math
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from scheduler_app import services
 from scheduler_app.models import Run
-from tests.helpers import make_job
+from tests.helpers import make_job, wait_for
 
 FAILED = ("failed", "timed_out", "lost")
 
@@ -135,3 +137,35 @@ def test_the_figures_stay_a_few_queries_however_many_jobs(
     with django_assert_max_num_queries(20):  # auth, 5 reads, one p95 per shown job
         data = api.get("/api/v1/dashboard/").data
     assert len(data["jobs"]) == 10
+
+
+@pytest.mark.stack
+def test_a_running_run_is_followed_live_on_its_page_and_the_dashboard(
+    live, admin_client, admin_user
+):
+    """The real worker runs a job that prints for a few seconds: the dashboard lists it
+    as running, its page is set to follow it, and following the log from the page's
+    offset (as its script does) gets the output in pieces, then its end."""
+    ticks = "for i in $(seq 1 12); do echo tick $i; sleep 0.25; done"
+    job = make_job(
+        admin_user, name="ticker", schedule={"type": "manual"}, payload={"command": ticks}
+    )
+    run = services.create_manual_run(job)
+    wait_for(lambda: Run.objects.filter(id=run.id, status="running").exclude(output="").exists())
+    running = admin_client.get("/api/v1/dashboard/").json()["running"]
+    assert [r["id"] for r in running] == [run.id]
+    page = admin_client.get(f"/admin/scheduler_app/run/{run.id}/change/")
+    follow = page.context["follow"]
+    assert follow["finished"] is False and follow["log"] == f"/api/v1/runs/{run.id}/log/"
+    text, offset, pieces = page.context["output"], follow["offset"], 0
+    while True:
+        answer = admin_client.get(follow["log"], {"offset": offset}).json()
+        assert answer["offset"] == offset
+        if answer["output"]:
+            text, offset, pieces = text + answer["output"], answer["next_offset"], pieces + 1
+        if answer["finished"]:
+            break
+        time.sleep(0.3)
+    assert answer["status"] == "succeeded" and pieces >= 2
+    assert text == "".join(f"tick {i}\n" for i in range(1, 13))
+    assert admin_client.get("/api/v1/dashboard/").json()["running"] == []
