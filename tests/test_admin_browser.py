@@ -111,8 +111,17 @@ def test_the_pages_follow_a_running_run_in_chromium(live, live_server, chromium,
     assert page.locator("#cf-jobs tbody tr").count() >= 3
     assert page.locator("#cf-failures tbody tr").count() >= 1
     assert "<script>alert(2)</script>" in page.inner_text("#cf-failures")
+    assert "<script>alert(2)</script>\u241b[31mred" in page.inner_text("#cf-failures")
     assert HOSTILE_NAME in page.inner_text("#cf-jobs")
     page.screenshot(path=str(SCREENS / "dashboard.png"), full_page=True)
+    page.emulate_media(color_scheme="dark")  # the admin's own dark theme, charts included
+    page.reload()
+    page.wait_for_function(
+        "document.getElementById('cf-updated').textContent.startsWith('updated')"
+    )
+    page.wait_for_function(f"document.querySelector('{running}')?.textContent.includes('tick')")
+    page.screenshot(path=str(SCREENS / "dashboard-dark.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
 
     page.goto(f"{live_server.url}/admin/scheduler_app/run/{run.id}/change/")
     assert page.locator("text=following live").count() == 1

@@ -14,6 +14,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
+from rest_framework.fields import empty
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -33,8 +34,16 @@ UPCOMING_PER_JOB = 100  # fire times of one job in the 24 hours; more is said, n
 AHEAD = timedelta(hours=24)
 
 
+class GivenChoiceField(serializers.ChoiceField):
+    """A choice that, given empty (``?window=``), is refused as not one of the choices:
+    DRF would take an empty query parameter for a missing one, and its default."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        return dictionary.get(self.field_name, empty)
+
+
 class DashboardQuerySerializer(serializers.Serializer):
-    window = serializers.ChoiceField(
+    window = GivenChoiceField(
         choices=list(dashboard.WINDOWS), default="24h",
         help_text="The span of the per-job figures and the failures: 24h or 7d.",
     )  # fmt: skip

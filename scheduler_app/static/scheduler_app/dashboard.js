@@ -149,7 +149,8 @@
     status.appendChild(badge(run.status));
     tr.appendChild(status);
     tr.appendChild(el("td", {"class": "cf-nowrap"}, localTime(run.finished_at || run.queued_at, true)));
-    tr.appendChild(el("td", {"class": "cf-error-cell", title: run.error}, run.error || "exit code " + run.exit_code));
+    var error = window.CronfleetLiveLog.visibleControls(run.error || "exit code " + run.exit_code);
+    tr.appendChild(el("td", {"class": "cf-error-cell", title: error}, error));
     return tr;
   }
 
@@ -204,7 +205,10 @@
       })
       .then(draw)
       .catch(function (error) { document.getElementById("cf-updated").textContent = "not updated: " + error.message; })
-      .finally(function () { timer = window.setTimeout(refresh, poll.every_ms); });
+      .finally(function () {  // one timer, however many answers come back
+        window.clearTimeout(timer);
+        timer = window.setTimeout(refresh, poll.every_ms);
+      });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

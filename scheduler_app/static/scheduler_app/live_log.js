@@ -78,5 +78,6 @@
     if (this.timer) window.clearTimeout(this.timer);
   };
 
+  LiveLog.visibleControls = visibleControls;
   window.CronfleetLiveLog = LiveLog;
 })();
