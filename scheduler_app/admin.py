@@ -322,6 +322,13 @@ class JobAdmin(AccessAdmin):
             extra_context = {**(extra_context or {}), **admin_pages.job_context(request, job)}
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """A job's runs and tallies go with it: no one deletes them on their own pages
+        (RunAdmin, RunTallyAdmin), which must not forbid deleting the job."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        records = {str(model._meta.verbose_name) for model in (Run, RunTally)}
+        return deleted, counts, perms_needed - records, protected
+
     def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> Any:
         """A new job has no runs and no fires yet: no glance at them."""
         fieldsets = super().get_fieldsets(request, obj)

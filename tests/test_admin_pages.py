@@ -185,3 +185,18 @@ def test_the_job_page_strip_links_each_run_with_a_tooltip(world):
         assert f'<a class="cf-mark" href="/admin/scheduler_app/run/{run.id}/change/"' in html
     assert f'title="#{runs[1].id} failed, manual, queued' in html and "1.5 s" in html
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_a_job_with_runs_is_deleted_with_them(world, finished):
+    """Runs have no Delete of their own, but go with their job."""
+    client = world.browser("admin")
+    url = f"/admin/scheduler_app/job/{world.code_job.id}/delete/"
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not Run.objects.filter(id=finished.id).exists()
+    assert not Job.objects.filter(id=world.code_job.id).exists()
+
+
+def test_a_viewer_still_cannot_delete_a_job(world):
+    url = f"/admin/scheduler_app/job/{world.code_job.id}/delete/"
+    assert world.browser("viewer").post(url, {"post": "yes"}).status_code == 403
+    assert Job.objects.filter(id=world.code_job.id).exists()
