@@ -29,8 +29,8 @@ from scheduler_app.api.views import (
 from scheduler_app.humanize import human_duration
 from scheduler_app.models import Run
 
-UPCOMING_JOBS = 15  # the jobs that fire soonest, on the timeline
-UPCOMING_PER_JOB = 100  # fire times of one job in the 24 hours; more is said, not listed
+UPCOMING_JOBS = 12  # the jobs that fire soonest, on the timeline
+UPCOMING_PER_JOB = 48  # fire times of one job in the 24 hours (a dot each); more is said
 AHEAD = timedelta(hours=24)
 
 
