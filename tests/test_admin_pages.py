@@ -10,10 +10,12 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from scheduler_app.humanize import human_duration
 from scheduler_app.models import Job, Run
 from tests.helpers import make_job
 
-HOSTILE = "<script>alert('x')</script>\x1b[31mred\x07\x00end"
+# (No NUL: PostgreSQL stores none; the workers take them out of the output.)
+HOSTILE = "<script>alert('x')</script>\x1b[31mred\x07\x01end"
 
 
 def run_page(client, run: Run) -> str:
@@ -49,8 +51,8 @@ def test_a_run_page_shows_duration_badge_links_and_escaped_output(world, finishe
     assert (
         "<script>alert" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     )
-    assert "\x1b" not in html and "\x07" not in html and "\x00" not in html
-    assert "\u241b[31mred\u2407\u2400end" in html  # controls shown as their pictures
+    assert "\x1b" not in html and "\x07" not in html and "\x01" not in html
+    assert "\u241b[31mred\u2407\u2401end" in html  # controls shown as their pictures
     assert "&lt;b&gt;bad&lt;/b&gt;\u241b" in html
 
 
@@ -200,3 +202,13 @@ def test_a_viewer_still_cannot_delete_a_job(world):
     url = f"/admin/scheduler_app/job/{world.code_job.id}/delete/"
     assert world.browser("viewer").post(url, {"post": "yes"}).status_code == 403
     assert Job.objects.filter(id=world.code_job.id).exists()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(None, "-"), (0, "0 ms"), (0.035322, "35 ms"), (0.9996, "1.0 s"), (4.24, "4.2 s"),
+     (9.96, "10 s"), (59.6, "1 min"), (124, "2 min 4 s"), (3600, "1 h"), (3661, "1 h 1 min"),
+     (90061, "1 d 1 h")],
+)  # fmt: skip
+def test_durations_in_words(seconds, words):
+    assert human_duration(seconds) == words
