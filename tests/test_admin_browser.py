@@ -142,6 +142,11 @@ def test_the_pages_follow_a_running_run_in_chromium(live, live_server, chromium,
     assert page.locator(".cf-warnings .cf-warning").count() >= 1  # Berlin's DST changes
     top = {"x": 0, "y": 0, "width": 1400, "height": 1100}
     page.screenshot(path=str(SCREENS / "job.png"), clip=top, full_page=True)
+    page.goto(f"{live_server.url}/admin/")
+    page.click("text=Dashboard")
+    page.wait_for_url("**/admin/dashboard/")
+    page.goto(f"{live_server.url}/admin/")
+    page.screenshot(path=str(SCREENS / "index.png"))
     page.set_viewport_size({"width": 1600, "height": 1000})
     page.goto(f"{live_server.url}/admin/scheduler_app/run/")
     assert page.locator("td.field-human_duration >> text=1 min 1 s").count() == 4
