@@ -170,6 +170,8 @@ def endpoints(job_id: int, client: Any) -> dict[str, str]:
         "GET /stats/": "/api/v1/stats/",
         "GET /next-runs/": "/api/v1/next-runs/",
         "GET /jobs/{id}/next-runs/": f"/api/v1/jobs/{job_id}/next-runs/",
+        "GET /dashboard/": "/api/v1/dashboard/",
+        "GET /dashboard/?window=7d": "/api/v1/dashboard/?window=7d",
     }
 
 

@@ -12,8 +12,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from scheduler_app import access, audit, services, validation
+from scheduler_app import access, admin_pages, audit, services, validation
 from scheduler_app.admin_access import AccessAdmin, OwnedForm, choices, rights_problems
+from scheduler_app.admin_buttons import JOB_BUTTONS, RUN_BUTTONS, button_urls
+from scheduler_app.admin_pages import STATUS_COLOURS, status_badge
+from scheduler_app.humanize import human_duration
 from scheduler_app.models import (
     Alert,
     AuditEvent,
@@ -26,20 +29,6 @@ from scheduler_app.models import (
 )
 from scheduler_app.payloads import KINDS
 
-STATUS_COLOURS = {
-    Run.Status.QUEUED: "#546e7a",
-    Run.Status.WAITING: "#8d6e63",
-    Run.Status.RUNNING: "#1565c0",
-    Run.Status.SUCCEEDED: "#2e7d32",
-    Run.Status.FAILED: "#c62828",
-    Run.Status.TIMED_OUT: "#ef6c00",
-    Run.Status.CANCELLED: "#546e7a",
-    Run.Status.SKIPPED: "#9e9e9e",
-    Run.Status.MISSED: "#9e9e9e",
-    Run.Status.LOST: "#6a1b9a",
-}
-
-
 AUDIT_SHOWN = 10  # events on a job's page; the rest are a link away
 
 RUN_COLUMNS = [
@@ -48,17 +37,10 @@ RUN_COLUMNS = [
     "colored_status",
     "scheduled_for",
     "started_at",
-    "seconds",
+    "human_duration",
     "exit_code",
     "worker",
 ]
-
-
-def status_badge(value: str) -> str:
-    if not value:
-        return "-"
-    colour = STATUS_COLOURS.get(value, "#333")
-    return format_html('<b style="color:{}">{}</b>', colour, value.replace("_", " "))
 
 
 class ScheduleInput(forms.CharField):
@@ -202,8 +184,8 @@ class RunColumns:
         return status_badge(run.status)
 
     @admin.display(description="duration", ordering="duration")
-    def seconds(self, run: Run) -> str:
-        return "-" if run.duration is None else f"{run.duration:.2f} s"
+    def human_duration(self, run: Run) -> str:
+        return human_duration(run.duration)
 
 
 class DependencyInline(admin.TabularInline):
@@ -266,11 +248,13 @@ class JobAdmin(AccessAdmin):
     ]
     list_filter = ["enabled", "kind", "last_status", "queue", "owner"]
     search_fields = ["name", "description", "payload"]
-    readonly_fields = ["schedule_description", "status", *Job.REPORTED_FIELDS, "audit_log"]
+    readonly_fields = ["schedule_description", "status", *Job.REPORTED_FIELDS, "audit_log",
+                       "recent_runs", "next_fires"]  # fmt: skip
     inlines = [DependencyInline, RecentRunInline]
     actions = ["pause", "resume", "run_now"]
     list_select_related = ["owner"]
     fieldsets = [
+        ("At a glance", {"fields": ["recent_runs", "next_fires"]}),
         (None, {"fields": ["owner", "team", "name", "description", "tags", "enabled"]}),
         ("State", {"fields": ["status", "paused_reason", "from_template"]}),
         ("What", {"fields": ["kind", "payload", "env", "working_dir", "condition"]}),
@@ -323,8 +307,40 @@ class JobAdmin(AccessAdmin):
         ),
     ]
 
+    change_form_template = "scheduler_app/admin/job_change_form.html"
+
     class Media:
         css = {"all": ["scheduler_app/admin.css"]}
+
+    def get_urls(self) -> list[Any]:
+        return button_urls(self, JOB_BUTTONS) + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:  # fmt: skip
+        job = self.get_object(request, object_id)
+        if job is not None:
+            extra_context = {**(extra_context or {}), **admin_pages.job_context(request, job)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """A job's runs and tallies go with it: no one deletes them on their own pages
+        (RunAdmin, RunTallyAdmin), which must not forbid deleting the job."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        records = {str(model._meta.verbose_name) for model in (Run, RunTally)}
+        return deleted, counts, perms_needed - records, protected
+
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> Any:
+        """A new job has no runs and no fires yet: no glance at them."""
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is not None else [f for f in fieldsets if f[0] != "At a glance"]
+
+    @admin.display(description="recent runs")
+    def recent_runs(self, job: Job) -> str:
+        return admin_pages.run_strip(job) if job.pk else "-"
+
+    @admin.display(description="next fires")
+    def next_fires(self, job: Job) -> str:
+        return admin_pages.next_fires(job) if job.pk else "-"
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         """A new job from ``?template=<id>``: the template's defaults, read here (a URL
@@ -396,17 +412,41 @@ class JobAdmin(AccessAdmin):
 
 @admin.register(Run)
 class RunAdmin(RunColumns, AccessAdmin):
+    """Runs are the system's record: shown, never added, changed or deleted by hand; a
+    run's page follows its output live and offers Cancel while it is pending."""
+
     access_via = "job__"
-    list_display = ["id", "job", *RUN_COLUMNS]
+    # When it started is on its page: the list keeps room for the duration.
+    list_display = ["id", "job", *(c for c in RUN_COLUMNS if c != "started_at")]
     list_filter = ["status", "trigger", "worker"]
     search_fields = ["job__name", "output", "error"]
     list_select_related = ["job"]
     date_hierarchy = "scheduled_for"
     readonly_fields = [field.name for field in Run._meta.fields]
     actions = ["cancel"]
+    change_form_template = "scheduler_app/admin/run_change_form.html"
+
+    class Media:
+        css = {"all": ["scheduler_app/admin.css"]}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        return button_urls(self, RUN_BUTTONS) + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:  # fmt: skip
+        run = self.get_object(request, object_id)
+        if run is not None:
+            extra_context = {**(extra_context or {}), **admin_pages.run_context(request, run)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Cancel selected runs")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:

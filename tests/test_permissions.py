@@ -310,8 +310,8 @@ def test_admin_lists_hold_what_the_user_may_view(world, user, page):
     assert (link in html) == (user != "outsider"), (user, page)
 
 
-# A run's page has its fields read only; its Save button is the editor's.
-ADMIN_ROWS = [("job", "http_job", "edit"), ("run", "run", "edit"), ("alert", "alert", None),
+# Runs and alerts are the system's record: their pages have no Save for anyone.
+ADMIN_ROWS = [("job", "http_job", "edit"), ("run", "run", None), ("alert", "alert", None),
               ("jobtemplate", "template", "edit"), ("calendar", "calendar", "edit"),
               ("team", "team", "manage")]  # fmt: skip
 
