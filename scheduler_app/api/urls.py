@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from scheduler_app.api import audit, teams, views
+from scheduler_app.api import audit, porting, teams, views
 
 router = DefaultRouter()
 router.register("jobs", views.JobViewSet, basename="job")
@@ -19,5 +19,7 @@ urlpatterns = [
     path("next-runs/", views.upcoming_runs, name="next-runs"),
     path("schedules/preview/", views.preview_schedule, name="schedule-preview"),
     path("stats/", views.stats, name="stats"),
+    path("export/", porting.export, name="export"),
+    path("import/", porting.import_, name="import"),
     path("", include(router.urls)),
 ]
