@@ -118,20 +118,21 @@ class Importer:
 
     def _jobs_in_order(self, items: list[Item]) -> list[Item]:
         """The jobs, each after the jobs of the file it depends on; those in a cycle
-        refused."""
+        refused (one cycle at a time, until none is left)."""
         jobs = [item for item in items if item.type == JOB]
-        named = {item.name: item for item in jobs if item.errors is None}
-        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-        for item in named.values():
-            sorter.add(item.name, *(n for n in upstream_names(item) if n in named))
-        try:
-            order = list(sorter.static_order())
-        except graphlib.CycleError as exc:
-            cycle = exc.args[1]
-            for name in set(cycle):
-                named[name].refuse("depends_on", "a cycle: " + " -> ".join(cycle) + ".")
-            return jobs
-        return [named[name] for name in order] + [i for i in jobs if i.errors is not None]
+        while True:
+            named = {item.name: item for item in jobs if item.errors is None}
+            sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+            for item in named.values():
+                sorter.add(item.name, *(n for n in upstream_names(item) if n in named))
+            try:
+                order = list(sorter.static_order())
+            except graphlib.CycleError as exc:
+                cycle = exc.args[1]
+                for name in set(cycle):
+                    named[name].refuse("depends_on", "a cycle: " + " -> ".join(cycle) + ".")
+                continue
+            return [named[name] for name in order] + [i for i in jobs if i.errors is not None]
 
     # --- one item -----------------------------------------------------------------
 
