@@ -266,7 +266,7 @@ CRONTABS = {
         "hour": 12,
         "day_of_week": "fri",
         "day_of_month": "1-7,15-21",
-    },  # fmt: skip
+    },
     "quarterly": {"minute": 0, "hour": 0, "day_of_month": 1, "month_of_year": "*/3"},
     "lists": {"minute": [5, 35], "hour": [1, 13], "day_of_month": [1, 15]},
 }

@@ -4,13 +4,14 @@ out, as our own document or from crontab, Kubernetes and Celery beat files
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import yaml
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes, renderer_classes
 from rest_framework.parsers import MultiPartParser
@@ -40,7 +41,8 @@ class YAMLRenderer(BaseRenderer):
 
     def render(self, data: Any, accepted_media_type: str | None = None,
                renderer_context: Any = None) -> bytes:  # fmt: skip
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()
+        plain = json.loads(JSONRenderer().render(data))  # DRF's types (ErrorDetail) as JSON's
+        return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True).encode()
 
 
 class ExportQuerySerializer(serializers.Serializer):
@@ -51,7 +53,7 @@ class ExportQuerySerializer(serializers.Serializer):
     )
     job = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False,
-        max_length=5000, help_text="Only these jobs (repeat: job=1&job=2), with their calendars.",
+        max_length=500, help_text="Only these jobs (repeat: job=1&job=2; at most 500).",
     )  # fmt: skip
 
 
@@ -107,6 +109,12 @@ def _read_upload(upload: Any) -> str:
         raise serializers.ValidationError({"file": ["must be UTF-8 text."]}) from None
 
 
+class DryRunQuerySerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField(
+        required=False, help_text="true (or 1): a dry run, whatever the body says."
+    )
+
+
 class ImportItemSerializer(serializers.Serializer):
     line = serializers.IntegerField(allow_null=True)
     type = serializers.ChoiceField(["job", "template", "calendar"])
@@ -134,18 +142,17 @@ class ImportReportSerializer(serializers.Serializer):
 
 
 @extend_schema(
-    parameters=[
-        ExportQuerySerializer,
-        OpenApiParameter("job", OpenApiTypes.INT, many=True, explode=True),
-    ],
+    parameters=[ExportQuerySerializer],
     responses={
         (200, "application/json"): OpenApiResponse(
             OpenApiTypes.OBJECT,
             description=('{"cronfleet": 1, "exported_at", "jobs", "templates", "calendars"}'),
         ),
         (200, "application/yaml"): OpenApiResponse(
-            OpenApiTypes.STR, description="The same, as YAML."
+            OpenApiTypes.OBJECT, description="The same document, as YAML."
         ),
+        400: OpenApiResponse(description="A query parameter is wrong (the field says which)."),
+        404: OpenApiResponse(description="?format names no format this endpoint writes."),
     },
 )
 @api_view(["GET"])
@@ -162,7 +169,7 @@ def export(request: Request) -> Response:
 
 @extend_schema(
     request={"application/json": ImportSerializer, "multipart/form-data": ImportSerializer},
-    parameters=[OpenApiParameter("dry_run", OpenApiTypes.BOOL, description="Same as the body's.")],
+    parameters=[DryRunQuerySerializer],
     responses={200: ImportReportSerializer, 400: OpenApiResponse(description="Field errors."),
                413: OpenApiResponse(description="The body is too large.")},
 )  # fmt: skip
@@ -175,9 +182,9 @@ def import_(request: Request) -> Response:
     body = ImportSerializer(data=request.data)
     body.is_valid(raise_exception=True)
     given = body.validated_data
-    dry_run = given["dry_run"] or request.query_params.get("dry_run", "").lower() in (
-        "1", "true", "yes",
-    )  # fmt: skip
+    query = DryRunQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    dry_run = given["dry_run"] or bool(query.validated_data.get("dry_run"))
     options = Options(given["timezone"], given["queue"], given["crontab_system"])
     try:
         items = READERS[given["format"]](given["content"], options)
