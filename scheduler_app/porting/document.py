@@ -53,16 +53,21 @@ def masked_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_entry(job: Job, request: Request, secrets: bool) -> dict[str, Any]:
-    """The job as the document holds it: its editable fields, references by name."""
+    """The job as the document holds it: its editable fields, references by name (only
+    to rows the caller may see: a name is not told through someone's job)."""
+    user = request.user
     shown = JobSerializer(job, context={"request": request}).data
     entry = {name: shown[name] for name in validation.JOB_FIELDS}
     entry["env"] = job.env
-    entry["calendar"] = job.calendar.name if job.calendar_id else None
+    calendar = job.calendar if job.calendar_id else None
+    entry["calendar"] = calendar.name if calendar and access.can(user, "view", calendar) else None
     entry["team"] = job.team.name if job.team_id else None
-    entry["depends_on"] = [
-        {"job": dependency.upstream.name, "on": dependency.on}
-        for dependency in job.dependencies.select_related("upstream").order_by("upstream__name")
-    ]
+    upstreams = sorted(
+        (dependency.upstream.name, dependency.on)
+        for dependency in job.dependencies.all()
+        if access.can(user, "view", dependency.upstream)
+    )
+    entry["depends_on"] = [{"job": name, "on": on} for name, on in upstreams]
     return entry if secrets else masked_fields(entry)
 
 
@@ -91,6 +96,7 @@ def export(request: Request, job_ids: Iterable[int] = (), include_secrets: bool 
     the calendars they use); each row exported with its secrets is audited."""
     user = request.user
     jobs = access.viewable_jobs(user).select_related("calendar", "team", "owner")
+    jobs = jobs.prefetch_related("dependencies__upstream")
     calendars = access.visible(user, Calendar.objects.select_related("team"))
     templates = access.visible(user, JobTemplate.objects.select_related("team"))
     ids = list(job_ids)
