@@ -268,6 +268,25 @@ CRONTABS = {
     },
     "quarterly": {"minute": 0, "hour": 0, "day_of_month": 1, "month_of_year": "*/3"},
     "lists": {"minute": [5, 35], "hour": [1, 13], "day_of_month": [1, 15]},
+    # Both day fields restricted: Celery wants both, which cron says with a * first.
+    "first-or-fifteenth-if-monday": {
+        "minute": 0,
+        "hour": 6,
+        "day_of_month": "1,15",
+        "day_of_week": "mon",
+    },
+    "odd-days-on-sunday-or-wednesday": {
+        "minute": 0,
+        "hour": 22,
+        "day_of_month": "*/2",
+        "day_of_week": "sun,wed",
+    },
+    "sundays-in-the-second-half": {
+        "minute": 0,
+        "hour": 9,
+        "day_of_month": "16-31",
+        "day_of_week": "0,6",
+    },
 }
 
 
@@ -312,7 +331,7 @@ def test_celery_intervals_and_refusals(api, owner):
         "sub-second": {"task": "workers.echo", "schedule": 0.5},
         "unknown-task": {"task": "proj.tasks.add", "schedule": 60},
         "and-rule": {"task": "workers.echo", "schedule": {"crontab": {
-            "day_of_week": 0, "day_of_month": "*/2"}}},
+            "day_of_week": "mon", "day_of_month": "2-6,20"}}},
         "bad-field": {"task": "workers.echo", "schedule": {"crontab": {"minute": "99"}}},
         "solar": {"task": "workers.echo", "schedule": {"solar": ["sunset", 48.8, 2.3]}},
     }  # fmt: skip

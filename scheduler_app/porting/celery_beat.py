@@ -8,7 +8,7 @@ fields mean what they mean to Celery: day_of_week 0 is Sunday, names, ranges, st
 and written as a cron expression. Celery fires only on a day that matches both
 day_of_month and day_of_week, where cron fires on a day that matches either when
 both are restricted: such a pair is written so that cron reads it as Celery does
-(whole weeks of the month as ``weekday#n``), or refused when cron cannot say it.
+(see :func:`day_fields`), or refused when cron cannot say it.
 ``line`` is the entry's place in ``beat_schedule`` (1 for the first).
 """
 
@@ -113,18 +113,32 @@ def _text(value: Any) -> Any:
 
 
 def day_fields(days: set[int], weekdays: set[int]) -> tuple[str, str]:
-    """Cron's day-of-month and day-of-week fields for Celery's rule: both must match."""
+    """Cron's day-of-month and day-of-week fields for Celery's rule: both must match.
+
+    Cron (Vixie's, ours, cronsim's) requires both day fields to match when either
+    field's text starts with ``*``, and either when neither does. So: a full field is
+    ``*``; a weekday in whole weeks of the month is that weekday's ``#n`` (1-7 and
+    Monday: ``1#1``); else a restricted field is made to start with ``*`` without
+    changing its days: ``*/31`` is the 1st alone, ``*/7`` Sunday alone.
+    """
     if days == ALL_DAYS or weekdays == ALL_WEEKDAYS:
-        # One field is *: cron then needs the other to match, as Celery does.
         return listed(days, 1, 31), listed(weekdays, 0, 6)
     weeks = [n for n, week in WEEKS.items() if week <= days]
     if set().union(*(WEEKS[n] for n in weeks)) == days:
-        # A weekday in whole weeks of the month is that weekday's nth: 1-7 and 1 -> 1#1.
         return "*", ",".join(f"{day}#{n}" for day in sorted(weekdays) for n in weeks)
+    if 1 in days:
+        return _starred("*/31", days - {1}, 1, 31), listed(weekdays, 0, 6)
+    if 0 in weekdays:
+        return listed(days, 1, 31), _starred("*/7", weekdays - {0}, 0, 6)
     raise ValueError(
         "Celery fires only on days that match both day_of_month and day_of_week; cron "
-        "cannot say that for these (only for whole weeks: 1-7, 8-14, 15-21, 22-28, 29-31)."
+        "cannot say that for these days (it can when the days of the month include the "
+        "1st, the weekdays Sunday, or the days are whole weeks: 1-7, 8-14, ...)."
     )
+
+
+def _starred(star: str, rest: set[int], low: int, high: int) -> str:
+    return ",".join([star, listed(rest, low, high)]) if rest else star
 
 
 def listed(values: Any, low: int, high: int) -> str:
