@@ -148,12 +148,13 @@ class Importer:
             self._describe(existing, report)
             self.saved[item.type][item.name] = existing
             return
+        before = self._snapshot(existing) if existing is not None else None
         try:
             with transaction.atomic():
                 row = self._write(item, existing)
                 report.action = UPDATE if existing is not None else CREATE
                 self._describe(row, report)
-                if existing is not None and self._same(existing, row):
+                if before is not None and before == self._snapshot(row):
                     raise Unchanged
         except Unchanged:
             report.action = UNCHANGED
@@ -167,7 +168,6 @@ class Importer:
     def _write(self, item: Item, existing: Model | None) -> Model:
         if existing is not None and not access.can(self.user, "edit", existing):
             raise Refused({"detail": [access.refusal(self.user, "edit", existing)]})
-        self._before = self._snapshot(existing) if existing is not None else None
         writers: dict[str, Callable[[Item, Any], Model]] = {
             JOB: self._write_job, TEMPLATE: self._write_template, CALENDAR: self._write_calendar,
         }  # fmt: skip
@@ -271,9 +271,6 @@ class Importer:
         if isinstance(row, JobTemplate):
             return document.template_entry(JobTemplate.objects.get(pk=row.pk), secrets=True)
         return document.calendar_entry(Calendar.objects.get(pk=row.pk), self.request)
-
-    def _same(self, existing: Model, row: Model) -> bool:
-        return self._before == self._snapshot(row)
 
     def _describe(self, row: Model, report: Report) -> None:
         if not isinstance(row, Job):
