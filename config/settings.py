@@ -205,6 +205,9 @@ STORAGES = {
 # deeper than API_MAX_JSON_DEPTH is a 400 (scheduler_app/api/parsers.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("API_MAX_BODY_BYTES", 1024 * 1024)
 API_MAX_JSON_DEPTH = envint("API_MAX_JSON_DEPTH", 32)
+# POST /api/v1/import/ (scheduler_app/porting): the file's size and its items at most.
+PORTING_MAX_CONTENT_BYTES = envint("PORTING_MAX_CONTENT_BYTES", 1024 * 1024)
+PORTING_MAX_ITEMS = envint("PORTING_MAX_ITEMS", 5000)
 
 # REST API
 REST_FRAMEWORK = {

@@ -707,6 +707,7 @@ class AuditEvent(models.Model):
         PAUSE = "pause"
         RESUME = "resume"
         CANCEL = "cancel"
+        EXPORT = "export"  # a row exported with its secrets (scheduler_app/porting)
 
     at = models.DateTimeField(default=timezone.now)
     actor = models.ForeignKey(

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from scheduler_app.api import audit, dashboard, teams, views
+from scheduler_app.api import audit, dashboard, porting, teams, views
 
 router = DefaultRouter()
 router.register("jobs", views.JobViewSet, basename="job")
@@ -20,5 +20,7 @@ urlpatterns = [
     path("schedules/preview/", views.preview_schedule, name="schedule-preview"),
     path("stats/", views.stats, name="stats"),
     path("dashboard/", dashboard.dashboard_figures, name="dashboard"),
+    path("export/", porting.export, name="export"),
+    path("import/", porting.import_, name="import"),
     path("", include(router.urls)),
 ]
