@@ -13,6 +13,7 @@ from scheduler_app.cli.app import Session, api_command
 from scheduler_app.cli.client import Client
 
 POLL_SECONDS = 0.5
+RUNS_PAGE = 100  # runs a request; more come by cursor, page after page
 RUN_FIELDS = (
     "id",
     "job",
@@ -151,7 +152,7 @@ def history(session: Session, job: str, limit: int) -> None:
     """
     job_id = session.job_id(job)
     runs = list(
-        session.client.pages(f"jobs/{job_id}/runs/", limit=limit, page_size=min(limit, 500))
+        session.client.pages(f"jobs/{job_id}/runs/", limit=limit, page_size=min(limit, RUNS_PAGE))
     )
 
     def human() -> None:
