@@ -28,8 +28,12 @@ class Schedule:
             for key, value in os.environ.items()
             if not key.startswith(("SCHEDULE_", "NO_COLOR", "FORCE_COLOR", "EDITOR", "VISUAL"))
         }
-        env.update(HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / ".config"),
-                   COLUMNS="200", SCHEDULE_URL=self.url)  # fmt: skip
+        env.update(
+            HOME=str(self.home),
+            XDG_CONFIG_HOME=str(self.home / ".config"),
+            COLUMNS="200",
+            SCHEDULE_URL=self.url,
+        )
         if self.token:
             env["SCHEDULE_TOKEN"] = self.token
         env.update(self.env)
@@ -41,17 +45,31 @@ class Schedule:
         return env
 
     def __call__(
-        self, *args: str, input: str | None = None, cwd: Path | None = None,
-        timeout: float = 60, **env: str | None,
-    ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        self,
+        *args: str,
+        input: str | None = None,
+        cwd: Path | None = None,
+        timeout: float = 60,
+        **env: str | None,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [SCHEDULE, *args], capture_output=True, text=True, input=input, timeout=timeout,
-            env=self.environment(**env), cwd=cwd or self.home, stdin=None if input else
-            subprocess.DEVNULL,
-        )  # fmt: skip
+            [SCHEDULE, *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+            env=self.environment(**env),
+            cwd=cwd or self.home,
+            stdin=None if input else subprocess.DEVNULL,
+        )
 
     def popen(self, *args: str, **env: str | None) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [SCHEDULE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=self.environment(**env), cwd=self.home, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [SCHEDULE, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.environment(**env),
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+        )

@@ -25,15 +25,34 @@ def schedule(api, owner, live_server, tmp_path) -> Schedule:
 
 
 def test_create_then_list_show_and_json_output(schedule, api):
-    made = schedule("create", "backup", "--command", "echo hi", "--schedule", "daily at 10:30",
-                    "--timezone", "Europe/Paris", "--retries", "2", "--timeout", "60",
-                    "--description", "nightly", "--tag", "ops", "-o", "json")  # fmt: skip
+    made = schedule(
+        "create",
+        "backup",
+        "--command",
+        "echo hi",
+        "--schedule",
+        "daily at 10:30",
+        "--timezone",
+        "Europe/Paris",
+        "--retries",
+        "2",
+        "--timeout",
+        "60",
+        "--description",
+        "nightly",
+        "--tag",
+        "ops",
+        "-o",
+        "json",
+    )
     assert made.returncode == 0, made.stderr
     job = json.loads(made.stdout)
     stored = api.get(f"/api/v1/jobs/{job['id']}/").data
     assert (stored["kind"], stored["payload"]["command"], stored["schedule"]) == (
-        "command", "echo hi", job["schedule"],
-    )  # fmt: skip
+        "command",
+        "echo hi",
+        job["schedule"],
+    )
     assert (stored["timezone"], stored["max_retries"], stored["timeout"]) == ("Europe/Paris", 2, 60)
     assert (stored["description"], stored["tags"], stored["enabled"]) == ("nightly", ["ops"], True)
 
@@ -66,8 +85,9 @@ def test_list_filters_and_follows_every_page(schedule, api, owner):
     manual_job(api, "nightly-report", "true", queue="reports")
     everything = json.loads(schedule("list", "-o", "json").stdout)
     assert len(everything) == 511 and len({job["id"] for job in everything}) == 511
-    assert [j["name"] for j in json.loads(schedule("list", "--queue", "reports", "-o", "json")
-                                           .stdout)] == ["nightly-report"]  # fmt: skip
+    assert [
+        j["name"] for j in json.loads(schedule("list", "--queue", "reports", "-o", "json").stdout)
+    ] == ["nightly-report"]
     assert len(json.loads(schedule("list", "--tag", "bulk", "-o", "json").stdout)) == 255
     schedule("disable", "nightly-report")
     paused = json.loads(schedule("list", "--status", "paused", "-o", "json").stdout)
@@ -92,14 +112,14 @@ def test_enable_disable_next_preview_and_delete(schedule, api):
     everything = json.loads(schedule("next", "-o", "json").stdout)
     assert {item["job_name"] for item in everything["next_runs"]} == {"often"}
 
-    preview = schedule("preview", "0 9 * * 1-5", "--timezone", "Europe/Paris", "-n", "2",
-                       "-o", "json")  # fmt: skip
+    preview = schedule(
+        "preview", "0 9 * * 1-5", "--timezone", "Europe/Paris", "-n", "2", "-o", "json"
+    )
     answer = json.loads(preview.stdout)
     assert len(answer["next_runs"]) == 2 and answer["next_runs_local"][0].endswith(
         ("+01:00", "+02:00")
     )
-    assert "Europe/Paris" in schedule("preview", "0 9 * * 1-5", "--timezone",
-                                      "Europe/Paris").stdout  # fmt: skip
+    assert "Europe/Paris" in schedule("preview", "0 9 * * 1-5", "--timezone", "Europe/Paris").stdout
 
     deleted = schedule("delete", "often")  # not a terminal: no question
     assert deleted.returncode == 0, deleted.stderr
@@ -108,11 +128,21 @@ def test_enable_disable_next_preview_and_delete(schedule, api):
 
 
 def test_another_users_job_is_not_found_and_shows_nothing(schedule, outsider_api):
-    theirs = create_job(outsider_api, name="secret-job", kind="http",
-                        payload={"url": "https://example.com/private"}, schedule="@daily")  # fmt: skip
-    for command in (["show", str(theirs["id"])], ["run", str(theirs["id"])],
-                    ["history", str(theirs["id"])], ["delete", str(theirs["id"]), "--yes"],
-                    ["show", "secret-job"], ["edit", str(theirs["id"])]):  # fmt: skip
+    theirs = create_job(
+        outsider_api,
+        name="secret-job",
+        kind="http",
+        payload={"url": "https://example.com/private"},
+        schedule="@daily",
+    )
+    for command in (
+        ["show", str(theirs["id"])],
+        ["run", str(theirs["id"])],
+        ["history", str(theirs["id"])],
+        ["delete", str(theirs["id"]), "--yes"],
+        ["show", "secret-job"],
+        ["edit", str(theirs["id"])],
+    ):
         result = schedule(*command, "-o", "json", EDITOR="true")
         assert result.returncode == 3, (command, result.stderr)
         assert result.stdout == ""
@@ -141,8 +171,9 @@ def test_api_errors_show_the_field(schedule):
     bad = schedule("create", "broken", "--command", "true", "--schedule", "every blue moon")
     assert bad.returncode == 1
     assert bad.stderr.startswith("schedule: ")
-    payload = schedule("create", "x", "--kind", "http", "--payload", '{"url": 5}',
-                       "--schedule", "@daily")  # fmt: skip
+    payload = schedule(
+        "create", "x", "--kind", "http", "--payload", '{"url": 5}', "--schedule", "@daily"
+    )
     assert payload.returncode == 1 and "payload" in payload.stderr
     assert schedule("create", "x", "--command", "true").returncode == 2  # no --schedule
     not_json = schedule("create", "x", "--payload", "{oops", "--schedule", "@daily")
@@ -150,42 +181,59 @@ def test_api_errors_show_the_field(schedule):
 
 
 def test_from_template(schedule, api):
-    template = api.post("/api/v1/templates/", {"name": "nightly", "defaults": {
-        "payload": {"command": "echo from-template"}, "schedule": "@daily", "queue": "batch",
-    }}, format="json").data  # fmt: skip
-    made = schedule("create", "from-t", "--from-template", "nightly", "--timeout", "30",
-                    "-o", "json")  # fmt: skip
+    template = api.post(
+        "/api/v1/templates/",
+        {
+            "name": "nightly",
+            "defaults": {
+                "payload": {"command": "echo from-template"},
+                "schedule": "@daily",
+                "queue": "batch",
+            },
+        },
+        format="json",
+    ).data
+    made = schedule(
+        "create", "from-t", "--from-template", "nightly", "--timeout", "30", "-o", "json"
+    )
     assert made.returncode == 0, made.stderr
     job = api.get(f"/api/v1/jobs/{json.loads(made.stdout)['id']}/").data
     assert (job["payload"]["command"], job["queue"], job["timeout"]) == (
-        "echo from-template", "batch", 30,
-    )  # fmt: skip
+        "echo from-template",
+        "batch",
+        30,
+    )
     assert schedule("create", "x", "--from-template", str(template["id"] + 99)).returncode == 3
 
 
 def editor_script(tmp_path, body: str) -> str:
     """An $EDITOR: a Python script that rewrites the file it is given."""
     script = tmp_path / "editor.py"
-    script.write_text("import pathlib, sys\npath = pathlib.Path(sys.argv[1])\n"
-                      "text = path.read_text()\n" + textwrap.dedent(body))  # fmt: skip
+    script.write_text(
+        "import pathlib, sys\npath = pathlib.Path(sys.argv[1])\n"
+        "text = path.read_text()\n" + textwrap.dedent(body)
+    )
     return f"{__import__('sys').executable} {script}"
 
 
 def test_edit_patches_what_the_editor_changed(schedule, api, tmp_path):
     job = manual_job(api, "tidy", "echo tidy")
     before = api.get(f"/api/v1/jobs/{job['id']}/").data
-    rewrite = editor_script(tmp_path, """
+    rewrite = editor_script(
+        tmp_path,
+        """
         text = text.replace("echo tidy", "echo tidier").replace("description: ''",
                             "description: cleaned up")
         path.write_text(text)
-    """)  # fmt: skip
+    """,
+    )
     edited = schedule("edit", "tidy", EDITOR=rewrite)
     assert edited.returncode == 0, edited.stderr
     after = api.get(f"/api/v1/jobs/{job['id']}/").data
     assert (after["payload"]["command"], after["description"]) == ("echo tidier", "cleaned up")
-    assert {k: v for k, v in after.items() if k not in ("payload", "description", "updated_at")
-            } == {k: v for k, v in before.items() if k not in ("payload", "description",
-                                                               "updated_at")}  # fmt: skip
+    assert {
+        k: v for k, v in after.items() if k not in ("payload", "description", "updated_at")
+    } == {k: v for k, v in before.items() if k not in ("payload", "description", "updated_at")}
 
     untouched = schedule("edit", "tidy", EDITOR="true", VISUAL=None)
     assert untouched.returncode == 0 and "No changes" in untouched.stderr
@@ -214,12 +262,16 @@ def test_history_follows_cursor_pages_up_to_the_limit(schedule, api):
     for _ in range(2):
         run_now(api, job)
     Run.objects.bulk_create(
-        Run(job_id=job["id"], trigger="manual", status="succeeded",
-            scheduled_for=Run.objects.get(id=first).scheduled_for.replace(year=2020, day=1,
-                                                                        hour=i // 60,
-                                                                        minute=i % 60))
+        Run(
+            job_id=job["id"],
+            trigger="manual",
+            status="succeeded",
+            scheduled_for=Run.objects.get(id=first).scheduled_for.replace(
+                year=2020, day=1, hour=i // 60, minute=i % 60
+            ),
+        )
         for i in range(150)
-    )  # fmt: skip
+    )
     runs = json.loads(schedule("history", "tidy", "--limit", "140", "-o", "json").stdout)
     assert len(runs) == 140 and len({run["id"] for run in runs}) == 140
     newest = json.loads(schedule("history", "tidy", "-n", "3", "-o", "json").stdout)
