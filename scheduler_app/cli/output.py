@@ -1,11 +1,12 @@
 """How answers are shown: Rich tables sized to the terminal with coloured statuses for
 people, the API's JSON (or the same as YAML) for scripts.
 
-Rich leaves colour out when stdout is not a terminal or ``NO_COLOR`` is set."""
+Rich leaves colour out when stdout is not a terminal; ``NO_COLOR`` leaves out every style."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -40,8 +41,10 @@ STYLES = {
     "refused": "bold red",
 }
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# NO_COLOR (https://no-color.org): no colour, and here no bold or dim either: plain text.
+PLAIN = {"color_system": None} if os.environ.get("NO_COLOR") else {}
+out = Console(highlight=False, soft_wrap=False, **PLAIN)
+err = Console(stderr=True, highlight=False, soft_wrap=True, **PLAIN)
 
 
 def machine(data: Any, fmt: str) -> None:
