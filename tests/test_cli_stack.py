@@ -59,8 +59,14 @@ def test_logs_follow_reads_a_running_run_until_it_ends(schedule, api):
     assert (followed.returncode, followed.stdout) == (0, "a\nb\n"), followed.stderr
     assert Run.objects.get(id=run_id).status == Run.Status.FAILED
     again = schedule("logs", str(run_id), "-o", "json")
-    assert json.loads(again.stdout) == {"id": run_id, "status": "failed", "finished": True,
-                                        "offset": 0, "next_offset": 4, "output": "a\nb\n"}  # fmt: skip
+    assert json.loads(again.stdout) == {
+        "id": run_id,
+        "status": "failed",
+        "finished": True,
+        "offset": 0,
+        "next_offset": 4,
+        "output": "a\nb\n",
+    }
 
 
 def test_cancel_stops_a_running_run(schedule, api):

@@ -47,7 +47,7 @@ class Client:
         if response.is_success:
             return response
         error = failure(response)
-        error.status = response.status_code
+        error.http_status = response.status_code
         raise error
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -10,11 +10,13 @@ OK, FAILURE, USAGE, NOT_FOUND, REFUSED = 0, 1, 2, 3, 4
 class CliError(Exception):
     """A failure to report on stderr (one message, possibly several lines) and exit with."""
 
-    def __init__(self, message: str, exit_code: int = FAILURE, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, exit_code: int = FAILURE, http_status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
-        self.status = status  # the HTTP status, when the API refused
+        self.http_status = http_status  # when the API refused
 
 
 def field_lines(errors: Any, prefix: str = "") -> list[str]:

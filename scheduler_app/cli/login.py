@@ -62,7 +62,7 @@ def sign_in(url: str | None, username: str | None) -> dict[str, str]:
     try:
         answer = client.post("auth/token/", {"username": username, "password": password})
     except errors.CliError as exc:
-        if exc.status == 400:
+        if exc.http_status == 400:
             raise errors.CliError(
                 "Login refused: wrong username or password.", errors.REFUSED
             ) from exc

@@ -52,7 +52,7 @@ def export(session: Session, include_secrets: bool, jobs: tuple[str, ...]) -> No
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def detect(text: str, name: str) -> str:
+def detect(text: str) -> str:
     """The format of a file, from what it holds."""
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
@@ -70,18 +70,19 @@ def detect(text: str, name: str) -> str:
 
 def read_source(source: str, fmt: str) -> tuple[str, str, dict[str, str]]:
     """(format, the text to send, {entry: why refused here}) for a file, ``-`` (stdin),
-    or with --format celery (or auto) a Python module path imported here."""
+    a Python file, or with --format celery a module path: those imported here."""
     path = Path(source)
-    module_path = source.endswith(".py") or (source != "-" and not path.is_file())
-    if module_path:
-        if fmt in ("celery", "auto") and celery_beat.looks_like_module(source):
-            return ("celery", *beat_schedule_dump(source))
+    python_file = source.endswith(".py") and fmt in ("celery", "auto")
+    module = python_file or (fmt == "celery" and not path.is_file())
+    if module and celery_beat.looks_like_module(source):
+        return ("celery", *beat_schedule_dump(source))
+    if source != "-" and not path.is_file():
         raise click.BadParameter(f"no such file: {source}", param_hint="FILE")
     try:
         text = sys.stdin.read() if source == "-" else path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise errors.CliError(f"Cannot read {source}: {exc}.") from exc
-    return (detect(text, source) if fmt == "auto" else fmt), text, {}
+    return (detect(text) if fmt == "auto" else fmt), text, {}
 
 
 def beat_schedule_dump(spec: str) -> tuple[str, dict[str, str]]:
