@@ -110,14 +110,8 @@ def status_writes(module: str) -> list[int]:
     writes = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            writing = node.func.attr in {
-                "update",
-                "create",
-                "get_or_create",
-                "update_or_create",
-                "bulk_create",
-                "bulk_update",
-            }
+            writing = node.func.attr in {"update", "create", "get_or_create", "update_or_create",
+                                         "bulk_create", "bulk_update"}  # fmt: skip
             if writing and any(k.arg == "status" for k in node.keywords):
                 writes.append(node.lineno)
         if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
