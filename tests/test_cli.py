@@ -101,7 +101,7 @@ def test_enable_disable_next_preview_and_delete(schedule, api):
     assert json.loads(off.stdout)["status"] == "paused"
     assert api.get(f"/api/v1/jobs/{job['id']}/").data["enabled"] is False
     on = schedule("enable", str(job["id"]))
-    assert on.returncode == 0 and "active" in on.stdout
+    assert on.returncode == 0 and "Enabled job" in on.stderr and "active" in on.stderr
     assert api.get(f"/api/v1/jobs/{job['id']}/").data["enabled"] is True
 
     upcoming = json.loads(schedule("next", "often", "--count", "3", "-o", "json").stdout)

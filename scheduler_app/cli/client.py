@@ -12,10 +12,11 @@ from scheduler_app.cli.config import Settings
 
 API_PREFIX = "/api/v1/"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-NOT_LOGGED_IN = (
-    "Not logged in: run `schedule login URL` (URL: the server, e.g. http://127.0.0.1:8000), "
+LOGIN_HINT = (
+    "Run `schedule login URL` (URL: the server, e.g. http://127.0.0.1:8000), "
     "or set SCHEDULE_URL and SCHEDULE_TOKEN."
 )
+NOT_LOGGED_IN = "Not logged in. " + LOGIN_HINT
 
 
 class Client:
@@ -103,7 +104,7 @@ def failure(response: httpx.Response) -> errors.CliError:
     if code == 401:
         detail = f" ({lines[0]})" if lines else ""
         return errors.CliError(
-            f"Refused: the server does not accept these credentials{detail}.\n{NOT_LOGGED_IN}",
+            f"Refused: the server does not accept these credentials{detail}.\n{LOGIN_HINT}",
             errors.REFUSED,
         )
     if code == 403:

@@ -16,7 +16,7 @@ import yaml
 
 from scheduler_app.cli import errors, output
 from scheduler_app.cli.app import Session, api_command
-from scheduler_app.cli.jobs import show_job
+from scheduler_app.cli.jobs import report_job
 
 # What the API reports but a PATCH does not take (the job serializer's read-only fields).
 READ_ONLY = {
@@ -129,7 +129,7 @@ def edit(session: Session, job: str) -> None:
                     raise
                 problems = exc.message.splitlines()
             else:
-                show_job(session, saved, f"Saved job {job_id}: {', '.join(patch)}.")
+                report_job(session, saved, f"Saved {', '.join(patch)} of")
                 return
         if not offer_again(problems):
             raise errors.CliError("Nothing saved.")

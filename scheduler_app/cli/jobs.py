@@ -39,17 +39,21 @@ SHOW_FIELDS = (
 )
 
 
-def show_job(session: Session, job: dict[str, Any], note: str | None = None) -> None:
+def show_job(session: Session, job: dict[str, Any]) -> None:
     def human() -> None:
-        times = {
-            key: output.when(job.get(key))
-            for key in ("next_run_at", "last_run_at", "created_at", "updated_at")
-        }
+        times = {key: output.when(job.get(key)) for key in
+                 ("next_run_at", "last_run_at", "created_at", "updated_at")}  # fmt: skip
         output.fields({**job, **times}, SHOW_FIELDS)
-        if note:
-            output.say(note)
 
     session.show(job, human)
+
+
+def report_job(session: Session, job: dict[str, Any], done: str) -> None:
+    """One line for people (``Created job 3 (ping): ...``); the job for scripts."""
+    session.show(job, lambda: output.say(
+        f"{done} job {job['id']} ({job['name']}): {job['schedule_description']}, "
+        f"{job['status']}; next run: {output.when(job['next_run_at'])}."
+    ))  # fmt: skip
 
 
 def parse_json(text: str, option: str) -> Any:
@@ -105,7 +109,7 @@ def create(
         job = session.client.post("jobs/", body)
     else:
         job = session.client.post(f"templates/{session.template_id(template)}/instantiate/", body)
-    show_job(session, job, f"Created job {job['id']} ({job['name']}).")
+    report_job(session, job, "Created")
 
 
 def job_body(name: str, command_line: str | None, **options: Any) -> dict[str, Any]:
@@ -175,7 +179,15 @@ def list_jobs(
             )
             return
         output.table(
-            ["ID", "NAME", "KIND", "SCHEDULE", "STATUS", "LAST", "NEXT RUN"],
+            [
+                "ID",
+                "NAME",
+                "KIND",
+                "SCHEDULE",
+                "STATUS",
+                "LAST",
+                f"NEXT RUN ({output.local_zone()})",
+            ],
             [
                 [
                     str(job["id"]),
@@ -214,13 +226,7 @@ def enable(session: Session, job: str) -> None:
     Example:
       schedule enable backup
     """
-    answer = session.client.post(f"jobs/{session.job_id(job)}/resume/")
-    show_job(
-        session,
-        answer,
-        f"Job {answer['id']} ({answer['name']}) is {answer['status']}; "
-        f"next run: {output.when(answer['next_run_at'])}.",
-    )
+    report_job(session, session.client.post(f"jobs/{session.job_id(job)}/resume/"), "Enabled")
 
 
 @api_command("disable")
@@ -232,8 +238,7 @@ def disable(session: Session, job: str) -> None:
     Example:
       schedule disable backup
     """
-    answer = session.client.post(f"jobs/{session.job_id(job)}/pause/")
-    show_job(session, answer, f"Job {answer['id']} ({answer['name']}) is {answer['status']}.")
+    report_job(session, session.client.post(f"jobs/{session.job_id(job)}/pause/"), "Disabled")
 
 
 @api_command("delete")
@@ -272,11 +277,11 @@ def next_runs(session: Session, job: str | None, count: int) -> None:
             [output.when(item["at"]), str(item["job"]), item["job_name"]]
             for item in answer["next_runs"]
         ]
-        columns = ["AT", "JOB", "NAME"]
+        columns = [f"AT ({output.local_zone()})", "JOB", "NAME"]
     else:
         answer = session.client.get(f"jobs/{session.job_id(job)}/next-runs/", count=count)
         rows = [[output.when(at), at] for at in answer["next_runs"]]
-        columns = ["AT (LOCAL)", "AT (UTC)"]
+        columns = [f"AT ({output.local_zone()})", "AT (ISO, UTC)"]
 
     def human() -> None:
         if rows:

@@ -62,6 +62,11 @@ def status(value: str | None) -> Text:
     return Text(value, style=STYLES.get(value, ""))
 
 
+def local_zone() -> str:
+    """This machine's time zone, as tables name it in their headers: times are shown in it."""
+    return datetime.now().astimezone().tzname() or "local"
+
+
 def when(value: str | None) -> str:
     """An ISO 8601 instant from the API, in this machine's time zone."""
     if not value:

@@ -134,7 +134,9 @@ def show_plan(answer: dict[str, Any], console: Console) -> None:
             ]
         )
     output.table(
-        ["LINE", "NAME", "ACTION", "SCHEDULE", "NEXT RUN", "ERRORS"], rows, console=console
+        ["LINE", "NAME", "ACTION", "SCHEDULE", f"NEXT RUN ({output.local_zone()})", "ERRORS"],
+        rows,
+        console=console,
     )
     output.say(summary_text(answer["summary"]))
 

@@ -97,12 +97,11 @@ def run(session: Session, job: str, wait: bool, timeout: float | None) -> None:
     """
     started = session.client.post(f"jobs/{session.job_id(job)}/run/")
     if not wait:
-        show_run(
-            session,
-            started,
-            f"Run {started['id']} is {started['status']}: "
-            f"`schedule logs {started['id']} --follow` shows it.",
+        note = (
+            f"Run {started['id']} of job {started['job']} ({started['job_name']}) is "
+            f"{started['status']}: `schedule logs {started['id']} --follow` shows it."
         )
+        session.show(started, lambda: output.say(note))
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     if not session.for_machines:
@@ -123,13 +122,11 @@ def run(session: Session, job: str, wait: bool, timeout: float | None) -> None:
 
 
 def report_end(run: dict[str, Any]) -> None:
+    """``failed run 2 in 2.0 s: exited with code 3`` on stderr."""
     code = "" if run["exit_code"] is None else f", exit code {run['exit_code']}"
-    error = f": {run['error']}" if run.get("error") else ""
-    output.err.print(
-        output.status(run["status"]).append(
-            f" run {run['id']} in {output.seconds(run['duration'])}{code}{error}", style=""
-        )
-    )
+    detail = f": {run['error']}" if run.get("error") else code
+    text = f" run {run['id']} in {output.seconds(run['duration'])}{detail}"
+    output.err.print(output.status(run["status"]).append(text, style=""))
 
 
 @api_command("history")
@@ -160,7 +157,16 @@ def history(session: Session, job: str, limit: int) -> None:
             output.say(f"Job {job_id} has not run yet: `schedule run {job_id}` runs it now.")
             return
         output.table(
-            ["RUN", "TRIGGER", "STATUS", "SCHEDULED", "STARTED", "DURATION", "EXIT", "WORKER"],
+            [
+                "RUN",
+                "TRIGGER",
+                "STATUS",
+                f"SCHEDULED ({output.local_zone()})",
+                "STARTED",
+                "DURATION",
+                "EXIT",
+                "WORKER",
+            ],
             [
                 [
                     str(run["id"]),
