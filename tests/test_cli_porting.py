@@ -180,7 +180,7 @@ def test_import_dry_run_shows_each_line_and_exits_1_when_one_is_refused(schedule
             "format": "crontab",
             "content": CRONTAB,
             "dry_run": True,
-            "on_conflict": "skip",
+            "on_conflict": "update",
             "timezone": "Europe/Paris",
             "queue": "default",
         }

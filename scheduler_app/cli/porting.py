@@ -155,7 +155,7 @@ def show_plan(answer: dict[str, Any], console: Console) -> None:
 @click.option(
     "--on-conflict",
     type=click.Choice(("update", "skip")),
-    default="skip",
+    default="update",
     show_default=True,
     help="What to do with a job of the same name.",
 )
