@@ -280,3 +280,12 @@ def test_history_follows_cursor_pages_up_to_the_limit(schedule, api):
     ]
     table = schedule("history", "tidy", "-n", "3")
     assert "succeeded" in table.stdout and "manual" in table.stdout
+
+
+def test_a_broken_config_file_is_named(schedule):
+    path = schedule.home / ".config" / "cronfleet" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text('url = "http://x\n')
+    broken = schedule("list", SCHEDULE_TOKEN=None)
+    assert broken.returncode == 1
+    assert str(path) in broken.stderr and "schedule login" in broken.stderr

@@ -16,6 +16,7 @@ from scheduler_app.cli.client import Client
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cronfleet", prog_name="schedule")
 def cli() -> None:
     """Cronfleet's command line: define, run and watch scheduled jobs through the REST API.
 
@@ -109,9 +110,8 @@ def api_command(name: str | None = None) -> Callable[[Callable[..., Any]], click
         )
         @functools.wraps(function)
         def command(output_format: str, url: str | None, token: str | None, **kwargs: Any) -> None:
-            session = Session(output_format, config.resolve(url, token))
             try:
-                function(session, **kwargs)
+                function(Session(output_format, config.resolve(url, token)), **kwargs)
             except errors.CliError as exc:
                 output.say(exc.message)
                 sys.exit(exc.exit_code)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import tomli_w
 
+from scheduler_app.cli.errors import CliError
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -34,6 +36,10 @@ def read_file(path: Path | None = None) -> dict[str, object]:
             return tomllib.load(handle)
     except FileNotFoundError:
         return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CliError(
+            f"Cannot read {path}: {exc}. Fix it, or delete it and run `schedule login URL` again."
+        ) from exc
 
 
 def resolve(url: str | None = None, token: str | None = None) -> Settings:

@@ -4,6 +4,7 @@ the config file."""
 from __future__ import annotations
 
 import sys
+from urllib.parse import urlsplit
 
 import click
 
@@ -56,6 +57,12 @@ def sign_in(url: str | None, username: str | None) -> dict[str, str]:
     if not url.startswith(("http://", "https://")):
         raise errors.CliError(f"{url!r} is not a URL: give it as http://host:port.", errors.USAGE)
     url = url.rstrip("/")
+    host = urlsplit(url).hostname or ""
+    if url.startswith("http://") and host not in ("localhost", "127.0.0.1", "::1"):
+        output.say(
+            f"warning: {url} is plain http: your password and token cross the network "
+            "unencrypted. Use https:// unless this network is yours alone."
+        )
     username = username or click.prompt("Username", err=True)
     password = click.prompt("Password", hide_input=True, err=True)
     client = Client(config.Settings(url=url, token=None), anonymous=True)

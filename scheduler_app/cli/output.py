@@ -131,5 +131,6 @@ def fields(data: dict[str, Any], names: Sequence[str] | None = None) -> None:
 
 
 def say(message: str) -> None:
-    """A note for the person at the terminal: on stderr, so stdout stays the data."""
-    err.print(message, markup=False)
+    """A note for the person at the terminal: on stderr, so stdout stays the data. A
+    name or message from the server in it cannot move the cursor or recolour."""
+    err.print("\n".join(escape_controls(line) for line in message.split("\n")), markup=False)

@@ -106,9 +106,16 @@ def run(session: Session, job: str, wait: bool, timeout: float | None) -> None:
     deadline = None if timeout is None else time.monotonic() + timeout
     if not session.for_machines:
         output.say(f"Run {started['id']} of job {started['job']} ({started['job_name']}):")
-    ended = follow_log(
-        session.client, started["id"], echo=not session.for_machines, deadline=deadline
-    )
+    try:
+        ended = follow_log(
+            session.client, started["id"], echo=not session.for_machines, deadline=deadline
+        )
+    except KeyboardInterrupt:
+        output.say(
+            f"\nStopped waiting; run {started['id']} goes on (`schedule cancel "
+            f"{started['id']}` stops it)."
+        )
+        raise
     final = session.client.get(f"runs/{started['id']}/")
     if not ended:
         session.show(final, lambda: None)
