@@ -34,7 +34,7 @@ def test_run_wait_streams_the_output_and_exits_with_the_runs_code(schedule, api)
     assert waiting.returncode == 3
     # Streamed: "a" came while the job still slept, not all at the end.
     assert ended - seen_first > 1.0
-    assert "failed" in errors and "exit code 3" in errors
+    assert "failed run" in errors and "exited with code 3" in errors
 
 
 def test_run_wait_json_is_the_finished_run(schedule, api):
