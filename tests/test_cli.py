@@ -289,3 +289,17 @@ def test_a_broken_config_file_is_named(schedule):
     broken = schedule("list", SCHEDULE_TOKEN=None)
     assert broken.returncode == 1
     assert str(path) in broken.stderr and "schedule login" in broken.stderr
+
+
+def test_every_command_has_help_with_an_example(tmp_path):
+    anyone = Schedule("http://127.0.0.1:9", None, tmp_path)
+    top = anyone("--help")
+    commands = [
+        line.split()[0] for line in top.stdout.split("Commands:")[1].splitlines() if line.strip()
+    ]
+    assert len(commands) == 16 and "Exit codes" in top.stdout
+    for command in commands:
+        shown = anyone(command, "--help")
+        assert shown.returncode == 0 and "Example" in shown.stdout, command
+        if command != "login":
+            assert "--output" in shown.stdout and "--url" in shown.stdout, command
