@@ -36,6 +36,19 @@ EXPORTED = {
 }
 
 
+# Page 1's link to page 2 names another host (a proxy's inside name, or a hostile
+# server's): the CLI asks its own server for page 2, and sends its token nowhere else.
+JOB_PAGES = {
+    "1": {
+        "count": 2,
+        "next": "http://127.0.0.2:9/api/v1/jobs/?page=2&page_size=500",
+        "previous": None,
+        "results": [{"id": 1, "name": "one"}],
+    },
+    "2": {"count": 2, "next": None, "previous": "x", "results": [{"id": 2, "name": "two"}]},
+}
+
+
 def plan_for(body: dict[str, Any]) -> dict[str, Any]:
     """The contract's answer: an item a line (crontab) or an entry (celery); @reboot and
     a line with "refuse" in it refused; a line with "same" unchanged."""
@@ -101,6 +114,8 @@ class PortingServer:
                         self.answer(200, yaml.safe_dump(EXPORTED), "application/yaml")
                     else:
                         self.answer(200, json.dumps(EXPORTED))
+                elif url.path == "/api/v1/jobs/" and "name" not in query:
+                    self.answer(200, json.dumps(JOB_PAGES[query.get("page", ["1"])[0]]))
                 elif url.path == "/api/v1/jobs/":
                     found = [{"id": 7, "name": "backup"}] if query["name"] == ["backup"] else []
                     self.answer(
@@ -309,3 +324,11 @@ def test_import_of_a_missing_file_is_a_usage_error(schedule, server):
     broken = schedule("import", "--format", "celery", "no_such_module_here")
     assert broken.returncode == 1 and "no_such_module_here" in broken.stderr
     assert server.posts() == []
+
+
+def test_pages_are_read_from_the_server_named_whatever_host_the_links_name(schedule, server):
+    listed = schedule("list", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}]
+    asked = [query for method, path, query, _ in server.requests if path == "/api/v1/jobs/"]
+    assert asked == [{"page_size": ["500"]}, {"page": ["2"], "page_size": ["500"]}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -81,7 +82,15 @@ class Client:
                 yield item
             if not answer.get("next"):
                 return
-            answer = self.json("GET", answer["next"])
+            answer = self.json("GET", on_this_server(answer["next"]))
+
+
+def on_this_server(link: str) -> str:
+    """A ``next`` link as a path under /api/v1/ on the server the user named: the token
+    goes nowhere else, whatever host or scheme the server (behind a proxy) wrote in it."""
+    parts = urlsplit(link)
+    _, _, under_api = parts.path.partition(API_PREFIX)
+    return f"{under_api}?{parts.query}" if parts.query else under_api
 
 
 def _query(params: dict[str, Any]) -> dict[str, Any]:
