@@ -1,16 +1,20 @@
 """``schedule`` in a real pseudo-terminal: login (the prompts, the hidden password, the
 config file (mode 0600, its directory 0700) that the other commands and the VS Code
-extension read), and colours only where they belong."""
+extension read), colours only where they belong, and the questions asked there (delete,
+edit)."""
 
 from __future__ import annotations
 
 import stat
+import sys
+import textwrap
 import tomllib
 
 import pexpect
 import pytest
 from rest_framework.authtoken.models import Token
 
+from scheduler_app.models import Job
 from tests.cli_runner import SCHEDULE, Schedule
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -102,3 +106,65 @@ def test_colours_on_a_terminal_and_never_with_no_color(schedule, owner, api):
     plain = spawn(schedule, "list", SCHEDULE_TOKEN=token, NO_COLOR="1")
     plain.expect(pexpect.EOF)
     assert "tidy" in plain.before and "\x1b[" not in plain.before
+
+
+def test_delete_asks_on_a_terminal(schedule, owner, api):
+    job = api.post(
+        "/api/v1/jobs/",
+        {"name": "tidy", "payload": {"command": "true"}, "schedule": "@daily"},
+        format="json",
+    ).data
+    token = Token.objects.get(user=owner).key
+    declined = spawn(schedule, "delete", "tidy", SCHEDULE_TOKEN=token)
+    declined.expect(rf"Delete job {job['id']} \(tidy\) and its runs\? \[y/N\]: ")
+    declined.sendline("n")
+    declined.expect(pexpect.EOF)
+    declined.close()
+    assert declined.exitstatus == 1 and Job.objects.filter(id=job["id"]).exists()
+    accepted = spawn(schedule, "delete", "tidy", SCHEDULE_TOKEN=token)
+    accepted.expect(r"\[y/N\]: ")
+    accepted.sendline("y")
+    accepted.expect(pexpect.EOF)
+    accepted.close()
+    assert accepted.exitstatus == 0 and not Job.objects.filter(id=job["id"]).exists()
+
+
+def test_edit_on_a_terminal_reopens_the_editor_with_the_text_kept(schedule, owner, api, tmp_path):
+    job = api.post(
+        "/api/v1/jobs/",
+        {"name": "tidy", "payload": {"command": "true"}, "schedule": "@daily"},
+        format="json",
+    ).data
+    # First save: a zone that does not exist. Second: the refusal is in the text as a
+    # comment, and the bad zone still there (kept); it is fixed.
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        textwrap.dedent(f"""
+        import pathlib, sys
+        path, seen = pathlib.Path(sys.argv[1]), pathlib.Path({str(tmp_path / "seen")!r})
+        text = path.read_text()
+        if not seen.exists():
+            seen.write_text(text)
+            path.write_text(text.replace("timezone: UTC", "timezone: Mars/Olympus"))
+        else:
+            seen.write_text(text)
+            path.write_text(text.replace("Mars/Olympus", "Europe/Berlin"))
+    """)
+    )
+    terminal = spawn(
+        schedule,
+        "edit",
+        "tidy",
+        SCHEDULE_TOKEN=Token.objects.get(user=owner).key,
+        EDITOR=f"{sys.executable} {editor}",
+    )
+    terminal.expect(r"timezone: unknown time zone 'Mars/Olympus'.*\r\n")
+    terminal.expect(r"Open the editor again \(your text is kept\)\? \[Y/n\]: ")
+    terminal.sendline("")
+    terminal.expect(pexpect.EOF)
+    terminal.close()
+    assert terminal.exitstatus == 0, terminal.before
+    second_time = (tmp_path / "seen").read_text()
+    assert second_time.startswith("# ! timezone: unknown time zone 'Mars/Olympus'")
+    assert "timezone: Mars/Olympus" in second_time
+    assert api.get(f"/api/v1/jobs/{job['id']}/").data["timezone"] == "Europe/Berlin"
