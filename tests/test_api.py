@@ -191,6 +191,18 @@ def test_it_lists_with_pagination_and_filters(api):
     assert api.get("/api/v1/jobs/?search=job-2").data["count"] == 1
 
 
+def test_the_name_filter_is_exact_and_shows_only_the_callers_jobs(api, outsider_api):
+    """The CLI finds a job by its name with ?name=: exact, never a neighbour, never
+    another user's job of that name."""
+    for name in ("backup", "backup-old", "Backup"):
+        api.post("/api/v1/jobs/", {**JOB, "name": name}, format="json")
+    theirs = {**JOB, "kind": "http", "payload": {"url": "https://example.com/"}}
+    assert outsider_api.post("/api/v1/jobs/", theirs, format="json").status_code == 201
+    found = api.get("/api/v1/jobs/", {"name": "backup"}).data["results"]
+    assert [(job["name"], job["owner"]) for job in found] == [("backup", "alice")]
+    assert api.get("/api/v1/jobs/", {"name": "backu"}).data["count"] == 0
+
+
 def test_next_runs_of_a_job_and_of_all_jobs(api, job):
     response = api.get(f"/api/v1/jobs/{job['id']}/next-runs/?count=3")
     times = response.data["next_runs"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,62 @@ def status_writes(module: str) -> list[int]:
 def test_only_runs_py_writes_a_run_status():
     writers = {module: lines for module in FILES if (lines := status_writes(module))}
     assert set(writers) == {"scheduler_app.runs"}, writers
+
+
+CLI = "scheduler_app.cli"
+# What the command line must not load: it runs on machines that reach only the API.
+SERVER_SIDE = {
+    "django",
+    "rest_framework",
+    "drf_spectacular",
+    "django_filters",
+    "redbeat",
+    "redis",
+    "config",
+    "workers",
+}
+
+
+def all_imports(module: str) -> set[str]:
+    """Every module an import statement of ``module`` names, at any depth of the code."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(FILES[module].read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(imported(node, module) or [node.module or ""])
+    return names
+
+
+def test_the_cli_imports_nothing_of_the_server():
+    """``schedule`` speaks only the REST API: no Django, no other scheduler_app module."""
+    offending = {
+        module: sorted(
+            name
+            for name in all_imports(module)
+            if name.split(".")[0] in SERVER_SIDE
+            or (name.startswith("scheduler_app") and not name.startswith(CLI))
+        )
+        for module in FILES
+        if module == CLI or module.startswith(CLI + ".")
+    }
+    assert len(offending) > 5  # the CLI's modules were found
+    assert {module: names for module, names in offending.items() if names} == {}
+
+
+def test_loading_the_cli_loads_nothing_of_the_server():
+    """The same, as Python sees it: scheduler_app/__init__.py included."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, scheduler_app.cli.main; "
+            "print(sorted({m.split('.')[0] for m in sys.modules}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    top = set(ast.literal_eval(loaded))
+    assert "click" in top and top & SERVER_SIDE == set()

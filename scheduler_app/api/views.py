@@ -181,10 +181,11 @@ class JobFilter(StrictFilterSet):
     status = StrictChoiceFilter(choices=Job.Status.choices, method="filter_status")
     enabled = StrictBooleanFilter()
     search = django_filters.CharFilter(method="filter_search")
+    name = django_filters.CharFilter(help_text="The exact name (the CLI finds a job by it).")
 
     class Meta:
         model = Job
-        fields = ["kind", "queue", "enabled", "last_status", "status", "search"]
+        fields = ["name", "kind", "queue", "enabled", "last_status", "status", "search"]
 
     def filter_status(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
         if value == Job.Status.COMPLETED:

@@ -1,0 +1,3 @@
+from scheduler_app.cli.main import main
+
+main()
