@@ -328,6 +328,15 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Each worker writes its presence to Redis this often (seconds); /metrics counts as up the
 # workers seen within three periods (scheduler_app/presence.py).
 WORKER_PRESENCE_EVERY = envint("WORKER_PRESENCE_EVERY", 5)
+# The fleet (scheduler_app/nodes.py): each worker registers as a node. Its name (default:
+# the Celery hostname), the address it shows (default: its address towards the broker),
+# its labels ("role=db,zone=eu"). It is offline when silent this many seconds; its row's
+# last_seen is refreshed every SCHEDULER_NODE_DB_EVERY seconds (Redis has the fresher one).
+SCHEDULER_NODE_NAME = os.environ.get("SCHEDULER_NODE_NAME", "")
+SCHEDULER_NODE_ADDRESS = os.environ.get("SCHEDULER_NODE_ADDRESS", "")
+SCHEDULER_NODE_LABELS = os.environ.get("SCHEDULER_NODE_LABELS", "")
+SCHEDULER_NODE_OFFLINE_AFTER = envint("SCHEDULER_NODE_OFFLINE_AFTER", 3 * WORKER_PRESENCE_EVERY)
+SCHEDULER_NODE_DB_EVERY = envint("SCHEDULER_NODE_DB_EVERY", 30)
 
 # Job execution
 SCHEDULER_OUTPUT_LIMIT = envint("SCHEDULER_OUTPUT_LIMIT", 64 * 1024)

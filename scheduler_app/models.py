@@ -151,6 +151,25 @@ class Job(models.Model):
     max_concurrent = models.PositiveIntegerField(
         null=True, blank=True, help_text="With concurrency_policy 'allow': at most this many."
     )
+    # Targeting (scheduler_app/targeting.py): the nodes a run goes to, by name, node group
+    # or label selector; ``any`` runs once on one of them, ``each`` once on every one.
+    targets = models.JSONField(
+        null=True, blank=True, help_text='{"nodes": [...], "groups": [...], "labels": "role=db"}'
+    )
+
+    class TargetMode(models.TextChoices):
+        ANY = "any"
+        EACH = "each"
+
+    target_mode = models.CharField(
+        max_length=8, choices=TargetMode.choices, default=TargetMode.EACH
+    )
+    max_parallel = models.PositiveIntegerField(
+        null=True, blank=True, help_text="With targets (each): nodes at a time (rolling)."
+    )
+    halt_on_failure = models.BooleanField(
+        default=False, help_text="With targets (each): send no more nodes after a failure."
+    )
     priority = models.PositiveSmallIntegerField(default=5)
     queue = models.CharField(max_length=64, default="default")
     env = SecretEnvField(default=dict, blank=True, help_text="Secret values are stored encrypted.")
@@ -467,6 +486,7 @@ class Run(models.Model):
             models.Index(fields=["trigger", "-queued_at", "-id"], name="run_trigger_recent_idx"),
             models.Index(fields=["worker", "-queued_at", "-id"], name="run_worker_recent_idx"),
             models.Index(fields=["worker", "status"], name="run_worker_status_idx"),
+            models.Index(fields=["node", "-queued_at", "-id"], name="run_node_recent_idx"),
             models.Index(fields=["status", "due_at"], name="run_status_due_idx"),
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat_idx"),
             models.Index(fields=["finished_at"], name="run_finished_idx"),
@@ -749,3 +769,48 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         what = f"{self.action} {self.object_type} {self.object_label}"
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {what}"
+
+
+class Node(models.Model):
+    """A worker, as it registered itself when it started (workers/fleet.py). Its state is
+    read from its last sign of life (scheduler_app/nodes.py): shared infrastructure, seen
+    by every user, changed by staff only."""
+
+    name = models.CharField(max_length=255, unique=True)
+    # The Celery worker's hostname ("w1@host"): its direct queue, and Run.worker / Run.node.
+    hostname = models.CharField(max_length=255, unique=True)
+    host = models.CharField(max_length=255, blank=True)
+    address = models.CharField(max_length=255, blank=True)
+    queues = models.JSONField(default=list, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    draining = models.BooleanField(
+        default=False, help_text="Finishes what it runs and takes nothing new."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class NodeGroup(models.Model):
+    """A named set of nodes: listed by name, or chosen by a label selector, or both."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    nodes = models.JSONField(default=list, blank=True, help_text="Node names.")
+    selector = models.CharField(
+        max_length=2000, blank=True, help_text='A label selector: "role=db,zone in (eu,us)".'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

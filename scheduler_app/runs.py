@@ -16,6 +16,8 @@ queued           skipped     skip            a worker: ``forbid``, or ``allow`` 
 queued           waiting     wait            a worker: ``queue_one`` while another run runs
 waiting          queued      release         the orchestrator, as the running run ends
 queued           queued      requeue         the sweep: due long ago, never claimed (message lost)
+waiting          skipped     halt            the orchestrator: a targeted child not sent after a
+                                             failure (``halt_on_failure``)
 queued, waiting  cancelled   cancel          a user; ``replace``
 running          cancelled   cancel          a user; ``replace`` (its node kills the process)
 running          succeeded,  finish          the worker, as the process ends
@@ -126,6 +128,12 @@ def skip(run_id: int, reason: str) -> bool:
 def wait(run_id: int, reason: str) -> bool:
     """queued -> waiting, with the reason (the run it waits for)."""
     return _move(run_id, [Status.QUEUED], status=Status.WAITING, error=reason)
+
+
+def halt(run_id: int, reason: str) -> bool:
+    """waiting -> skipped, with the reason: a targeted child that will not be sent."""
+    return _move(run_id, [Status.WAITING], status=Status.SKIPPED, error=reason,
+                 finished_at=timezone.now())  # fmt: skip
 
 
 def release(run_id: int) -> bool:

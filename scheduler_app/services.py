@@ -13,7 +13,7 @@ import logging
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -24,10 +24,12 @@ from scheduler_app import (
     dependencies,
     dispatch,
     fanout,
+    nodes,
     notifications,
     redbeat,
     retries,
     runs,
+    targeting,
 )
 from scheduler_app.models import Job, JobDependency, Notification, Run
 
@@ -51,6 +53,13 @@ def create_manual_run(job: Job) -> Run:
 
 
 # --- starting -------------------------------------------------------------------
+
+
+def pass_on(run_id: int, delay: float = 1.0) -> None:
+    """Send a queued run back to its queue, for another worker: this one is draining."""
+    run = Run.objects.select_related("job").filter(id=run_id, status=Run.Status.QUEUED).first()
+    if run is not None:
+        dispatch.enqueue(run, countdown=delay, node=run.node)
 
 
 def claim_run(run_id: int, worker: str) -> Run | None:
@@ -118,7 +127,9 @@ def _admitted(run: Run) -> bool:
     another_waits = (
         bool(running)
         and job.concurrency_policy == Job.ConcurrencyPolicy.QUEUE_ONE
-        and job.runs.filter(status=Run.Status.WAITING).exclude(id=run.id).exists()
+        and job.runs.filter(status=Run.Status.WAITING, parent__isnull=True)
+        .exclude(id=run.id)
+        .exists()
     )
     admission = concurrency.admit(
         job.concurrency_policy, job.max_concurrent, running, another_waits
@@ -153,6 +164,57 @@ def fan_out(parent: Run) -> list[Run]:
         for child in children:
             dispatch.enqueue(child, node=child.node)
     return children
+
+
+def target(parent: Run) -> list[Run]:
+    """Make the children of a targeted run, one per node its targets name (``each``) or
+    one on the least busy online node (``any``), and send those due now (targeting.py).
+    A parent left with no child to wait for ends now."""
+    job = parent.job
+    candidates = _candidates(job.targets or {})
+    if job.target_mode == Job.TargetMode.ANY:
+        chosen = targeting.pick_any(candidates)
+        plan = [targeting.Child(chosen.hostname, True)] if chosen else []
+    else:
+        plan = targeting.plan_each(candidates, job.max_parallel)
+    if not plan:
+        finish_run(parent, Run.Status.FAILED, error=targeting.none_online(candidates))
+        return []
+    with transaction.atomic():
+        children = [child for step in plan if (child := _target_child(parent, step))]
+        progress = fanout.summary({c.node: c.status for c in children}, job.quorum)
+        runs.note(parent.id, worker=f"targets: {len(children)} nodes", result=progress)
+        if all(child.is_finished for child in children):
+            _judge(Run.objects.select_for_update().select_related("job").get(id=parent.id))
+    return children
+
+
+def _candidates(targets: dict) -> list[targeting.Candidate]:
+    found = nodes.resolve(targets)
+    states = nodes.seen(found)
+    busy = dict(
+        Run.objects.filter(worker__in=[n.hostname for n in found], status=Run.Status.RUNNING)
+        .order_by().values("worker").annotate(n=Count("id")).values_list("worker", "n")
+    )  # fmt: skip
+    return [targeting.Candidate(n.name, n.hostname, states[n.id].state, busy.get(n.hostname, 0))
+            for n in found]  # fmt: skip
+
+
+def _target_child(parent: Run, step: targeting.Child) -> Run | None:
+    child = runs.create(job=parent.job, trigger=parent.trigger, attempt=parent.attempt,
+                        scheduled_for=parent.scheduled_for, parent=parent,
+                        node=step.hostname)  # fmt: skip
+    if child is None:
+        return None
+    if step.skip_reason:
+        runs.skip(child.id, step.skip_reason)
+        child.status = Run.Status.SKIPPED
+    elif not step.send:
+        runs.wait(child.id, f"waiting: max_parallel={parent.job.max_parallel}")
+        child.status = Run.Status.WAITING
+    else:
+        dispatch.enqueue(child, node=child.node)
+    return child
 
 
 # --- ending ---------------------------------------------------------------------
@@ -251,14 +313,35 @@ def _may_have_dependents(run: Run) -> bool:
 
 
 def _release_waiting(job_id: int) -> None:
-    waiting = Run.objects.filter(job_id=job_id, status=Run.Status.WAITING).order_by("id").first()
+    waiting = Run.objects.filter(job_id=job_id, status=Run.Status.WAITING, parent__isnull=True)
+    waiting = waiting.order_by("id").first()
     if waiting is not None and runs.release(waiting.id):
         dispatch.enqueue(waiting)
 
 
 def _child_ended(child: Run) -> None:
-    """End the fan-out parent after its last child, by the children's verdict."""
+    """Send a targeted parent's next children (or skip them after a failure), then end
+    the parent after its last child, by the children's verdict."""
     parent = Run.objects.select_for_update().select_related("job").get(id=child.parent_id)
+    if parent.job.targets and not parent.is_finished:
+        _send_next(parent, child)
+    _judge(parent)
+
+
+def _send_next(parent: Run, ended: Run) -> None:
+    job = parent.job
+    statuses = list(parent.children.order_by("node").values_list("id", "status"))
+    step = targeting.after_child(ended, statuses, job.max_parallel, job.halt_on_failure)
+    for run_id in step.skip:
+        runs.halt(run_id, step.reason)
+    for child in Run.objects.filter(id__in=step.send).order_by("node"):
+        if runs.release(child.id):
+            child.job = job
+            dispatch.enqueue(child, node=child.node)
+
+
+def _judge(parent: Run) -> None:
+    """The parent's progress, or its end once every child ended (its row locked)."""
     statuses = dict(parent.children.values_list("node", "status"))
     verdict = fanout.verdict(statuses, parent.job.quorum)
     if verdict.status is None or parent.is_finished:

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
-from scheduler_app import egress, schedules
+from scheduler_app import egress, schedules, selectors
 from scheduler_app.payloads import (
     KINDS,
     MAX_ARG_STRLEN,
@@ -58,6 +58,10 @@ JOB_FIELDS = (
     "max_concurrent",
     "fan_out",
     "quorum",
+    "targets",
+    "target_mode",
+    "max_parallel",
+    "halt_on_failure",
     "priority",
     "queue",
     "env",
@@ -146,6 +150,7 @@ BOUNDS = {
     "priority": Bound(0, 9),
     "max_concurrent": Bound(1, 1000),
     "quorum": Bound(1, 1000),
+    "max_parallel": Bound(1, 1000),
     "jitter": Bound(0, DAY),
     "misfire_grace": Bound(0, 30 * DAY),
     "alert_if_missed": Bound(1, 30 * DAY),
@@ -396,6 +401,51 @@ def _alert_if_longer(values: Mapping[str, Any]) -> int | str | None:
     return value
 
 
+TARGET_KEYS = ("nodes", "groups", "labels")
+TARGET_MODES = ("any", "each")
+MAX_TARGET_NAMES = 500
+
+
+def _targets(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """{"nodes": [names], "groups": [names], "labels": "selector"}, each optional; the
+    names are checked against the nodes and groups by the API (scheduler_app/nodes.py)."""
+    targets = values["targets"]
+    if targets is None or targets == {}:
+        return None
+    if not isinstance(targets, dict):
+        raise RuleError('must be an object: {"nodes": [...], "groups": [...], "labels": "..."}.')
+    if unknown := sorted(set(targets) - set(TARGET_KEYS)):
+        raise RuleError(f"unknown key {unknown[0]!r}; the keys are {', '.join(TARGET_KEYS)}.")
+    clean: dict[str, Any] = {}
+    for key in ("nodes", "groups"):
+        if key in targets:
+            try:
+                names = _strings(targets[key], f"{key[:-1]} names", MAX_TARGET_NAMES)
+            except RuleError as exc:
+                raise RuleError(f"{key}: {exc}") from None
+            clean[key] = list(dict.fromkeys(names))
+    if "labels" in targets:
+        if not isinstance(targets["labels"], str):
+            raise RuleError('labels must be a selector string, like "role=db,zone in (eu,us)".')
+        try:
+            selectors.parse(targets["labels"])
+        except selectors.SelectorError as exc:
+            raise RuleError(f"labels: {exc}") from None
+        clean["labels"] = targets["labels"].strip()
+    if not any(clean.values()):
+        raise RuleError("name at least one node, group or label selector (or leave it null).")
+    if values.get("fan_out"):
+        raise RuleError("targets and fan_out exclude each other; targets run on each node "
+                        "they name (target_mode each).")  # fmt: skip
+    return clean
+
+
+def _target_mode(values: Mapping[str, Any]) -> str:
+    if values["target_mode"] not in TARGET_MODES:
+        raise RuleError(f"must be one of {', '.join(TARGET_MODES)}.")
+    return values["target_mode"]
+
+
 @dataclass(frozen=True)
 class Rule:
     """``check`` returns ``field``'s value normalised, or raises saying why it is wrong.
@@ -420,6 +470,8 @@ RULES = (
     Rule("working_dir", _working_dir),
     Rule("condition", _condition),
     Rule("queue", _queue),
+    Rule("targets", _targets, reads=("fan_out",)),
+    Rule("target_mode", _target_mode),
     Rule("env", _env, reads=("kind",)),
     Rule("name", _name),
     Rule("tags", _tags),

@@ -22,12 +22,13 @@ from celery.signals import (
     worker_ready,
     worker_shutting_down,
 )
+from celery.utils import worker_direct
 from django.conf import settings
 from django.db import close_old_connections
 
 from scheduler_app import alerts, dispatch, firing, identity, notifications, retention, services
 from scheduler_app.models import Notification, Run
-from workers import executors, orphans, presence, reporting, watchdog
+from workers import executors, fleet, orphans, presence, reporting, watchdog
 from workers.executors import containment, sandbox
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ def _later(task: Any, exc: Exception) -> Exception:
 
 
 def _run(task: Any, run_id: int) -> None:
+    if fleet.DRAIN.draining and not _sent_to_me(task):
+        services.pass_on(run_id)  # taken before the drain stopped the queue: given back
+        return
     try:
         run = services.claim_run(run_id, worker=task.request.hostname)
     except reporting.DATABASE_AWAY as exc:
@@ -77,8 +81,18 @@ def _run(task: Any, run_id: int) -> None:
         _execute(run)
 
 
+def _sent_to_me(task: Any) -> bool:
+    """Whether the message came by this worker's own queue (a child meant for it)."""
+    return (task.request.delivery_info or {}).get("routing_key") == worker_direct(
+        task.request.hostname
+    ).name
+
+
 def _execute(run: Run) -> None:
     """Run a run this worker has claimed, and record its end."""
+    if run.job.targets and run.parent_id is None:
+        services.target(run)
+        return
     if run.job.fan_out and run.parent_id is None:
         services.fan_out(run)
         return
@@ -174,10 +188,20 @@ def start_watchdog(sender: Any, **kwargs: Any) -> None:
 _presence: dict[str, threading.Event] = {}  # node -> the event that stops its writes
 
 
+@worker_init.connect
+def check_node_labels(sender: Any, **kwargs: Any) -> None:
+    """A worker with labels that do not parse does not start, and says why."""
+    fleet.labels()
+
+
 @worker_ready.connect
 def start_presence(sender: Any, **kwargs: Any) -> None:
-    """Say in Redis that this worker is up, for GET /metrics (workers/presence.py)."""
-    _presence[sender.hostname] = presence.start(sender.hostname, settings.WORKER_PRESENCE_EVERY)
+    """Register this worker as a node of the fleet, and say in Redis that it is up, for
+    GET /metrics and the node's state (workers/presence.py, workers/fleet.py)."""
+    fleet.register(sender)
+    _presence[sender.hostname] = presence.start(
+        sender.hostname, settings.WORKER_PRESENCE_EVERY, fleet.after_presence
+    )
 
 
 @worker_shutting_down.connect

@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
-from scheduler_app import access, validation
+from scheduler_app import access, nodes, validation
 from scheduler_app.dependencies import DependencyError, set_dependencies
 from scheduler_app.models import Alert, Calendar, Job, JobDependency, JobTemplate, Run, Team
 from scheduler_app.payloads import KINDS
@@ -48,6 +48,16 @@ class StringListField(serializers.JSONField):
 )  # fmt: skip
 class SecondsOrAutoField(serializers.JSONField):
     """Seconds, or "auto" (a factor over the job's usual duration), or null."""
+
+
+@extend_schema_field(
+    {"type": "object", "nullable": True, "properties": {
+        "nodes": {"type": "array", "items": {"type": "string"}},
+        "groups": {"type": "array", "items": {"type": "string"}},
+        "labels": {"type": "string"}}}
+)  # fmt: skip
+class TargetsField(serializers.JSONField):
+    """The nodes a job runs on: {"nodes": [names], "groups": [names], "labels": "role=db"}."""
 
 
 class StrictCharField(serializers.CharField):
@@ -212,6 +222,8 @@ class JobSerializer(OwnedSerializer):
     priority = RuledInteger()
     max_concurrent = RuledInteger(allow_null=True)
     quorum = RuledInteger(allow_null=True)
+    targets = TargetsField(required=False, allow_null=True)
+    max_parallel = RuledInteger(allow_null=True)
     jitter = RuledInteger()
     misfire_grace = RuledInteger()
     alert_if_missed = RuledInteger(allow_null=True)
@@ -274,6 +286,8 @@ class JobSerializer(OwnedSerializer):
         """The job rules, on the values given over the stored ones (for an update)."""
         stored = validation.values_of(self.instance) if self.instance else None
         values = judged({**(stored or {}), **attrs}, stored)
+        if attrs.get("targets") and (unknown := nodes.unknown_names(values["targets"])):
+            raise serializers.ValidationError({"targets": unknown})
         self.refuse_code(values, "job")
         return {name: values[name] for name in attrs}
 

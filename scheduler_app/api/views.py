@@ -53,7 +53,7 @@ from scheduler_app.api.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
-from scheduler_app.models import Alert, Calendar, Job, JobTemplate, Run
+from scheduler_app.models import Alert, Calendar, Job, JobTemplate, Node, Run
 from scheduler_app.stats import job_counts, run_figures
 
 
@@ -216,10 +216,18 @@ class AlertFilter(StrictFilterSet):
 
 class RunFilter(StrictFilterSet):
     job = IdFilter(field_name="job_id", min_value=1, max_value=2**63 - 1)
+    node = django_filters.CharFilter(
+        method="filter_node", help_text="A node's name: the runs it ran or was sent (its history)."
+    )
 
     class Meta:
         model = Run
-        fields = ["job", "status", "trigger", "worker"]
+        fields = ["job", "status", "trigger", "worker", "node"]
+
+    def filter_node(self, queryset: QuerySet[Run], name: str, value: str) -> QuerySet[Run]:
+        hostname = Node.objects.filter(name=value).values_list("hostname", flat=True).first()
+        hostname = hostname or value
+        return queryset.filter(Q(node=hostname) | Q(worker=hostname))
 
 
 class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
