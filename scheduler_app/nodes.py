@@ -69,6 +69,7 @@ def offline_after() -> float:
 
 def register(hostname: str, **fields: Any) -> Node:
     """The node a worker starting up is (by its name); its draining flag is kept."""
+    fields = dict(fields)
     name = fields.pop("name", "") or hostname
     now = timezone.now()
     with transaction.atomic():

@@ -182,9 +182,10 @@ def target(parent: Run) -> list[Run]:
         return []
     with transaction.atomic():
         children = [child for step in plan if (child := _target_child(parent, step))]
-        progress = fanout.summary({c.node: c.status for c in children}, job.quorum)
+        statuses = dict(parent.children.values_list("node", "status"))
+        progress = fanout.summary(statuses, job.quorum)
         runs.note(parent.id, worker=f"targets: {len(children)} nodes", result=progress)
-        if all(child.is_finished for child in children):
+        if all(status in Run.FINISHED for status in statuses.values()):
             _judge(Run.objects.select_for_update().select_related("job").get(id=parent.id))
     return children
 
@@ -208,10 +209,8 @@ def _target_child(parent: Run, step: targeting.Child) -> Run | None:
         return None
     if step.skip_reason:
         runs.skip(child.id, step.skip_reason)
-        child.status = Run.Status.SKIPPED
     elif not step.send:
         runs.wait(child.id, f"waiting: max_parallel={parent.job.max_parallel}")
-        child.status = Run.Status.WAITING
     else:
         dispatch.enqueue(child, node=child.node)
     return child

@@ -108,6 +108,8 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory, webhooks) -> Ite
             "SCHEDULER_HEARTBEAT_TIMEOUT": "5",
             "REAP_EVERY": "2",
             "SCHEDULER_REQUEUE_AFTER": "10",
+            # Nodes refresh their row (and register again after a test's flush) often.
+            "SCHEDULER_NODE_DB_EVERY": "1",
             # Alerts checked every second; beat down after 5 s without a fire.
             "SCHEDULER_ALERT_CHECK_EVERY": "1",
             "SCHEDULER_DOWN_AFTER": "5",

@@ -38,6 +38,7 @@ class Drain:
     def __init__(self) -> None:
         self.hostname = ""
         self.queues: list[str] = []
+        self.registration: dict[str, Any] = {}
         self.draining = False
         self.lock = threading.Lock()
 
@@ -74,6 +75,8 @@ def after_presence(client: redis.Redis, draining: bool | None, tick: int) -> Non
     if tick % every == 0:
         try:
             in_row = nodes.touch(DRAIN.hostname)
+            if in_row is None:  # its row was deleted (by an operator, a restore): again
+                in_row = nodes.register(DRAIN.hostname, **DRAIN.registration).draining
         finally:
             connection.close()  # this thread's own connection: not kept between refreshes
         if in_row is not None and in_row != draining:
@@ -91,15 +94,15 @@ def register(consumer: Any) -> None:
         for name in consumer.app.amqp.queues.consume_from
         if name != worker_direct(hostname).name
     )
-    nodes.register(
-        hostname,
-        name=settings.SCHEDULER_NODE_NAME,
-        host=socket.gethostname(),
-        address=settings.SCHEDULER_NODE_ADDRESS or broker_address(),
-        queues=queues,
-        labels=labels(),
-        version=_version(),
-    )
+    DRAIN.registration = {
+        "name": settings.SCHEDULER_NODE_NAME,
+        "host": socket.gethostname(),
+        "address": settings.SCHEDULER_NODE_ADDRESS or broker_address(),
+        "queues": queues,
+        "labels": labels(),
+        "version": _version(),
+    }
+    nodes.register(hostname, **DRAIN.registration)
     DRAIN.hostname, DRAIN.queues = hostname, queues
 
 

@@ -1,0 +1,203 @@
+"""The fleet's API: nodes and node groups (shared infrastructure: everyone reads, only
+those with the model permission change), a job's targets, and a node's run history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from scheduler_app import presence, services
+from scheduler_app.models import Node, NodeGroup, Run
+from tests.helpers import client_for, make_job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fleet() -> list[Node]:
+    now = timezone.now()
+    return [
+        Node.objects.create(name="db1", hostname="db1@h", labels={"role": "db", "zone": "eu"},
+                            queues=["default"], last_seen=now),
+        Node.objects.create(name="db2", hostname="db2@h", labels={"role": "db", "zone": "us"},
+                            last_seen=now - timedelta(minutes=5)),
+        Node.objects.create(name="web1", hostname="web1@h", labels={"role": "web"},
+                            last_seen=now, draining=True),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def admin_api(db):
+    return client_for(get_user_model().objects.create_superuser("root", password="root-pw-123"))
+
+
+def test_nodes_list_their_state_labels_and_runs_the_caller_may_see(api, outsider_api, owner, fleet):
+    job = make_job(owner, name="mine")
+    Run.objects.create(job=job, trigger="manual", scheduled_for=timezone.now(),
+                       status=Run.Status.RUNNING, worker="db1@h", node="db1@h")  # fmt: skip
+
+    listed = {n["name"]: n for n in api.get("/api/v1/nodes/").data["results"]}
+
+    assert {name: n["state"] for name, n in listed.items()} == {
+        "db1": "online", "db2": "offline", "web1": "draining"
+    }  # fmt: skip
+    assert listed["db1"]["labels"] == {"role": "db", "zone": "eu"}
+    assert listed["db1"]["queues"] == ["default"]
+    assert [r["job_name"] for r in listed["db1"]["running"]] == ["mine"]
+    assert [r["job_name"] for r in listed["db1"]["last_runs"]] == ["mine"]
+    assert listed["db1"]["stats"] == {"runs_24h": 0, "failures_24h": 0}
+    # Another user sees the node, not the owner's runs on it.
+    theirs = outsider_api.get(f"/api/v1/nodes/{fleet[0].id}/").data
+    assert (theirs["name"], theirs["running"], theirs["last_runs"]) == ("db1", [], [])
+
+
+def test_a_fresh_presence_in_redis_makes_a_node_online_before_its_row_says_so(
+    api, fleet, redis_client
+):
+    presence.worker_seen(redis_client, "db2@h")
+    try:
+        assert api.get(f"/api/v1/nodes/{fleet[1].id}/").data["state"] == "online"
+    finally:
+        presence.worker_gone(redis_client, "db2@h")
+
+
+def test_only_a_user_with_the_permission_changes_a_node(api, admin_api, outsider, fleet,
+                                                        redis_client):  # fmt: skip
+    url = f"/api/v1/nodes/{fleet[0].id}/"
+    assert api.patch(url, {"draining": True}, format="json").status_code == 403
+    assert api.patch("/api/v1/nodes/999999/", {"draining": True}, format="json").status_code in (
+        403, 404)  # fmt: skip
+    assert api.put(url, {}, format="json").status_code in (403, 405)
+
+    changed = admin_api.patch(url, {"draining": True, "labels": {"role": "db", "tier": "1"}},
+                              format="json")  # fmt: skip
+    assert changed.status_code == 200, changed.data
+    assert (changed.data["state"], changed.data["labels"]) == (
+        "draining", {"role": "db", "tier": "1"})  # fmt: skip
+    assert redis_client.sismember(presence.DRAINING_KEY, "db1@h")
+
+    outsider.user_permissions.add(Permission.objects.get(codename="change_node"))
+    operator = client_for(get_user_model().objects.get(pk=outsider.pk))
+    assert operator.patch(url, {"draining": False}, format="json").status_code == 200
+    assert not redis_client.sismember(presence.DRAINING_KEY, "db1@h")
+
+    bad = admin_api.patch(url, {"labels": {"role": "d b"}}, format="json")
+    assert bad.status_code == 400 and "value 'd b'" in str(bad.data["labels"])
+    assert admin_api.patch(url, {"draining": "yes"}, format="json").status_code == 400
+
+
+def test_node_groups_by_list_and_selector_show_their_members(api, admin_api, fleet):
+    made = admin_api.post("/api/v1/node-groups/", {"name": "dbs", "selector": "role=db"},
+                          format="json")  # fmt: skip
+    assert made.status_code == 201, made.data
+    assert made.data["members"] == ["db1", "db2"]
+    listed = admin_api.post("/api/v1/node-groups/", {"name": "picked", "nodes": ["web1"],
+                            "selector": "zone in (us)"}, format="json")  # fmt: skip
+    assert listed.data["members"] == ["db2", "web1"]
+    # Everyone reads them; a plain user changes none.
+    assert [g["name"] for g in api.get("/api/v1/node-groups/").data["results"]] == [
+        "dbs", "picked"]  # fmt: skip
+    assert api.post("/api/v1/node-groups/", {"name": "x"}, format="json").status_code == 403
+    group_url = f"/api/v1/node-groups/{made.data['id']}/"
+    assert api.delete(group_url).status_code == 403
+    assert api.patch(group_url, {"selector": ""}, format="json").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "said"),
+    [
+        ({"name": "g", "selector": "zone in (eu"}, "selector", "position 12"),
+        ({"name": "g", "nodes": ["db1", "ghost"]}, "nodes", "no node is named 'ghost'"),
+        ({"name": "g", "nodes": "db1"}, "nodes", "list of node names"),
+        ({"name": "dbs"}, "name", "exists already"),
+    ],
+)
+def test_a_node_group_is_refused_with_the_field_and_the_reason(admin_api, fleet, body, field,
+                                                               said):  # fmt: skip
+    NodeGroup.objects.create(name="dbs", selector="role=db")
+    answer = admin_api.post("/api/v1/node-groups/", body, format="json")
+    assert answer.status_code == 400
+    assert said in str(answer.data[field])
+
+
+JOB = {"name": "deploy", "schedule": "manual", "payload": {"command": "true"}}
+
+
+def test_a_job_targets_nodes_groups_and_labels(api, fleet):
+    NodeGroup.objects.create(name="dbs", selector="role=db")
+    body = {**JOB, "targets": {"nodes": ["web1"], "groups": ["dbs"], "labels": "zone=eu"},
+            "target_mode": "each", "max_parallel": 1, "halt_on_failure": True}  # fmt: skip
+    made = api.post("/api/v1/jobs/", body, format="json")
+    assert made.status_code == 201, made.data
+    assert made.data["targets"] == body["targets"]
+    assert (made.data["target_mode"], made.data["max_parallel"]) == ("each", 1)
+    assert made.data["halt_on_failure"] is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"targets": {"nodes": ["ghost"]}}, "nodes: no node is named 'ghost'."),
+        ({"targets": {"groups": ["nope"]}}, "groups: no group is named 'nope'."),
+        ({"targets": {"labels": "role in db"}}, "expected '(' at position 9"),
+        ({"targets": {"hosts": ["db1"]}}, "unknown key 'hosts'"),
+        ({"targets": {"nodes": "db1"}}, "nodes: must be a list of node names"),
+        ({"targets": {"nodes": []}}, "name at least one node"),
+        ({"targets": ["db1"]}, "must be an object"),
+        ({"targets": {"nodes": ["db1"]}, "fan_out": True}, "exclude each other"),
+        ({"target_mode": "some"}, "not a valid choice"),
+        ({"max_parallel": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_bad_targets_are_refused_naming_what_is_wrong(api, fleet, fields, said):
+    answer = api.post("/api/v1/jobs/", {**JOB, **fields}, format="json")
+    assert answer.status_code == 400
+    assert said in str(answer.data), answer.data
+
+
+def test_a_nodes_history_is_its_runs_by_name(api, outsider_api, owner, fleet):
+    job = make_job(owner, name="hist")
+    now = timezone.now()
+    ran = Run.objects.create(job=job, trigger="manual", scheduled_for=now, worker="db1@h",
+                             status=Run.Status.SUCCEEDED)  # fmt: skip
+    skipped = Run.objects.create(job=job, trigger="manual", scheduled_for=now, node="db1@h",
+                                 status=Run.Status.SKIPPED)  # fmt: skip
+    Run.objects.create(job=job, trigger="manual", scheduled_for=now, node="db2@h",
+                       worker="db2@h")  # fmt: skip
+
+    found = api.get("/api/v1/runs/", {"node": "db1"}).data["results"]
+
+    assert sorted(r["id"] for r in found) == sorted([ran.id, skipped.id])
+    assert outsider_api.get("/api/v1/runs/", {"node": "db1"}).data["results"] == []
+
+
+def test_a_targeted_run_with_every_node_down_ends_with_each_node_skipped(owner, fleet):
+    job = make_job(owner, name="down", targets={"nodes": ["db2", "web1"]},
+                   schedule={"type": "manual"})  # fmt: skip
+    parent = Run.objects.create(job=job, trigger="manual", scheduled_for=timezone.now())
+    services.claim_run(parent.id, "db1@h")
+    parent = Run.objects.select_related("job").get(id=parent.id)
+
+    services.target(parent)
+
+    parent.refresh_from_db()
+    children = {c.node: (c.status, c.error) for c in parent.children.all()}
+    assert children == {"db2@h": ("skipped", "skipped: node db2 is offline"),
+                        "web1@h": ("skipped", "skipped: node web1 is draining")}  # fmt: skip
+    assert parent.status == "failed" and "0 of 2 nodes succeeded" in parent.error
+
+
+def test_any_with_no_node_online_fails_saying_why(owner, fleet):
+    job = make_job(owner, name="any", targets={"nodes": ["db2"]}, target_mode="any",
+                   schedule={"type": "manual"})  # fmt: skip
+    parent = Run.objects.create(job=job, trigger="manual", scheduled_for=timezone.now())
+    services.claim_run(parent.id, "db1@h")
+
+    services.target(Run.objects.select_related("job").get(id=parent.id))
+
+    parent.refresh_from_db()
+    assert (parent.status, parent.error) == ("failed", "no targeted node is online: db2 (offline).")
