@@ -786,6 +786,8 @@ class Node(models.Model):
     version = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
+    # Its WORKER_PRESENCE_EVERY: a node is offline after missing three of its own writes.
+    presence_every = models.PositiveIntegerField(default=5, help_text="Seconds.")
     draining = models.BooleanField(
         default=False, help_text="Finishes what it runs and takes nothing new."
     )

@@ -48,23 +48,30 @@ def state_of(last_seen: datetime, draining: bool, now: datetime, offline_after: 
 def seen(nodes: Iterable[Node]) -> dict[int, Seen]:
     """Each node's state by id, from Redis's presence (one command) and its row."""
     nodes = list(nodes)
+    answered = True
     try:
         in_redis = presence.last_seen(_redis(), [node.hostname for node in nodes])
     except redis.RedisError as exc:  # the rows alone, a DB refresh old at most
         logger.warning("nodes: Redis does not answer: %s", exc)
-        in_redis = {}
+        in_redis, answered = {}, False
     now = timezone.now()
     found = {}
     for node in nodes:
         last = node.last_seen
         if node.hostname in in_redis:
             last = max(last, datetime.fromtimestamp(in_redis[node.hostname], tz=UTC))
-        found[node.id] = Seen(last, state_of(last, node.draining, now, offline_after()))
+        silence = offline_after(node, redis_answered=answered)
+        found[node.id] = Seen(last, state_of(last, node.draining, now, silence))
     return found
 
 
-def offline_after() -> float:
-    return float(settings.SCHEDULER_NODE_OFFLINE_AFTER)
+def offline_after(node: Node, redis_answered: bool = True) -> float:
+    """The silence after which ``node`` is offline: SCHEDULER_NODE_OFFLINE_AFTER, or three
+    of the node's own presence periods if longer (each process may have its own period);
+    with Redis away, the rows alone tell, refreshed every SCHEDULER_NODE_DB_EVERY."""
+    silence = max(float(settings.SCHEDULER_NODE_OFFLINE_AFTER),
+                  presence.MISSED_PERIODS * node.presence_every)  # fmt: skip
+    return silence if redis_answered else silence + settings.SCHEDULER_NODE_DB_EVERY
 
 
 def register(hostname: str, **fields: Any) -> Node:

@@ -101,6 +101,7 @@ def register(consumer: Any) -> None:
         "queues": queues,
         "labels": labels(),
         "version": _version(),
+        "presence_every": settings.WORKER_PRESENCE_EVERY,
     }
     nodes.register(hostname, **DRAIN.registration)
     DRAIN.hostname, DRAIN.queues = hostname, queues

@@ -47,6 +47,7 @@ class Migration(migrations.Migration):
                 ('version', models.CharField(blank=True, max_length=64)),
                 ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('last_seen', models.DateTimeField(default=django.utils.timezone.now)),
+                ('presence_every', models.PositiveIntegerField(default=5, help_text='Seconds.')),
                 ('draining', models.BooleanField(default=False, help_text='Finishes what it runs and takes nothing new.')),
             ],
             options={
