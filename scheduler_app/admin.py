@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from scheduler_app import access, admin_pages, audit, services, validation
+from scheduler_app import access, admin_fleet, admin_pages, audit, nodes, services, validation
 from scheduler_app.admin_access import AccessAdmin, OwnedForm, choices, rights_problems
 from scheduler_app.admin_buttons import JOB_BUTTONS, RUN_BUTTONS, button_urls
 from scheduler_app.admin_pages import STATUS_COLOURS, status_badge
@@ -28,6 +28,8 @@ from scheduler_app.models import (
     RunTally,
 )
 from scheduler_app.payloads import KINDS
+
+__all__ = ["admin_fleet"]  # its pages register with this module
 
 AUDIT_SHOWN = 10  # events on a job's page; the rest are a link away
 
@@ -150,6 +152,7 @@ class JobForm(forms.ModelForm):
             **dict.fromkeys(validation.BOUNDS, RuledInteger),
             "queue": RuledText,
             "window": OptionalJSON,
+            "targets": OptionalJSON,
             "alert_if_longer": SecondsOrAuto,
             "env": SecretEnvInput,
         }
@@ -168,6 +171,8 @@ class JobForm(forms.ModelForm):
         except validation.JobRulesError as exc:
             for field, messages in exc.errors.items():
                 self.add_error(field, messages)
+        if data.get("targets") and (unknown := nodes.unknown_names(data["targets"])):
+            self.add_error("targets", unknown)
         rights_problems(self, data, "job")
         return data
 
@@ -283,6 +288,8 @@ class JobAdmin(AccessAdmin):
                     ("concurrency_policy", "max_concurrent"),
                     ("queue", "priority"),
                     ("fan_out", "quorum"),
+                    "targets",
+                    ("target_mode", "max_parallel", "halt_on_failure"),
                 ]
             },
         ),

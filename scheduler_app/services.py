@@ -31,7 +31,7 @@ from scheduler_app import (
     runs,
     targeting,
 )
-from scheduler_app.models import Job, JobDependency, Notification, Run
+from scheduler_app.models import Job, JobDependency, Node, Notification, Run
 
 logger = logging.getLogger(__name__)
 
@@ -432,10 +432,24 @@ def requeue_stale(after: float) -> int:
     stale = Run.objects.filter(status=Run.Status.QUEUED, due_at__lt=stale_before)
     for run in stale.select_related("job").order_by("due_at")[:REAP_BATCH]:
         with transaction.atomic():
+            if run.parent_id and run.node and _skip_if_node_offline(run):
+                continue
             if runs.requeue(run.id, stale_before):
                 dispatch.enqueue(run, node=run.node)
                 sent += 1
     return sent
+
+
+def _skip_if_node_offline(child: Run) -> bool:
+    """A child sent to a registered node that went offline before taking it is skipped
+    (its parent then judges), rather than sent again to a queue nobody reads."""
+    node = Node.objects.filter(hostname=child.node).first()
+    if node is None or nodes.seen([node])[node.id].state != nodes.OFFLINE:
+        return False
+    reason = f"skipped: node {node.name} went offline before it started the run"
+    if runs.skip(child.id, reason):
+        _follow_up(Run.objects.select_related("job").get(id=child.id))
+    return True
 
 
 def resend_notifications(after: float) -> int:

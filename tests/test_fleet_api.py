@@ -201,3 +201,49 @@ def test_any_with_no_node_online_fails_saying_why(owner, fleet):
 
     parent.refresh_from_db()
     assert (parent.status, parent.error) == ("failed", "no targeted node is online: db2 (offline).")
+
+
+def test_the_admin_lists_nodes_with_state_badges_and_edits_groups(client, owner, fleet):
+    root = get_user_model().objects.create_superuser("root2", password="root-pw-123")
+    client.force_login(root)
+    job = make_job(owner, name="busy-job")
+    run = Run.objects.create(job=job, trigger="manual", scheduled_for=timezone.now(),
+                             status=Run.Status.RUNNING, worker="db1@h")  # fmt: skip
+
+    page = client.get("/admin/scheduler_app/node/").content.decode()
+
+    assert page.count("cf-badge") == 3
+    assert ">online<" in page and ">offline<" in page and ">draining<" in page
+    assert f"#{run.id} busy-job" in page
+    assert client.get(f"/admin/scheduler_app/node/{fleet[0].id}/change/").status_code == 200
+    bad = client.post("/admin/scheduler_app/nodegroup/add/",
+                      {"name": "g", "nodes": "[]", "selector": "role in db"})  # fmt: skip
+    assert "expected &#x27;(&#x27; at position 9" in bad.content.decode()
+    good = client.post("/admin/scheduler_app/nodegroup/add/",
+                       {"name": "g", "nodes": '["web1"]', "selector": "role=db"})  # fmt: skip
+    assert good.status_code == 302
+    assert "db1, db2, web1" in client.get("/admin/scheduler_app/nodegroup/").content.decode()
+
+
+def test_a_child_left_queued_on_a_node_that_went_offline_is_skipped_by_the_sweep(owner, fleet):
+    job = make_job(owner, name="stuck", targets={"nodes": ["db1", "db2"]},
+                   schedule={"type": "manual"})  # fmt: skip
+    now = timezone.now()
+    parent = Run.objects.create(job=job, trigger="manual", scheduled_for=now,
+                                status=Run.Status.RUNNING, started_at=now)  # fmt: skip
+    old = now - timedelta(minutes=10)
+    done = Run.objects.create(job=job, trigger="manual", scheduled_for=now, parent=parent,
+                              node="db1@h", status=Run.Status.SUCCEEDED, due_at=old)  # fmt: skip
+    stuck = Run.objects.create(job=job, trigger="manual", scheduled_for=now, parent=parent,
+                               node="db2@h", due_at=old)  # fmt: skip
+
+    assert services.requeue_stale(60) == 0
+
+    stuck.refresh_from_db()
+    parent.refresh_from_db()
+    assert (stuck.status, stuck.error) == (
+        "skipped",
+        "skipped: node db2 went offline before it started the run",
+    )
+    assert parent.status == "failed" and parent.result["nodes"] == {
+        done.node: "succeeded", stuck.node: "skipped"}  # fmt: skip

@@ -222,6 +222,7 @@ ADMIN_DEFAULTS = {
     "queue": "default",
     "max_retries": 0,
     "retry_delay": 0,
+    "target_mode": "each",
 }
 # Typed as JSON text in the admin (the schedule is not: a phrase is typed as it is).
 JSON_FIELDS = {"tags", "env", "payload", "window", "notify_emails", "notify_webhooks", "notify_on"}

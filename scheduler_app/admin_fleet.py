@@ -1,0 +1,121 @@
+"""Admin pages for the fleet: nodes (state badges, running runs) and node groups.
+
+Nodes are registered by the workers themselves: an operator with the model
+permission changes only their labels and draining; node groups are edited freely
+by those allowed. Runs are shown only as far as the user may view them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from scheduler_app import access, nodes, selectors
+from scheduler_app.admin_pages import run_url
+from scheduler_app.models import Node, NodeGroup, Run
+
+STATE_COLOURS = {nodes.ONLINE: "#2e7d32", nodes.OFFLINE: "#c62828", nodes.DRAINING: "#ef6c00"}
+RUNNING_SHOWN = 20
+
+
+def state_badge(state: str) -> str:
+    return format_html('<span class="cf-badge" style="background:{}">{}</span>',
+                       STATE_COLOURS.get(state, "#333"), state)  # fmt: skip
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ["name", "state", "label_text", "queue_text", "address", "version",
+                    "last_seen", "running_runs"]  # fmt: skip
+    list_filter = ["draining"]
+    search_fields = ["name", "host", "address"]
+    fields = ["name", "hostname", "host", "address", "queues", "labels", "version",
+              "started_at", "last_seen", "state", "draining", "running_runs"]  # fmt: skip
+    readonly_fields = ["name", "hostname", "host", "address", "queues", "version",
+                       "started_at", "last_seen", "state", "running_runs"]  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a worker registers itself
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Node]:
+        self._request = request
+        return super().get_queryset(request)
+
+    @admin.display(description="state")
+    def state(self, node: Node) -> str:
+        return state_badge(nodes.seen([node])[node.id].state)
+
+    @admin.display(description="labels")
+    def label_text(self, node: Node) -> str:
+        return ",".join(f"{key}={value}" for key, value in sorted(node.labels.items())) or "-"
+
+    @admin.display(description="queues")
+    def queue_text(self, node: Node) -> str:
+        return ", ".join(node.queues) or "-"
+
+    @admin.display(description="running")
+    def running_runs(self, node: Node) -> str:
+        request = getattr(self, "_request", None)
+        runs = Run.objects.filter(worker=node.hostname, status=Run.Status.RUNNING)
+        if request is not None:
+            runs = access.visible(request.user, runs.select_related("job"), "job__")
+        shown = list(runs.select_related("job").order_by("-started_at")[:RUNNING_SHOWN])
+        if not shown:
+            return "-"
+        return format_html_join(", ", '<a href="{}">#{} {}</a>',
+                                ((run_url(r.id), r.id, r.job.name) for r in shown))  # fmt: skip
+
+    def save_model(self, request: HttpRequest, obj: Node, form: Any, change: bool) -> None:
+        obj.save(update_fields=["labels"])
+        if "draining" in form.changed_data:
+            nodes.set_draining(obj, obj.draining)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        form.clean_labels = _clean_labels  # type: ignore[attr-defined]
+        return form
+
+
+def _clean_labels(form: forms.ModelForm) -> dict[str, str]:
+    try:
+        return selectors.check_labels(form.cleaned_data["labels"])
+    except selectors.SelectorError as exc:
+        raise forms.ValidationError(str(exc)) from exc
+
+
+class NodeGroupForm(forms.ModelForm):
+    class Meta:
+        model = NodeGroup
+        fields = ["name", "description", "nodes", "selector"]
+
+    def clean_selector(self) -> str:
+        try:
+            selectors.parse(self.cleaned_data["selector"])
+        except selectors.SelectorError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return self.cleaned_data["selector"].strip()
+
+    def clean_nodes(self) -> list[str]:
+        names = self.cleaned_data["nodes"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise forms.ValidationError("a list of node names.")
+        if problems := nodes.unknown_names({"nodes": names}):
+            raise forms.ValidationError(problems)
+        return names
+
+
+@admin.register(NodeGroup)
+class NodeGroupAdmin(admin.ModelAdmin):
+    form = NodeGroupForm
+    list_display = ["name", "selector", "member_names", "updated_at"]
+    search_fields = ["name", "selector"]
+
+    @admin.display(description="members")
+    def member_names(self, group: NodeGroup) -> str:
+        found = nodes.members(group, Node.objects.order_by("name"))
+        return ", ".join(node.name for node in found) or "-"
