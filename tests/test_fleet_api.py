@@ -247,3 +247,10 @@ def test_a_child_left_queued_on_a_node_that_went_offline_is_skipped_by_the_sweep
     )
     assert parent.status == "failed" and parent.result["nodes"] == {
         done.node: "succeeded", stuck.node: "skipped"}  # fmt: skip
+
+
+def test_a_page_of_nodes_asks_their_state_and_figures_once(api, fleet, django_assert_num_queries):
+    # The token, the count, the page, one aggregate of figures, and per node its running
+    # and last runs (each a few rows by an index).
+    with django_assert_num_queries(4 + 2 * len(fleet)):
+        assert len(api.get("/api/v1/nodes/").data["results"]) == len(fleet)

@@ -171,3 +171,18 @@ def test_a_stopped_workers_node_goes_offline_and_its_targeted_child_is_skipped(
         w2.hostname: ("skipped", f"skipped: node {w2.name} is offline"),
     }
     assert parent.status == "failed" and "1 of 2 nodes succeeded" in parent.error
+
+
+def test_a_worker_with_labels_that_do_not_parse_refuses_to_start(live):
+    live.start_worker(name="bad-labels", node="w9", SCHEDULER_NODE_LABELS="role=d b")
+    proc = live.procs["bad-labels"]
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        live.procs.pop("bad-labels", None)
+        if proc.poll() is None:
+            proc.kill()
+    assert code != 0
+    assert "SCHEDULER_NODE_LABELS='role=d b'" in live.log("bad-labels")
+    assert "value 'd b' must be" in live.log("bad-labels")
+    assert not Node.objects.filter(name__startswith="w9@").exists()

@@ -65,10 +65,14 @@ class NodeSerializer(serializers.ModelSerializer):
         read_only_fields = ["name", "hostname", "host", "address", "queues", "version",
                             "started_at"]  # fmt: skip
 
+    def _page(self, node: Node) -> list[Node]:
+        """The nodes shown with this one (a list's page), asked about together."""
+        return list(getattr(self.parent, "instance", None) or [node])
+
     def _seen(self, node: Node) -> nodes.Seen:
         known = self.context.setdefault("seen", {})
         if node.id not in known:
-            known.update(nodes.seen([node]))
+            known.update(nodes.seen(self._page(node)))
         return known[node.id]
 
     @extend_schema_field(serializers.ChoiceField(["online", "offline", "draining"]))
@@ -98,7 +102,10 @@ class NodeSerializer(serializers.ModelSerializer):
                                           "failures_24h": {"type": "integer"}}}
     )  # fmt: skip
     def get_stats(self, node: Node) -> dict[str, int]:
-        return nodes.stats([node], self._runs())[node.hostname]
+        known = self.context.setdefault("stats", {})
+        if node.hostname not in known:
+            known.update(nodes.stats(self._page(node), self._runs()))
+        return known[node.hostname]
 
     def update(self, instance: Node, validated_data: dict[str, Any]) -> Node:
         if "labels" in validated_data:
@@ -126,7 +133,7 @@ class NodeViewSet(
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
-        context["seen"] = {}
+        context["seen"], context["stats"] = {}, {}
         return context
 
 
