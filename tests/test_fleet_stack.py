@@ -130,7 +130,9 @@ def consumes_default(hostname: str) -> bool:
     return any(q["name"] == "default" for q in replies.get(hostname, []))
 
 
-def test_a_draining_node_takes_no_new_runs_and_resumes_when_undrained(two_nodes, api, admin_api):
+def test_a_draining_node_takes_no_new_runs_and_resumes_when_undrained(
+    live, two_nodes, api, admin_api
+):
     w2 = two_nodes["w2"]
     url = f"/api/v1/nodes/{w2.id}/"
     assert admin_api.patch(url, {"draining": True}, format="json").data["state"] == "draining"
@@ -142,6 +144,23 @@ def test_a_draining_node_takes_no_new_runs_and_resumes_when_undrained(two_nodes,
         run_now(api, plain)
     ran = wait_runs(plain["id"], 4, timeout=60, status=Run.Status.SUCCEEDED)
     assert {run.worker for run in ran} == {two_nodes["w1"].hostname}
+    # A message a draining node got all the same (here: made to consume again behind
+    # its back) is given back by its pool process, and runs elsewhere.
+    app.control.add_consumer("default", destination=[w2.hostname], reply=True, timeout=5)
+    wait_for(lambda: consumes_default(w2.hostname), timeout=30)
+    received_before = live.log("worker-db").count("workers.execute_run")
+    blocker = create_job(api, name="blocker", schedule="manual", concurrency_policy="allow",
+                         payload={"command": "sleep 6"})  # fmt: skip
+    for _ in range(2):  # both of w1's pool processes busy: the next runs reach w2
+        run_now(api, blocker)
+    wait_runs(blocker["id"], 2, timeout=60, status=Run.Status.RUNNING)
+    for _ in range(3):
+        run_now(api, plain)
+    ran = wait_runs(plain["id"], 7, timeout=90, status=Run.Status.SUCCEEDED)
+    blocked = wait_runs(blocker["id"], 2, timeout=60, status=Run.Status.SUCCEEDED)
+    assert {run.worker for run in [*ran, *blocked]} == {two_nodes["w1"].hostname}
+    assert live.log("worker-db").count("workers.execute_run") > received_before
+    app.control.cancel_consumer("default", destination=[w2.hostname], reply=True, timeout=5)
     targeted = create_job(api, name="to-w2", schedule="manual", payload=ECHO_NODE,
                           targets={"nodes": [w2.name]})  # fmt: skip
     parent_id = run_now(api, targeted)

@@ -7,7 +7,9 @@ taken from them, so it finishes what it runs and takes nothing new.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
 import socket
 import threading
 from importlib import metadata
@@ -33,21 +35,28 @@ class LabelsError(SystemExit):
 
 
 class Drain:
-    """Whether this worker drains, and the queues it stops and resumes consuming."""
+    """Whether this worker drains, and the queues it stops and resumes consuming.
+
+    The flag is in shared memory made before the pool forks its processes, so a pool
+    process about to claim a run sees what the main process's presence thread set."""
 
     def __init__(self) -> None:
         self.hostname = ""
         self.queues: list[str] = []
         self.registration: dict[str, Any] = {}
-        self.draining = False
+        self.shared = multiprocessing.RawValue(ctypes.c_bool, False)
         self.lock = threading.Lock()
+
+    @property
+    def draining(self) -> bool:
+        return bool(self.shared.value)
 
     def apply(self, draining: bool) -> None:
         """Stop (or resume) consuming the node's queues when the operator's word changes."""
         with self.lock:
             if draining == self.draining or not self.hostname:
                 return
-            self.draining = draining
+            self.shared.value = draining
             control = app.control.cancel_consumer if draining else app.control.add_consumer
             for queue in self.queues:
                 control(queue, destination=[self.hostname], reply=True, timeout=CONTROL_TIMEOUT)
