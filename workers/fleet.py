@@ -23,6 +23,7 @@ from django.db import connection
 
 from config.celery import app
 from scheduler_app import nodes, presence, selectors
+from workers import reporting
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ def after_presence(client: redis.Redis, draining: bool | None, tick: int) -> Non
             in_row = nodes.touch(DRAIN.hostname)
             if in_row is None:  # its row was deleted (by an operator, a restore): again
                 in_row = nodes.register(DRAIN.hostname, **DRAIN.registration).draining
+        except reporting.DATABASE_AWAY as exc:  # Redis still says it is alive
+            logger.debug("fleet: the database does not answer: %s", exc)
+            in_row = None
         finally:
             connection.close()  # this thread's own connection: not kept between refreshes
         if in_row is not None and in_row != draining:
