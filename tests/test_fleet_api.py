@@ -85,6 +85,10 @@ def test_only_a_user_with_the_permission_changes_a_node(api, admin_api, outsider
     assert operator.patch(url, {"draining": False}, format="json").status_code == 200
     assert not redis_client.sismember(presence.DRAINING_KEY, "db1@h")
 
+    assert api.delete(url).status_code == 403
+    assert admin_api.delete(f"/api/v1/nodes/{fleet[1].id}/").status_code == 204
+    assert not Node.objects.filter(name="db2").exists()
+
     bad = admin_api.patch(url, {"labels": {"role": "d b"}}, format="json")
     assert bad.status_code == 400 and "value 'd b'" in str(bad.data["labels"])
     assert admin_api.patch(url, {"draining": "yes"}, format="json").status_code == 400

@@ -120,16 +120,19 @@ class NodeViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
     """The workers of the fleet, as each registered itself, with its state (online,
     offline, draining), its running and latest runs. PATCH sets ``labels`` (the
-    worker's own SCHEDULER_NODE_LABELS apply again when it restarts) and ``draining``."""
+    worker's own SCHEDULER_NODE_LABELS apply again when it restarts) and ``draining``;
+    DELETE forgets a node gone for good (a live one registers again within
+    SCHEDULER_NODE_DB_EVERY seconds)."""
 
     queryset = Node.objects.all()
     serializer_class = NodeSerializer
     permission_classes = [ReadAllChangeWithPermission]
-    http_method_names = ["get", "patch", "head", "options"]
+    http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
