@@ -293,6 +293,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# The modules of the operator's own Celery tasks (a `beat_schedule` moved here names them):
+# imported by every process, so `celery` jobs may call their tasks. Trusted code only.
+CELERY_IMPORTS = envlist("SCHEDULER_TASK_MODULES", "")
 CELERY_TASK_SEND_SENT_EVENT = True
 # Task events cost each run three messages: off unless asked for. Flower turns them on in
 # every worker it watches (its --enable_events, on by default), so it still shows tasks.

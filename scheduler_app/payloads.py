@@ -261,7 +261,8 @@ def celery(payload: Any) -> Payload:
     if task not in known:
         raise PayloadError(
             f"'task' must be a registered Celery task; {task!r} is not. "
-            f"Known: {', '.join(sorted(known)) or 'none'}."
+            f"Known: {', '.join(sorted(known)) or 'none'}. An operator registers the "
+            "modules of other tasks with SCHEDULER_TASK_MODULES (on the web and the workers)."
         )
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise PayloadError("'args' must be a list and 'kwargs' an object.")
