@@ -515,7 +515,7 @@ class RunTotal(models.Model):
     """Finished runs of a job by status, over all time (those retention deleted too), and
     their durations: GET /api/v1/stats/ reads these few rows, not the runs.
 
-    Kept by database triggers on the runs table (migration 0015_api_indexes_run_totals):
+    Kept by database triggers on the runs table (migration 0017_api_indexes_run_totals):
     a run is added when it becomes finished (or is inserted finished), and its duration
     when the process of a run cancelled while it ran ends. Nothing else writes them, and
     no run's end costs another statement."""
