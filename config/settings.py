@@ -274,6 +274,10 @@ CACHES = {
 
 # Flower reads FLOWER_BASIC_AUTH (user:password) from the environment itself: it never runs
 # without it (make run makes one, make flower and docker/compose.yaml require one).
+# The dashboard's slow figures (runs per hour, per-job health, the timeline) are kept this
+# many seconds per user and window (scheduler_app/api/dashboard.py); 0 computes every call.
+DASHBOARD_CACHE_SECONDS = envint("DASHBOARD_CACHE_SECONDS", 10)
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
