@@ -109,7 +109,8 @@ def hosts(live: Stack, api, owner, tmp_path: Path) -> Iterator[Hosts]:
 
 def node_states(http: Http) -> dict[str, dict] | None:
     """GET /api/v1/nodes/ by node name, or None where the API has no nodes yet (issue 11's
-    nodes land from the branch ``fleet``: the field names here are the issue's)."""
+    nodes, from the branch ``fleet``: ``name`` is SCHEDULER_NODE_NAME, ``state`` online,
+    offline or draining, ``address`` the one the node reaches the broker from)."""
     status, data, _ = http.get("/api/v1/nodes/")
     if status == 404:
         return None
@@ -140,8 +141,9 @@ def test_a_fan_out_runs_once_on_each_host_and_records_both(hosts, figures):
         assert not any(f"inet {other}/" in child.output for other in others), child.output
     if (states := node_states(hosts.http)) is not None:
         for name, labels in zip(hosts.nodes, LABELS, strict=True):
-            assert states[name]["status"] == "online", states[name]
-            assert states[name]["labels"] == dict(p.split("=") for p in labels.split(","))
+            node = states[name]
+            assert node["state"] == "online" and node["address"] == hosts.nodes[name].address
+            assert node["labels"] == dict(pair.split("=") for pair in labels.split(",")), node
     api_said = "checked" if states is not None else "absent"
     figures("fan-out over two namespaced hosts", children=len(children), nodes_api=api_said,
             took=f"{took:.1f} s")  # fmt: skip
@@ -194,7 +196,7 @@ def cut_while_running(hosts: Hosts, live: Stack, running: Run, marker: str) -> t
         assert processes_running("sleep", marker)  # the cut host cannot be told yet
         victim_name = running.worker.partition("@")[0]
         if node_states(hosts.http) is not None:
-            wait_for(lambda: node_states(hosts.http)[victim_name]["status"] == "offline", 60)
+            wait_for(lambda: node_states(hosts.http)[victim_name]["state"] == "offline", 60)
     finally:
         hosts.network.restore(victim)
     # Back on the network, the host reads the kill order the sweep sent it.
