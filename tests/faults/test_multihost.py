@@ -76,6 +76,9 @@ def database_for_hosts(server: str) -> tuple[str, TcpProxy | None]:
 
 @pytest.fixture
 def hosts(live: Stack, api, owner, tmp_path: Path) -> Iterator[Hosts]:
+    """Two hosts, a worker in each, and a web server and beat on their Redis; the test
+    talks to that web server with the owner's token (``api`` made it). Everything is
+    stopped, and the namespaces deleted, whatever happened."""
     if reason := netns.unavailable():
         pytest.skip(f"no network namespaces here ({reason}): the multi-host test needs them")
     network = netns.Network(2)
