@@ -64,7 +64,7 @@ def jobs_using(stored: StoredFile) -> list[Job]:
     to SQLite: the few file jobs are read and looked at here)."""
     return [
         job
-        for job in Job.objects.filter(kind="file").only("id", "name", "payload")
+        for job in Job.objects.filter(kind="file")
         if stored.pk in (job.payload or {}).get("files", [])
     ]
 

@@ -214,7 +214,7 @@ def _rule(check: Any) -> str:
 def jobs_installing(software: Software) -> list[Job]:
     return [
         job
-        for job in Job.objects.filter(kind="software").only("id", "name", "payload")
+        for job in Job.objects.filter(kind="software")
         if any(p.get("software") == software.pk for p in (job.payload or {}).get("packages", []))
     ]
 
