@@ -20,8 +20,9 @@ def plan(tmp_path: Path, target: Path, contents: dict[str, bytes], **options) ->
     items = []
     for index, (name, content) in enumerate(contents.items()):
         (staged / name).write_bytes(content)
+        digest = hashlib.sha256(content).hexdigest()
         items.append({"id": index + 1, "name": name, "staged": str(staged / name),
-                      "sha256": hashlib.sha256(content).hexdigest(), "size": len(content)})  # fmt: skip
+                      "sha256": digest, "size": len(content)})  # fmt: skip
     return {"target_path": str(target), "create_path": True, "mode": "0644", "overwrite": True,
             "files": items, "result": str(tmp_path / "result.json"), **options}  # fmt: skip
 
