@@ -112,19 +112,27 @@ def test_a_symlink_at_the_target_or_on_the_way_is_not_followed(api, deploy_dir, 
     assert at_target.status == "failed"
     assert "symbolic link" in at_target.error
 
-    # A directory that was real when the job was saved, a link to elsewhere when it runs.
+    # A directory that was real when the job was saved, a link when it runs: to elsewhere
+    # (the node's own check of SCHEDULER_ALLOWED_DIRS refuses it), or to another allowed
+    # directory (the writer, walking the path without following links, refuses it).
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir(mode=0o777)
+    elsewhere.mkdir()
     os.chmod(elsewhere, 0o777)
-    (deploy_dir / "sub").mkdir()
-    job = file_job(api, [upload_id], deploy_dir / "sub")
-    (deploy_dir / "sub").rmdir()
-    (deploy_dir / "sub").symlink_to(elsewhere)
-    on_the_way = run_job(api, job, 1)
-    assert on_the_way.status == "failed"
-    assert "not followed" in on_the_way.error
+    inside = deploy_dir / "inside"
+    inside.mkdir()
+    os.chown(inside, identity.run_as().uid, identity.run_as().gid)
+    for pointee, words in ((elsewhere, "outside the directories"), (inside, "not followed")):
+        (deploy_dir / "sub").mkdir()
+        job = file_job(api, [upload_id], deploy_dir / "sub")
+        (deploy_dir / "sub").rmdir()
+        (deploy_dir / "sub").symlink_to(pointee)
+        on_the_way = run_job(api, job, 1)
+        assert on_the_way.status == "failed"
+        assert words in on_the_way.error
+        (deploy_dir / "sub").unlink()
     assert victim.read_bytes() == b"precious\n"
     assert list(elsewhere.iterdir()) == []
+    assert list(inside.iterdir()) == []
 
 
 # --- software ---------------------------------------------------------------------

@@ -29,7 +29,8 @@ import sys
 from typing import Any
 
 CHUNK = 1024 * 1024
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_PATH: a directory on the way need only be passable (0711), as for any path lookup.
+DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 NEW_DIR_MODE = 0o755
 
 
@@ -60,10 +61,13 @@ def open_target(path: str, create: bool) -> int:
                 raise Refused(f"{walked}: {exc.strerror}.") from None
             os.close(fd)
             fd = child
+        # Read access to the directory itself, to fsync it after the renames.
+        readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    os.close(fd)
+    return readable
 
 
 def digest_of(fd: int) -> str:
