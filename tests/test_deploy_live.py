@@ -4,19 +4,22 @@ to a version, and a second run changes nothing."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
 import shutil
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.files.storage import storages
 
 from scheduler_app import identity
-from scheduler_app.models import Run
+from scheduler_app.models import Run, StoredFile
 from tests.helpers import create_job, run_now, wait_runs
 
 pytestmark = pytest.mark.usefixtures("live")
@@ -135,6 +138,17 @@ def test_a_symlink_at_the_target_or_on_the_way_is_not_followed(api, deploy_dir, 
     assert list(inside.iterdir()) == []
 
 
+def test_a_file_changed_in_storage_since_its_upload_is_not_deployed(api, deploy_dir):
+    uploaded = upload(api, b"what was uploaded\n", "app.conf")
+    stored = StoredFile.objects.get(pk=uploaded["id"])
+    with storages["files"].open(stored.storage_name, "wb") as handle:
+        handle.write(b"what an attacker wrote\n")
+    run = run_job(api, file_job(api, [uploaded["id"]], deploy_dir), 1)
+    assert run.status == "failed"
+    assert f"not the 18 bytes with {uploaded['sha256']} uploaded" in run.error
+    assert not (deploy_dir / "app.conf").exists()
+
+
 # --- software ---------------------------------------------------------------------
 
 
@@ -152,10 +166,10 @@ def catalogue(api, deploy_dir: Path, **fields) -> dict:
     return response.data
 
 
-def software_job(api, packages: list[dict]) -> dict:
+def software_job(api, packages: list[dict], **fields) -> dict:
     return create_job(
         api, name=f"sw-{uuid.uuid4().hex[:6]}", kind="software", schedule="manual",
-        payload={"packages": packages},
+        payload={"packages": packages}, **fields,
     )  # fmt: skip
 
 
@@ -205,3 +219,56 @@ def test_an_install_that_does_not_reach_the_version_fails(api, deploy_dir):
     run = run_job(api, software_job(api, [{"software": entry["id"]}]), 1)
     assert run.status == "failed"
     assert "check prints '0.9', not '2.0'" in run.error
+
+
+def wheel(directory: Path, name: str, version: str) -> None:
+    """A minimal pure-Python wheel of ``name`` at ``version``, built by hand (no network,
+    no build backend): a module, its METADATA, WHEEL and RECORD."""
+    module = name.replace("-", "_")
+    info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": f"VERSION = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    with zipfile.ZipFile(directory / f"{module}-{version}-py3-none-any.whl", "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+
+
+def test_a_pip_package_is_installed_from_a_local_wheel_then_upgraded(api, deploy_dir):
+    name = f"cronfleet-probe-{uuid.uuid4().hex[:6]}"
+    wheels = deploy_dir / "wheels"
+    wheels.mkdir()
+    for version in ("1.0", "2.0"):
+        wheel(wheels, name, version)
+    check = (
+        'PYTHONPATH="$SCHEDULER_SOFTWARE_DIR" /usr/bin/python3 -c '
+        f"'import importlib.metadata as m; print(m.version(\"{name}\"))'"
+    )
+    entry = catalogue(api, deploy_dir, name=name, version="1.0", install="", pip=name,
+                      check=check)  # fmt: skip
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
+    first = run_job(api, software_job(api, [{"software": entry["id"]}], env=offline), 1)
+    assert first.status == "succeeded", (first.error, first.output)
+    assert first.result["packages"][0]["before"] is None
+    assert first.result["packages"][0]["after"] == "1.0"
+
+    upgrade = software_job(api, [{"software": entry["id"], "version": "2.0"}], env=offline)
+    moved = run_job(api, upgrade, 1)
+    assert moved.status == "succeeded", (moved.error, moved.output)
+    report = moved.result["packages"][0]
+    assert (report["before"], report["after"], report["action"]) == ("1.0", "2.0", "installed")
+    again = run_job(api, upgrade, 2)
+    assert again.result["packages"][0]["action"] == "unchanged"
+    installed = Path(settings.SCHEDULER_SOFTWARE_DIR) / name.replace("-", "_")
+    assert (installed / "__init__.py").read_text() == "VERSION = '2.0'\n"
+    assert installed.stat().st_uid == identity.run_as().uid
+    for leftover in Path(settings.SCHEDULER_SOFTWARE_DIR).glob(name.replace("-", "_") + "*"):
+        shutil.rmtree(leftover)

@@ -12,6 +12,7 @@ SCHEDULER_SOFTWARE_DIR. A failed package fails the run with the installer's outp
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +44,20 @@ class Progress:
         return max(self.deadline - time.monotonic(), 0.001) if self.deadline else None
 
 
-def software_dir() -> str:
-    """SCHEDULER_SOFTWARE_DIR, which must lie in SCHEDULER_ALLOWED_DIRS."""
+def software_dir(who: identity.Identity) -> str:
+    """SCHEDULER_SOFTWARE_DIR, which must lie in SCHEDULER_ALLOWED_DIRS; made (empty, for
+    the run-as identity, which then installs in it) when it is missing."""
     if not settings.SCHEDULER_SOFTWARE_DIR:
         raise PayloadError("SCHEDULER_SOFTWARE_DIR is not set on this worker.")
-    return allowed_path(settings.SCHEDULER_SOFTWARE_DIR)
+    path = allowed_path(settings.SCHEDULER_SOFTWARE_DIR)
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        return path
+    except OSError as exc:
+        raise PayloadError(f"SCHEDULER_SOFTWARE_DIR {path} cannot be made: {exc}.") from exc
+    os.chown(path, who.uid, who.gid, follow_symlinks=False)
+    return path
 
 
 def version_of(result: ProcessResult) -> str | None:
@@ -72,7 +82,7 @@ class SoftwareExecutor:
     def execute(self, run: Run) -> Outcome:
         job = run.job
         try:
-            directory = software_dir()
+            directory = software_dir(identity.run_as())
         except PayloadError as exc:
             return Outcome(Run.Status.FAILED, error=str(exc))
         wanted = job.payload["packages"]
