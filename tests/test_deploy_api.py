@@ -12,8 +12,9 @@ import pytest
 from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
-from scheduler_app.models import Software, StoredFile
+from scheduler_app.models import Job, Software, StoredFile
 from tests.helpers import client_for, create_job, grant_run_code
+from tests.test_validation import as_form
 
 FILES = "/api/v1/files/"
 SOFTWARE = "/api/v1/software/"
@@ -288,3 +289,15 @@ def test_a_job_made_with_files_keeps_working_on_update(api, tmp_path):
     )  # fmt: skip
     response = api.patch(f"/api/v1/jobs/{job['id']}/", {"description": "x"}, format="json")
     assert response.status_code == 200, response.data
+
+
+def test_the_admin_refuses_another_users_file_too(world, tmp_path):
+    theirs = StoredFile.objects.create(owner=world.users["outsider"], name="x", size=1,
+                                       sha256="0" * 64, storage_name="deploy/x")  # fmt: skip
+    job = {"name": "f", "kind": "file", "schedule": "manual", "timezone": "UTC",
+           "payload": {"files": [theirs.pk], "target_path": str(tmp_path / "deploy")}}  # fmt: skip
+    form = {k: v for k, v in as_form(job, 0).items() if k != "owner"}
+    response = world.browser("coder").post("/admin/scheduler_app/job/add/", form)
+    assert response.status_code == 200
+    assert f"file {theirs.pk} does not exist" in str(response.context["adminform"].form.errors)
+    assert not Job.objects.filter(name="f").exists()
