@@ -270,5 +270,8 @@ def test_a_pip_package_is_installed_from_a_local_wheel_then_upgraded(api, deploy
     installed = Path(settings.SCHEDULER_SOFTWARE_DIR) / name.replace("-", "_")
     assert (installed / "__init__.py").read_text() == "VERSION = '2.0'\n"
     assert installed.stat().st_uid == identity.run_as().uid
+    # The replaced version's metadata is gone: else which version a check reads is luck.
+    metadata = Path(settings.SCHEDULER_SOFTWARE_DIR).glob(name.replace("-", "_") + "-*.dist-info")
+    assert [path.name for path in metadata] == [f"{name.replace('-', '_')}-2.0.dist-info"]
     for leftover in Path(settings.SCHEDULER_SOFTWARE_DIR).glob(name.replace("-", "_") + "*"):
         shutil.rmtree(leftover)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workers.executors import files, place_files
+from workers.executors import files, pip_install, place_files
 
 
 def plan(tmp_path: Path, target: Path, contents: dict[str, bytes], **options) -> dict:
@@ -95,3 +95,15 @@ def test_the_program_runs_as_python_c_text_and_writes_its_result(tmp_path):
     assert [r.get("error", "") == "" for r in json.loads(Path(the_plan["result"]).read_text())] \
         == [True, False]  # fmt: skip
     assert "failed    " in done.stdout and "created   " in done.stdout
+
+
+def test_pip_installs_leave_only_the_wanted_versions_metadata(tmp_path):
+    for entry in (
+        "My.Tool-1.0.dist-info",
+        "my_tool-2.0.dist-info",
+        "my_tool",
+        "other-1.0.dist-info",
+    ):
+        (tmp_path / entry).mkdir()
+    stale = pip_install.stale_metadata(str(tmp_path), "my-tool", "2.0")
+    assert stale == [str(tmp_path / "My.Tool-1.0.dist-info")]

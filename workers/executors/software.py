@@ -3,7 +3,8 @@
 For each package, in order: its ``check`` command (as every job's child: the run-as
 identity, the job's limits, live output) prints the version installed; at the wanted
 version it is left alone (``unchanged``); else its ``install`` command runs (or
-``pip install --target SCHEDULER_SOFTWARE_DIR <pip>==<version>``), then ``check``
+``pip install --upgrade --target SCHEDULER_SOFTWARE_DIR <pip>==<version>``, by
+workers/executors/pip_install.py), then ``check``
 again, which must now print the wanted version. Each child has in its environment
 SCHEDULER_SOFTWARE_NAME, SCHEDULER_SOFTWARE_VERSION (the wanted one) and
 SCHEDULER_SOFTWARE_DIR. A failed package fails the run with the installer's output;
@@ -12,6 +13,7 @@ SCHEDULER_SOFTWARE_DIR. A failed package fails the run with the installer's outp
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,11 +24,13 @@ from django.conf import settings
 from scheduler_app import identity
 from scheduler_app.models import Job, Run, Software
 from scheduler_app.payloads import DEFAULT_SHELL, PayloadError, allowed_path
+from workers.executors import pip_install
 from workers.executors.base import Outcome
 from workers.executors.child import outcome_of, run_child
 from workers.executors.process import ProcessResult
 from workers.executors.sandbox import python
 
+PIP_PROGRAM = inspect.getsource(pip_install)
 ERROR_TAIL = 2000  # characters of a failed installer's output in the run's error
 
 
@@ -73,9 +77,7 @@ def installer(entry: Software, wanted: str, env: dict[str, str]) -> list[str]:
         return [DEFAULT_SHELL, "-c", entry.install]
     interpreter = python(identity.run_as())
     env.update(interpreter.env)
-    return [interpreter.path, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-            "--upgrade", "--target", env["SCHEDULER_SOFTWARE_DIR"],
-            f"{entry.pip}=={wanted}"]  # fmt: skip
+    return [interpreter.path, "-c", PIP_PROGRAM, env["SCHEDULER_SOFTWARE_DIR"], entry.pip, wanted]
 
 
 class SoftwareExecutor:
