@@ -301,3 +301,30 @@ def test_the_admin_refuses_another_users_file_too(world, tmp_path):
     assert response.status_code == 200
     assert f"file {theirs.pk} does not exist" in str(response.context["adminform"].form.errors)
     assert not Job.objects.filter(name="f").exists()
+
+
+def test_a_team_editor_changes_the_catalogue_only_with_the_code_right(api, team, teammate):
+    entry = software(api, team=team.pk).data
+    editor = client_for(teammate)
+    path = f"{SOFTWARE}{entry['id']}/"
+    assert editor.get(path).status_code == 200
+    refused = editor.patch(path, {"version": "3.0"}, format="json")
+    assert refused.status_code == 403
+    assert "scheduler_app.run_code" in refused.data["detail"]
+    assert editor.delete(path).status_code == 403
+    grant_run_code(teammate)
+    coder = editor  # the same token: its user now has the right
+    assert coder.patch(path, {"version": "3.0"}, format="json").data["version"] == "3.0"
+    # Switching to pip keeps one way to install: the install command must go.
+    both = coder.patch(path, {"pip": "requests"}, format="json")
+    assert both.status_code == 400 and "install" in both.data
+    assert coder.patch(path, {"pip": "requests", "install": ""}, format="json").status_code == 200
+
+
+def test_uploads_and_catalogue_changes_are_audited(api):
+    file_id = upload(api, b"data").data["id"]
+    entry = software(api).data
+    events = {(e["action"], e["object_type"], e["object_id"])
+              for e in api.get("/api/v1/audit/").data["results"]}  # fmt: skip
+    assert ("create", "storedfile", file_id) in events
+    assert ("create", "software", entry["id"]) in events
