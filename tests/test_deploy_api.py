@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from django.core.files.storage import storages
+from django.core.files.uploadhandler import StopUpload
 from rest_framework.test import APIClient
 
+from scheduler_app.api.deploy import LimitedHashingUpload
 from scheduler_app.models import Job, Software, StoredFile
 from tests.helpers import client_for, create_job, grant_run_code
 from tests.test_validation import as_form
@@ -328,3 +330,18 @@ def test_uploads_and_catalogue_changes_are_audited(api):
               for e in api.get("/api/v1/audit/").data["results"]}  # fmt: skip
     assert ("create", "storedfile", file_id) in events
     assert ("create", "software", entry["id"]) in events
+
+
+def test_the_upload_stops_as_soon_as_the_limit_is_passed(rf):
+    """Counted chunk by chunk as the body is read: never more than the limit is kept."""
+    handler = LimitedHashingUpload(rf.post("/"), limit=100_000)
+    handler.new_file("file", "big.bin", "application/octet-stream", None)
+    chunk = b"x" * 40_000
+    handler.receive_data_chunk(chunk, 0)
+    handler.receive_data_chunk(chunk, 40_000)
+    with pytest.raises(StopUpload):
+        handler.receive_data_chunk(chunk, 80_000)
+    assert handler.too_large
+    handler.file.seek(0, os.SEEK_END)
+    assert handler.file.tell() == 80_000
+    handler.file.close()
