@@ -22,7 +22,7 @@ from scheduler_app import identity
 from scheduler_app.models import Run, StoredFile
 from tests.helpers import create_job, run_now, wait_runs
 
-pytestmark = pytest.mark.usefixtures("live")
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("live")]
 
 
 @pytest.fixture
