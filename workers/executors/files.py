@@ -15,6 +15,8 @@ import dataclasses
 import inspect
 import json
 import os
+import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +64,9 @@ def plan_of(run: Run, workspace: Path) -> dict[str, Any]:
     """What the child is to do: the payload, with each file staged in ``workspace``."""
     payload = run.job.payload
     files = {f.pk: f for f in StoredFile.objects.filter(pk__in=payload["files"])}
-    staging = workspace / "deploy-staged"
-    staging.mkdir(mode=0o755)
+    # Fresh names: the workspace is the run-as identity's, and a condition ran in it.
+    staging = Path(tempfile.mkdtemp(prefix="deploy-staged-", dir=workspace))
+    staging.chmod(0o755)
     items = []
     for index, file_id in enumerate(payload["files"]):
         if file_id not in files:
@@ -74,7 +77,7 @@ def plan_of(run: Run, workspace: Path) -> dict[str, Any]:
     return {
         "target_path": payload["target_path"], "create_path": payload["create_path"],
         "mode": payload["mode"], "overwrite": payload["overwrite"], "files": items,
-        "result": str(workspace / "deploy-result.json"),
+        "result": str(workspace / f"deploy-result-{secrets.token_hex(8)}.json"),
     }  # fmt: skip
 
 
@@ -102,6 +105,8 @@ class FileExecutor:
             plan = plan_of(run, workspace)
         except (PayloadError, StagingError) as exc:
             return Outcome(Run.Status.FAILED, error=str(exc))
+        except OSError as exc:
+            return Outcome(Run.Status.FAILED, error=f"the files cannot be staged: {exc}")
         interpreter = sandbox.python(identity.run_as())
         child = run_child(run, [interpreter.path, "-I", "-c", PROGRAM, json.dumps(plan)])
         reports = read_result(plan["result"])

@@ -56,11 +56,11 @@ def software_dir(who: identity.Identity) -> str:
     path = allowed_path(settings.SCHEDULER_SOFTWARE_DIR)
     try:
         os.mkdir(path, 0o755)
-    except FileExistsError:
+        os.chown(path, who.uid, who.gid, follow_symlinks=False)
+    except FileExistsError:  # made before (or by another run just now)
         return path
     except OSError as exc:
         raise PayloadError(f"SCHEDULER_SOFTWARE_DIR {path} cannot be made: {exc}.") from exc
-    os.chown(path, who.uid, who.gid, follow_symlinks=False)
     return path
 
 
