@@ -13,6 +13,7 @@ from django.core.files.storage import storages
 from django.core.files.uploadhandler import StopUpload
 from rest_framework.test import APIClient
 
+from scheduler_app import checks
 from scheduler_app.api.deploy import LimitedHashingUpload
 from scheduler_app.models import Job, Software, StoredFile
 from tests.helpers import client_for, create_job, grant_run_code
@@ -345,3 +346,11 @@ def test_the_upload_stops_as_soon_as_the_limit_is_passed(rf):
     handler.file.seek(0, os.SEEK_END)
     assert handler.file.tell() == 80_000
     handler.file.close()
+
+
+def test_a_software_dir_outside_the_allowed_dirs_is_reported_at_start(settings, tmp_path):
+    settings.SCHEDULER_SOFTWARE_DIR = str(tmp_path / "deploy" / "software")
+    assert checks.software_dir_is_allowed(None) == []
+    settings.SCHEDULER_SOFTWARE_DIR = "/opt/elsewhere"
+    (warning,) = checks.software_dir_is_allowed(None)
+    assert warning.id == "scheduler_app.W020" and "SCHEDULER_ALLOWED_DIRS" in warning.msg
