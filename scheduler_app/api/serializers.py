@@ -14,10 +14,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
-from scheduler_app import access, validation
+from scheduler_app import access, deployment, validation
 from scheduler_app.dependencies import DependencyError, set_dependencies
 from scheduler_app.models import Alert, Calendar, Job, JobDependency, JobTemplate, Run, Team
-from scheduler_app.payloads import KINDS
+from scheduler_app.payloads import KINDS, PayloadError
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -275,6 +275,13 @@ class JobSerializer(OwnedSerializer):
         stored = validation.values_of(self.instance) if self.instance else None
         values = judged({**(stored or {}), **attrs}, stored)
         self.refuse_code(values, "job")
+        owner = self.instance.owner if self.instance else self.context["request"].user
+        kind = values.get("kind") or validation.DEFAULT_KIND
+        try:
+            if "payload" in values:
+                values["payload"] = deployment.check_references(owner, kind, values["payload"])
+        except PayloadError as exc:
+            raise serializers.ValidationError({"payload": [str(exc)]}) from exc
         return {name: values[name] for name in attrs}
 
 
