@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -198,6 +199,19 @@ STATIC_ROOT = VAR_DIR / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # The files ``file`` jobs deploy (POST /api/v1/files/): the local disk by default;
+    # with several hosts, a storage every worker reads, e.g. django-storages' S3:
+    # SCHEDULER_FILES_STORAGE=storages.backends.s3.S3Storage and its options as JSON in
+    # SCHEDULER_FILES_STORAGE_OPTIONS ({"bucket_name": "...", "location": "files"}).
+    "files": {
+        "BACKEND": os.environ.get(
+            "SCHEDULER_FILES_STORAGE", "django.core.files.storage.FileSystemStorage"
+        ),
+        "OPTIONS": json.loads(
+            os.environ.get("SCHEDULER_FILES_STORAGE_OPTIONS")
+            or json.dumps({"location": str(VAR_DIR / "files")})
+        ),
+    },
 }
 
 # Request bodies. A body (not counting uploaded files) over API_MAX_BODY_BYTES is a 413
@@ -274,6 +288,10 @@ CACHES = {
 
 # Flower reads FLOWER_BASIC_AUTH (user:password) from the environment itself: it never runs
 # without it (make run makes one, make flower and docker/compose.yaml require one).
+# The dashboard's slow figures (runs per hour, per-job health, the timeline) are kept this
+# many seconds per user and window (scheduler_app/api/dashboard.py); 0 computes every call.
+DASHBOARD_CACHE_SECONDS = envint("DASHBOARD_CACHE_SECONDS", 10)
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -293,6 +311,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# The modules of the operator's own Celery tasks (a `beat_schedule` moved here names them):
+# imported by every process, so `celery` jobs may call their tasks. Trusted code only.
+CELERY_IMPORTS = envlist("SCHEDULER_TASK_MODULES", "")
 CELERY_TASK_SEND_SENT_EVENT = True
 # Task events cost each run three messages: off unless asked for. Flower turns them on in
 # every worker it watches (its --enable_events, on by default), so it still shows tasks.
@@ -401,6 +422,15 @@ if SCHEDULER_CONTAINMENT not in ("auto", "marker"):
 
 # Scripts, pytest paths and working directories must lie under one of these.
 SCHEDULER_ALLOWED_DIRS = envlist("SCHEDULER_ALLOWED_DIRS", str(VAR_DIR / "jobs"))
+# Uploaded files (POST /api/v1/files/) are at most this many bytes, counted as they arrive.
+SCHEDULER_FILE_MAX_BYTES = envint("SCHEDULER_FILE_MAX_BYTES", 50 * 1024 * 1024)
+# Where ``software`` jobs install ``pip`` packages (pip install --target), made by the
+# run-as user; it must lie in SCHEDULER_ALLOWED_DIRS. Check commands find it in the
+# environment variable of the same name.
+SCHEDULER_SOFTWARE_DIR = os.environ.get(
+    "SCHEDULER_SOFTWARE_DIR",
+    str(Path(SCHEDULER_ALLOWED_DIRS[0]) / "software") if SCHEDULER_ALLOWED_DIRS else "",
+)
 
 # Outbound HTTP (``http`` jobs, notification webhooks) goes through the egress guard
 # (scheduler_app/egress.py): loopback, private, link-local, unique-local, multicast,

@@ -12,7 +12,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from scheduler_app import access, admin_fleet, admin_pages, audit, nodes, services, validation
+from scheduler_app import (
+    access,
+    admin_fleet,
+    admin_pages,
+    audit,
+    deployment,
+    nodes,
+    services,
+    validation,
+)
 from scheduler_app.admin_access import AccessAdmin, OwnedForm, choices, rights_problems
 from scheduler_app.admin_buttons import JOB_BUTTONS, RUN_BUTTONS, button_urls
 from scheduler_app.admin_pages import STATUS_COLOURS, status_badge
@@ -27,7 +36,7 @@ from scheduler_app.models import (
     Run,
     RunTally,
 )
-from scheduler_app.payloads import KINDS
+from scheduler_app.payloads import KINDS, PayloadError
 
 __all__ = ["admin_fleet"]  # its pages register with this module
 
@@ -171,10 +180,23 @@ class JobForm(forms.ModelForm):
         except validation.JobRulesError as exc:
             for field, messages in exc.errors.items():
                 self.add_error(field, messages)
+        self._check_references(data)
         if data.get("targets") and (unknown := nodes.unknown_names(data["targets"])):
             self.add_error("targets", unknown)
         rights_problems(self, data, "job")
         return data
+
+    def _check_references(self, data: dict[str, Any]) -> None:
+        """The files and packages a job names must be its owner's to use (as in the API)."""
+        if "payload" in self.errors or "payload" not in data:
+            return
+        stored_owner = self.instance.owner if self.instance.pk else None
+        owner = data.get("owner") or stored_owner or self.user  # type: ignore[attr-defined]
+        kind = data.get("kind") or validation.DEFAULT_KIND
+        try:
+            data["payload"] = deployment.check_references(owner, kind, data["payload"])
+        except PayloadError as exc:
+            self.add_error("payload", str(exc))
 
     def _post_clean(self) -> None:
         # Next the model form runs Job.clean, the same rules: once clean() found one

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from scheduler_app import access, schedules
 from scheduler_app.api.views import job_upcoming, plan_warnings, request_budget
@@ -150,7 +151,7 @@ def next_fires(job: Job) -> str:
     return format_html(
         '<table class="cf-fires"><thead><tr><th>{}</th><th>UTC</th></tr></thead>'
         "<tbody>{}</tbody></table><ul class=\"cf-warnings\">{}</ul>",
-        job.timezone, rows or format_html("<tr><td colspan=2>none</td></tr>"), notes,
+        job.timezone, rows or mark_safe("<tr><td colspan=2>none</td></tr>"), notes,
     )  # fmt: skip
 
 

@@ -32,7 +32,17 @@ from django.http import HttpRequest
 from rest_framework.throttling import BaseThrottle
 
 from scheduler_app import access, validation
-from scheduler_app.models import AuditEvent, Calendar, Job, JobTemplate, Membership, Run, Team
+from scheduler_app.models import (
+    AuditEvent,
+    Calendar,
+    Job,
+    JobTemplate,
+    Membership,
+    Run,
+    Software,
+    StoredFile,
+    Team,
+)
 
 Action = AuditEvent.Action
 Change = dict[str, Any]  # {"field", "before", "after"}
@@ -285,6 +295,8 @@ track(Job, exclude=SYSTEM_FIELDS, masks={"env": validation.mask_env}, job_of=lam
 track(JobTemplate, exclude={"created_at", "updated_at"},
       masks={"defaults": validation.mask_defaults})  # fmt: skip
 track(Calendar, exclude={"created_at", "updated_at"})
+track(StoredFile, exclude={"created_at", "storage_name"})
+track(Software, exclude={"created_at", "updated_at"})
 track(Run, saves=False, owner_of=lambda run: run.job.owner_id, team_of=lambda run: run.job.team_id,
       label_of=lambda run: f"run {run.pk} of {run.job.name}")  # fmt: skip
 track(Team, exclude={"created_at"}, owner_of=lambda team: None, team_of=lambda team: team.pk)

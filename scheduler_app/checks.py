@@ -11,7 +11,7 @@ from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from scheduler_app import egress, encryption, identity
-from scheduler_app.payloads import MAX_ARG_STRLEN
+from scheduler_app.payloads import MAX_ARG_STRLEN, PayloadError, allowed_path
 
 
 @register()
@@ -178,3 +178,18 @@ def secret_encryption_keys_usable(app_configs: Any, **kwargs: Any) -> list[Error
     except ImproperlyConfigured as exc:
         return [Error(str(exc), id="scheduler_app.E010")]
     return []
+
+
+@register()
+def software_dir_is_allowed(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """``software`` jobs install pip packages in SCHEDULER_SOFTWARE_DIR, which must lie in
+    SCHEDULER_ALLOWED_DIRS: said at start, not at the first such run."""
+    problem = "it is not set, and SCHEDULER_ALLOWED_DIRS is empty."
+    if settings.SCHEDULER_SOFTWARE_DIR:
+        try:
+            allowed_path(settings.SCHEDULER_SOFTWARE_DIR)
+            return []
+        except PayloadError as exc:
+            problem = str(exc)
+    return [Warning(f"SCHEDULER_SOFTWARE_DIR: {problem} Software jobs with pip packages will "
+                    "fail on this worker.", id="scheduler_app.W020")]  # fmt: skip

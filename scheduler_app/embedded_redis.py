@@ -86,9 +86,15 @@ class EmbeddedRedis:
 
     @classmethod
     def start(
-        cls, data_dir: Path, port: int, persist: bool = True, password: str | None = None
+        cls,
+        data_dir: Path,
+        port: int,
+        persist: bool = True,
+        password: str | None = None,
+        also_bind: tuple[str, ...] = (),
     ) -> EmbeddedRedis:
-        """Start it; without ``password``, the one kept in ``data_dir`` (made on first use)."""
+        """Start it; without ``password``, the one kept in ``data_dir`` (made on first use).
+        It listens on 127.0.0.1, and on ``also_bind`` (the multi-host test's own addresses)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o700)
         password = password or stored_password(data_dir / PASSWORD_FILE)
@@ -99,6 +105,7 @@ class EmbeddedRedis:
             str(config),
             "--bind",
             "127.0.0.1",
+            *also_bind,
             "--port",
             str(port),
             "--dir",

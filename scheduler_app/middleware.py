@@ -39,6 +39,10 @@ class DatabaseAwayMiddleware:
         return JsonResponse(body, status=503, headers={"Retry-After": str(RETRY_AFTER)})
 
 
+FILES_PATH = "/api/v1/files/"
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and the small fields beside a file
+
+
 class BodyTooLargeMiddleware:
     """A request body over DATA_UPLOAD_MAX_MEMORY_SIZE (API_MAX_BODY_BYTES) is a 413 with
     a JSON message, for the API and the admin alike: refused by its Content-Length
@@ -50,7 +54,10 @@ class BodyTooLargeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         # Every kind of body, multipart too: Django counts a multipart body's files
-        # against no limit, and nothing here takes files.
+        # against no limit. The one place that takes a file (POST /api/v1/files/) has its
+        # own limit, which its upload handler counts as the file arrives.
+        if request.path == FILES_PATH:
+            limit = settings.SCHEDULER_FILE_MAX_BYTES + MULTIPART_OVERHEAD
         if limit is not None and _content_length(request) > limit:
             return too_large(limit)
         return self.get_response(request)

@@ -362,6 +362,48 @@ class JobTemplate(OwnedModel):
     )
 
 
+class StoredFile(models.Model):
+    """A file uploaded once (``POST /api/v1/files/``) that ``file`` jobs deploy to nodes.
+
+    Its bytes live in the ``files`` storage (settings.STORAGES) under ``storage_name``,
+    a name the scheduler makes up (never the uploader's path); ``name`` is the plain
+    file name it gets on a node, ``sha256`` the digest computed while it was stored."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stored_files"
+    )
+    team = models.ForeignKey(
+        "Team", on_delete=models.PROTECT, null=True, blank=True, related_name="stored_files"
+    )
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_name = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sha256[:12]})"
+
+
+class Software(OwnedModel):
+    """A catalogue entry that ``software`` jobs install: a version, how to install it
+    (a shell ``install`` command or a ``pip`` requirement) and a ``check`` command that
+    prints the version installed. A job may ask for another version of it."""
+
+    version = models.CharField(max_length=100)
+    install = models.TextField(blank=True)
+    pip = models.CharField(max_length=200, blank=True)
+    # ``check`` in the API (the name Model.check() takes here).
+    check_command = models.TextField()
+    uninstall = models.TextField(blank=True)
+
+    class Meta(OwnedModel.Meta):
+        verbose_name_plural = "software"
+
+
 class JobDependency(models.Model):
     """``job`` runs when a run of ``upstream`` finishes the way ``on`` says."""
 
@@ -535,7 +577,7 @@ class RunTotal(models.Model):
     """Finished runs of a job by status, over all time (those retention deleted too), and
     their durations: GET /api/v1/stats/ reads these few rows, not the runs.
 
-    Kept by database triggers on the runs table (migration 0015_api_indexes_run_totals):
+    Kept by database triggers on the runs table (migration 0017_api_indexes_run_totals):
     a run is added when it becomes finished (or is inserted finished), and its duration
     when the process of a run cancelled while it ran ends. Nothing else writes them, and
     no run's end costs another statement."""

@@ -261,13 +261,115 @@ def celery(payload: Any) -> Payload:
     if task not in known:
         raise PayloadError(
             f"'task' must be a registered Celery task; {task!r} is not. "
-            f"Known: {', '.join(sorted(known)) or 'none'}."
+            f"Known: {', '.join(sorted(known)) or 'none'}. An operator registers the "
+            "modules of other tasks with SCHEDULER_TASK_MODULES (on the web and the workers)."
         )
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise PayloadError("'args' must be a list and 'kwargs' an object.")
     # They reach the child as one JSON argument (workers/executors/celery_task.py).
     check_size(len(json.dumps({"task": task, "args": args, "kwargs": kwargs})), "the call")
     return {"task": task, "args": args, "kwargs": kwargs}
+
+
+MAX_DEPLOY_ITEMS = 100  # files in a ``file`` job, packages in a ``software`` job
+# A file mode: permission bits only (no setuid, setgid or sticky bit), as octal digits.
+_MODE = re.compile(r"0?[0-7]{3}")
+# A version as a package manager writes it (1.2.3, 2.0rc1, 1:2.3-4ubuntu1, 1.0+local).
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:~!-]{0,99}")
+
+
+def _ids(value: Any, what: str) -> list[int]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in value)
+    ):
+        raise PayloadError(f"{what} must be a non-empty list of ids, such as [1, 2].")
+    if len(value) > MAX_DEPLOY_ITEMS:
+        raise PayloadError(f"{what} may hold at most {MAX_DEPLOY_ITEMS} items.")
+    if len(set(value)) != len(value):
+        raise PayloadError(f"{what} names the same id twice.")
+    return value
+
+
+def _flag(payload: Payload, name: str, default: bool) -> bool:
+    value = payload.get(name, default)
+    if not isinstance(value, bool):
+        raise PayloadError(f"'{name}' must be true or false.")
+    return value
+
+
+def target_path(value: Any) -> str:
+    """An absolute directory, normalised, within SCHEDULER_ALLOWED_DIRS."""
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise PayloadError(f"'target_path' must be an absolute directory; got {value!r}.")
+    one_line(value, "'target_path'")
+    try:
+        return allowed_path(os.path.normpath(value))
+    except PayloadError as exc:
+        raise PayloadError(f"'target_path' {exc}") from None
+
+
+def file_mode(value: Any) -> str:
+    """The mode of deployed files as 4 octal digits; setuid, setgid and sticky refused."""
+    if not isinstance(value, str) or not _MODE.fullmatch(value):
+        raise PayloadError(
+            f"'mode' must be an octal string of permission bits such as \"0644\" "
+            f"(no setuid, setgid or sticky bit); got {value!r}."
+        )
+    return f"{int(value, 8):04o}"
+
+
+def file(payload: Any) -> Payload:
+    payload = _object(payload, '{"files": [1], "target_path": "/srv/app/conf"}')
+    return {
+        "files": _ids(payload.get("files"), "'files'"),
+        "target_path": target_path(payload.get("target_path")),
+        "create_path": _flag(payload, "create_path", True),
+        "mode": file_mode(payload.get("mode", "0644")),
+        "overwrite": _flag(payload, "overwrite", True),
+    }
+
+
+def version(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not VERSION.fullmatch(value):
+        raise PayloadError(
+            f"{what} must be a version such as 1.2.3 (letters, digits and ._+:~!-, at most "
+            f"100 characters); got {value!r}."
+        )
+    return value
+
+
+def _package(item: Any, index: int) -> dict[str, Any]:
+    what = f"'packages' item {index + 1}"
+    if isinstance(item, dict) and "software" in item and set(item) <= {"software", "version"}:
+        chosen = {"software": _ids([item["software"]], f"{what} 'software'")[0]}
+        if "version" in item:  # another version than the catalogue's
+            chosen["version"] = version(item["version"], f"{what} 'version'")
+        return chosen
+    if isinstance(item, dict) and set(item) == {"name", "version"}:
+        name = item["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise PayloadError(f"{what} 'name' must be the name of a catalogue entry.")
+        return {"name": one_line(name, f"{what} 'name'"),
+                "version": version(item["version"], f"{what} 'version'")}  # fmt: skip
+    raise PayloadError(
+        f'{what} must be {{"software": <id>}} (optionally with "version") or '
+        f'{{"name": <catalogue name>, "version": ...}}.'
+    )
+
+
+def software(payload: Any) -> Payload:
+    payload = _object(payload, '{"packages": [{"software": 1}]}')
+    packages = payload.get("packages")
+    if not isinstance(packages, list) or not packages:
+        raise PayloadError("'packages' must be a non-empty list of catalogue packages.")
+    if len(packages) > MAX_DEPLOY_ITEMS:
+        raise PayloadError(f"'packages' may hold at most {MAX_DEPLOY_ITEMS} items.")
+    return {
+        "packages": [_package(item, index) for index, item in enumerate(packages)],
+        "stop_on_failure": _flag(payload, "stop_on_failure", True),
+    }
 
 
 # The job kinds, in the order the API and admin list them.
@@ -279,8 +381,11 @@ KINDS: dict[str, Callable[[Any], Payload]] = {
     "pytest": pytest,
     "http": http,
     "celery": celery,
+    "file": file,
+    "software": software,
 }
 
 # The kinds whose job runs the user's code on a worker (http only sends a request): they
-# need the code right to define (scheduler_app/access.py), and run sandboxed.
+# need the code right to define (scheduler_app/access.py), and run sandboxed. ``file``
+# and ``software`` are among them: writing files or installing on a node is as strong.
 CODE_KINDS = frozenset(KINDS) - {"http"}

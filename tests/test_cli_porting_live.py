@@ -1,7 +1,6 @@
-"""``schedule export`` and ``schedule import`` against the real endpoints (the ``porting``
-branch's GET /api/v1/export/ and POST /api/v1/import/) on ``live_server``. Skipped until
-that branch is merged; tests/test_cli_porting.py checks the CLI's side of the contract
-against a loopback server meanwhile."""
+"""``schedule export`` and ``schedule import`` against the real endpoints (GET
+/api/v1/export/ and POST /api/v1/import/) on ``live_server``. tests/test_cli_porting.py
+checks what the CLI sends and how it asks, against a loopback server that records it."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from scheduler_app.models import Job
 from tests.cli_runner import Schedule
 from tests.helpers import create_job
 
-pytest.importorskip("scheduler_app.porting", reason="the porting branch is not merged yet")
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
 CRONTAB = """\

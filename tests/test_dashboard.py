@@ -170,3 +170,21 @@ def test_a_running_run_is_followed_live_on_its_page_and_the_dashboard(
     assert answer["status"] == "succeeded" and pieces >= 2
     assert text == "".join(f"tick {i}\n" for i in range(1, 13))
     assert admin_client.get("/api/v1/dashboard/").json()["running"] == []
+
+
+def test_the_slow_figures_are_kept_a_while_and_the_running_runs_are_not(api, owner, settings):
+    """Runs per hour, the jobs' health and the timeline come from the cache for
+    DASHBOARD_CACHE_SECONDS (one computation a period however many dashboards poll); the
+    running runs are read at every call."""
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    job = make_job(owner, name="kept", schedule={"type": "manual"})
+    add_run(job, "failed", timedelta(minutes=5), 1.0, error="first")
+    first = api.get("/api/v1/dashboard/").data
+    add_run(job, "failed", timedelta(minutes=4), 1.0, error="second")
+    running = add_run(job, "running", timedelta(minutes=1), None)
+    second = api.get("/api/v1/dashboard/").data
+    assert second["jobs"] == first["jobs"] and second["figures_at"] == first["figures_at"]
+    assert [r["id"] for r in second["running"]] == [running.id]
+    assert [r["error"] for r in second["failures"]] == ["second", "first"]
+    settings.DASHBOARD_CACHE_SECONDS = 0
+    assert api.get("/api/v1/dashboard/").data["jobs"][0]["failed"] == 2

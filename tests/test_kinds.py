@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -194,3 +197,27 @@ def test_a_dependency_chain_runs_a_then_b_then_c(live, api):
     assert a_run.scheduled_for == b_run.scheduled_for == c_run.scheduled_for
     assert b_run.started_at >= a_run.finished_at and c_run.started_at >= b_run.finished_at
     assert not Run.objects.filter(job_id=never["id"]).exists()
+
+
+@pytest.mark.parametrize(("modules", "accepted"), [("tests.operator_tasks", True), ("", False)])
+def test_operator_task_modules_may_be_called_by_celery_jobs(modules, accepted):
+    """SCHEDULER_TASK_MODULES registers the operator's own tasks; without it a `celery`
+    job naming one is refused, with the setting named in the message."""
+    code = (
+        "import django; django.setup()\n"
+        "from scheduler_app import payloads\n"
+        "try:\n"
+        "    print(payloads.celery({'task': 'tests.operator_tasks.nightly_report'})['task'])\n"
+        "except payloads.PayloadError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    env = {**os.environ, "DEBUG": "1", "SCHEDULER_TASK_MODULES": modules}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    if accepted:
+        assert done.stdout.strip() == "tests.operator_tasks.nightly_report"
+    else:
+        assert done.stdout.startswith("refused:")
+        assert "SCHEDULER_TASK_MODULES" in done.stdout

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -96,6 +98,10 @@ class UpcomingJobSerializer(serializers.Serializer):
 
 class DashboardSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
+    figures_at = serializers.DateTimeField(
+        help_text="When hours, jobs and upcoming were computed: they are kept for "
+        "DASHBOARD_CACHE_SECONDS (running and failures are read at every call)."
+    )
     window = serializers.CharField()
     hours = HourSerializer(many=True)
     jobs = JobHealthSerializer(many=True)
@@ -131,15 +137,34 @@ def dashboard_figures(request: Request) -> Response:
     now = timezone.now()
     since = now - dashboard.WINDOWS[window]
     user = request.user
-    fires, warnings = upcoming(user, now)
     body = {
         "generated_at": now,
         "window": window,
-        "hours": dashboard.runs_per_hour(user, now),
-        "jobs": dashboard.job_health(user, since),
+        **slow_figures(user, now, window),
         "running": dashboard.running_now(user),
         "failures": dashboard.recent_failures(user, since),
-        "upcoming": fires,
-        "warnings": warnings,
     }
     return Response(DashboardSerializer(body).data)
+
+
+def slow_figures(user: Any, now: datetime, window: str) -> dict[str, Any]:
+    """Runs per hour, the jobs' health and the timeline: the reads whose cost grows with
+    the window's runs and the plans of fire times (tens to hundreds of milliseconds at a
+    million runs), and which move slowly. Kept ``DASHBOARD_CACHE_SECONDS`` per user and
+    window in the shared cache, so however many dashboards are open, each user's costs
+    one computation a period; the running runs and failures are read at every call."""
+    key = f"dashboard:{user.pk}:{window}"
+    seconds = settings.DASHBOARD_CACHE_SECONDS
+    found = cache.get(key) if seconds else None
+    if found is None:
+        fires, warnings = upcoming(user, now)
+        found = {
+            "figures_at": now,
+            "hours": dashboard.runs_per_hour(user, now),
+            "jobs": dashboard.job_health(user, now - dashboard.WINDOWS[window]),
+            "upcoming": fires,
+            "warnings": warnings,
+        }
+        if seconds:
+            cache.set(key, found, seconds)
+    return found

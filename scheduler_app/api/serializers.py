@@ -14,10 +14,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
-from scheduler_app import access, nodes, validation
+from scheduler_app import access, deployment, nodes, validation
 from scheduler_app.dependencies import DependencyError, set_dependencies
 from scheduler_app.models import Alert, Calendar, Job, JobDependency, JobTemplate, Run, Team
-from scheduler_app.payloads import KINDS
+from scheduler_app.payloads import KINDS, PayloadError
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -289,6 +289,13 @@ class JobSerializer(OwnedSerializer):
         if attrs.get("targets") and (unknown := nodes.unknown_names(values["targets"])):
             raise serializers.ValidationError({"targets": unknown})
         self.refuse_code(values, "job")
+        owner = self.instance.owner if self.instance else self.context["request"].user
+        kind = values.get("kind") or validation.DEFAULT_KIND
+        try:
+            if "payload" in values:
+                values["payload"] = deployment.check_references(owner, kind, values["payload"])
+        except PayloadError as exc:
+            raise serializers.ValidationError({"payload": [str(exc)]}) from exc
         return {name: values[name] for name in attrs}
 
 

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from scheduler_app.api import audit, dashboard, fleet, porting, teams, views
+from scheduler_app.api import audit, dashboard, deploy, fleet, porting, teams, views
 
 router = DefaultRouter()
 router.register("jobs", views.JobViewSet, basename="job")
@@ -11,6 +11,8 @@ router.register("templates", views.JobTemplateViewSet, basename="template")
 router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("teams", teams.TeamViewSet, basename="team")
 router.register("audit", audit.AuditEventViewSet, basename="audit")
+router.register("files", deploy.StoredFileViewSet, basename="file")
+router.register("software", deploy.SoftwareViewSet, basename="software")
 router.register("nodes", fleet.NodeViewSet, basename="node")
 router.register("node-groups", fleet.NodeGroupViewSet, basename="node-group")
 

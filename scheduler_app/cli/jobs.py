@@ -53,7 +53,7 @@ def report_job(session: Session, job: dict[str, Any], done: str) -> None:
     """One line for people (``Created job 3 (ping): ...``); the job for scripts."""
     session.show(job, lambda: output.say(
         f"{done} job {job['id']} ({job['name']}): {job['schedule_description']}, "
-        f"{job['status']}; next run: {output.when(job['next_run_at'])}."
+        f"{job['status']}; next run: {output.when(job['next_run_at'])} ({output.local_zone()})."
     ))  # fmt: skip
 
 

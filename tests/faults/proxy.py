@@ -25,10 +25,10 @@ from scheduler_app.embedded_redis import free_port
 
 
 class TcpProxy:
-    """127.0.0.1:``port`` forwarding to ``target``, until cut."""
+    """``host``:``port`` (127.0.0.1 unless told) forwarding to ``target``, until cut."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
+        self.target, self.host = target, host
         self.port = free_port()
         self.url = ""  # the database URL through it, for its user to fill in
         self._connections: set[socket.socket] = set()
@@ -41,7 +41,7 @@ class TcpProxy:
         """Listen (again) on the same port."""
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.host, self.port))
         listener.listen(64)
         listener.settimeout(0.1)
         self._listener = listener

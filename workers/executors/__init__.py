@@ -13,8 +13,10 @@ from workers.executors.base import Executor, Outcome
 from workers.executors.celery_task import CeleryTaskExecutor
 from workers.executors.child import outcome_of, place_problem, run_child
 from workers.executors.command import CommandExecutor, CommandsExecutor
+from workers.executors.files import FileExecutor
 from workers.executors.http import HttpExecutor
 from workers.executors.python import PytestExecutor, PythonExecutor, ScriptExecutor
+from workers.executors.software import SoftwareExecutor
 
 _EXECUTORS: dict[str, Executor] = {
     "command": CommandExecutor(),
@@ -24,6 +26,8 @@ _EXECUTORS: dict[str, Executor] = {
     "pytest": PytestExecutor(),
     "http": HttpExecutor(),
     "celery": CeleryTaskExecutor(),
+    "file": FileExecutor(),
+    "software": SoftwareExecutor(),
 }
 
 SUPPORTED_KINDS = tuple(_EXECUTORS)

@@ -30,7 +30,7 @@ MAKE_TRIGGERS = migrations.RunPython(
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('scheduler_app', '0019_porting_audit_export'),
+        ('scheduler_app', '0020_deploy_files_software'),
     ]
 
     operations = [

@@ -1,0 +1,111 @@
+"""Files and software that ``file`` and ``software`` jobs deploy: what a job may name,
+where uploaded bytes are kept, and which jobs use a file.
+
+A job names files and catalogue packages by id; each must be one its owner may view
+(their own, or their team's: scheduler_app/access.py), else the job is refused as if
+the id did not exist. The bytes of a file live in the ``files`` storage
+(settings.STORAGES) under a name made here, never the uploader's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+from django.core.files.storage import Storage, storages
+
+from scheduler_app import access
+from scheduler_app.models import Job, Software, StoredFile
+from scheduler_app.payloads import PayloadError, one_line
+
+CHUNK = 1024 * 1024
+# Names a file may not have on a node: they are not a file in the target directory.
+_NOT_NAMES = ("", ".", "..")
+
+
+def storage() -> Storage:
+    return storages["files"]
+
+
+def file_name(value: str) -> str:
+    """A plain file name (no directory, no control character); PayloadError otherwise."""
+    one_line(value, "'name'")
+    if value in _NOT_NAMES or "/" in value or "\\" in value or len(value) > 255:
+        raise PayloadError(
+            f"'name' must be a plain file name (no '/', not '.' or '..', at most 255 "
+            f"characters); got {value[:60]!r}."
+        )
+    return value
+
+
+def store(content: IO[bytes]) -> str:
+    """Save ``content`` under a new name of our own; the name the storage gave it."""
+    return storage().save(f"deploy/{uuid.uuid4().hex}", content)
+
+
+def chunks(stored: StoredFile) -> Iterator[bytes]:
+    with storage().open(stored.storage_name, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+def digest(parts: Iterator[bytes]) -> tuple[str, int]:
+    hasher, size = hashlib.sha256(), 0
+    for part in parts:
+        hasher.update(part)
+        size += len(part)
+    return hasher.hexdigest(), size
+
+
+def jobs_using(stored: StoredFile) -> list[Job]:
+    """The ``file`` jobs whose payload names the file (JSON containment is not portable
+    to SQLite: the few file jobs are read and looked at here)."""
+    return [
+        job
+        for job in Job.objects.filter(kind="file")
+        if stored.pk in (job.payload or {}).get("files", [])
+    ]
+
+
+def check_references(owner: Any, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with its files and packages checked against what ``owner`` may use;
+    ``{"name", "version"}`` packages become ``{"software": id, "version"}``."""
+    if kind == "file":
+        _check_files(owner, payload)
+        return payload
+    if kind == "software":
+        return {**payload, "packages": [_package(owner, p, i) for i, p in
+                                        enumerate(payload["packages"])]}  # fmt: skip
+    return payload
+
+
+def _check_files(owner: Any, payload: dict[str, Any]) -> None:
+    usable = access.visible(owner, StoredFile.objects.filter(pk__in=payload["files"]))
+    names: dict[str, int] = {}
+    found = dict(usable.values_list("pk", "name"))
+    for file_id in payload["files"]:
+        if file_id not in found:
+            raise PayloadError(f"'files': file {file_id} does not exist.")
+        if (other := names.setdefault(found[file_id], file_id)) != file_id:
+            raise PayloadError(
+                f"'files': files {other} and {file_id} are both named {found[file_id]!r}: "
+                "one would overwrite the other."
+            )
+
+
+def _package(owner: Any, item: dict[str, Any], index: int) -> dict[str, Any]:
+    usable = access.visible(owner, Software.objects.all())
+    if "software" in item:
+        if not usable.filter(pk=item["software"]).exists():
+            raise PayloadError(f"'packages' item {index + 1}: software {item['software']} "
+                               "does not exist.")  # fmt: skip
+        return item
+    named = usable.filter(name=item["name"]).order_by("id")
+    match = named.filter(owner=owner).first() or named.first()
+    if match is None:
+        raise PayloadError(
+            f"'packages' item {index + 1}: no software named {item['name']!r} in the catalogue."
+        )
+    return {"software": match.pk, "version": item["version"]}
