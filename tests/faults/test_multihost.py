@@ -1,7 +1,7 @@
 """Two worker hosts on one machine, each in a network namespace of its own with its own
 address (tests/faults/netns.py), reaching Redis and the database over their links, as
-workers on other machines would: a fan-out runs once on each host and records both;
-cutting the link of the host running a long job makes its run ``lost`` (no heartbeat
+workers on other machines would: a job targeting each host runs once on each and records
+both; cutting the link of the host running a long job makes its run ``lost`` (no heartbeat
 reaches the database) and retried on the other host, and nothing completes twice.
 
 The server side stays in the root namespace: a Redis of its own bound to the bridge's
@@ -121,10 +121,11 @@ def node_states(http: Http) -> dict[str, dict] | None:
     return {node["name"]: node for node in data.get("results", data)}
 
 
-def test_a_fan_out_runs_once_on_each_host_and_records_both(hosts, figures):
+def test_a_job_targeting_each_host_runs_once_on_each_and_records_both(hosts, figures):
     # Each child prints the addresses of the host it ran on, from inside its namespace.
     show = f"{shutil.which('ip')} -4 -o addr show"
-    job = hosts.http.create_job(name="on-each-host", schedule="manual", fan_out=True, quorum=2,
+    job = hosts.http.create_job(name="on-each-host", schedule="manual", quorum=2,
+                                targets={"nodes": list(hosts.nodes)}, target_mode="each",
                                 payload={"command": show})  # fmt: skip
     started = time.monotonic()
     parent_id = hosts.http.run_now(job)
