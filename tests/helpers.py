@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -120,17 +120,21 @@ class Stack:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, args: list[str], **env: str) -> None:
+    def start(self, name: str, args: list[str], wrap: Sequence[str] = (), **env: str) -> None:
+        """Start ``celery args``; ``wrap`` goes before it (a command that execs the rest,
+        e.g. one that gives the process a mount namespace of its own)."""
         log = (self.logs / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            CELERY + args, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
-        )
+            [*wrap, *CELERY, *args], env={**self.env, **env}, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
     def start_worker(
-        self, name: str = "worker", node: str = "w1", queues: str = "default", **env: str
-    ) -> None:
+        self, name: str = "worker", node: str = "w1", queues: str = "default",
+        wrap: Sequence[str] = (), **env: str,
+    ) -> None:  # fmt: skip
         self.start(name, ["worker", "-n", f"{node}@%h", "-Q", queues, "-c", "2", "-l", "info",
-                          "--without-mingle", "--without-gossip"], **env)  # fmt: skip
+                          "--without-mingle", "--without-gossip"], wrap, **env)  # fmt: skip
 
     def start_beat(self) -> None:
         self.start("beat", ["beat", "-l", "info"])
