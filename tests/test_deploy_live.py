@@ -106,6 +106,19 @@ def test_a_changed_file_is_replaced_and_overwrite_false_refuses(api, deploy_dir)
     assert (deploy_dir / "app.conf").read_bytes() == b"new content\n"
 
 
+def test_a_directory_the_run_may_not_make_fails_the_file_saying_so(api, deploy_dir):
+    """create_path where the run's identity cannot write: the run fails with the reason,
+    not a traceback, and nothing is made."""
+    locked = deploy_dir / "locked"
+    locked.mkdir(mode=0o755)  # the test's (root's): the run's identity may not write in it
+    upload_id = upload(api, b"x\n", "x.conf")["id"]
+    run = run_job(api, file_job(api, [upload_id], locked / "sub"), 1)
+    assert run.status == "failed"
+    assert f"{locked / 'sub'} cannot be made: Permission denied" in run.error
+    assert "Traceback" not in run.output
+    assert not (locked / "sub").exists()
+
+
 def test_a_symlink_at_the_target_or_on_the_way_is_not_followed(api, deploy_dir, tmp_path):
     victim = tmp_path / "victim"  # root's, out of the allowed directories
     victim.write_bytes(b"precious\n")

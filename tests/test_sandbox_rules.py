@@ -105,3 +105,17 @@ def test_harden_closes_the_tree_but_what_jobs_may_use(settings, tmp_path):
         "clone/var/scheduler.sqlite3": 0o700,
         "clone/.venv": 0o755 if Path(os.sys.prefix) == base / ".venv" else 0o700,
     }
+
+
+def test_the_job_directories_in_var_are_made_for_the_run_identity(settings, tmp_path):
+    """make_job_dirs: a missing allowed directory inside var/ is made, owned by the run's
+    identity (the default var/jobs works on a first start); one elsewhere is not."""
+    outside = tmp_path / "elsewhere" / "jobs"
+    settings.VAR_DIR = tmp_path / "var"
+    settings.SCHEDULER_ALLOWED_DIRS = [str(tmp_path / "var" / "jobs"), str(outside)]
+    made = sandbox.make_job_dirs()
+    assert made == [str(tmp_path / "var" / "jobs")]
+    info = (tmp_path / "var" / "jobs").stat()
+    assert (info.st_uid, oct(info.st_mode & 0o777)) == (identity.run_as().uid, "0o755")
+    assert not outside.exists()
+    assert sandbox.make_job_dirs() == []  # made once

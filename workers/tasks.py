@@ -155,8 +155,9 @@ def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
 
 @worker_init.connect
 def close_worker_files(sender: Any, **kwargs: Any) -> None:
-    """Before any job runs: make the worker's own files unreadable to the user job code
-    runs as (sandbox.harden)."""
+    """Before any job runs: the job directories made, and the worker's own files made
+    unreadable to the user job code runs as (sandbox.harden)."""
+    sandbox.make_job_dirs()
     sandbox.harden()
 
 

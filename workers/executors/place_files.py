@@ -52,7 +52,11 @@ def open_target(path: str, create: bool) -> int:
             except FileNotFoundError:
                 if not create:
                     raise Refused(f"{walked} does not exist (create_path is false).") from None
-                os.mkdir(part, NEW_DIR_MODE, dir_fd=fd)
+                try:
+                    os.mkdir(part, NEW_DIR_MODE, dir_fd=fd)
+                except OSError as exc:
+                    why = f"{walked} cannot be made: {exc.strerror}"
+                    raise Refused(f"{why} (the run's identity may not write there).") from None
                 child = os.open(part, DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):

@@ -169,6 +169,28 @@ def _starts(candidate: Python, who: ChildIdentity | None) -> bool:
     return done.returncode == 0
 
 
+def make_job_dirs() -> list[str]:
+    """Make the directories jobs may use (SCHEDULER_ALLOWED_DIRS) that lie in var/ and do
+    not exist yet, owned by the run-as identity, so the defaults work out of the box (a
+    ``file`` job's target under var/jobs, a job's files); the ones made. A directory
+    elsewhere is the operator's to make: only named in the log when it is missing."""
+    try:
+        who = identity.run_as()
+    except identity.IdentityError:
+        return []  # no job code runs here; the worker says why at start
+    var, made = Path(settings.VAR_DIR), []
+    for directory in map(Path, settings.SCHEDULER_ALLOWED_DIRS):
+        if directory.exists():
+            continue
+        if var not in directory.parents:
+            logger.warning("SCHEDULER_ALLOWED_DIRS names %s, which does not exist", directory)
+            continue
+        directory.mkdir(mode=0o755, parents=True)
+        os.chown(directory, who.uid, who.gid)
+        made.append(str(directory))
+    return made
+
+
 def harden() -> list[str]:
     """Make the worker's own files unreadable to the run-as identity; what was changed.
 
