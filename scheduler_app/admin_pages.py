@@ -7,6 +7,7 @@ dashboard's figures, a running run's output) they poll from the API with the ses
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -111,6 +112,7 @@ def run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         ],
         "output": visible_controls(run.output),
         "error": visible_controls(run.error),
+        "result": None if run.result is None else json.dumps(run.result, indent=2),
         "can_cancel": run.status in Run.PENDING and access.can(request.user, "operate", run),
         "follow": {
             "log": reverse("run-log", args=[run.id]),

@@ -535,7 +535,7 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.job_id}@{self.scheduled_for:%Y-%m-%dT%H:%M:%S} #{self.attempt}"
+        return f"run {self.id} of job {self.job_id} (attempt {self.attempt})"
 
     @property
     def is_finished(self) -> bool:
