@@ -7,11 +7,13 @@ by those allowed. Runs are shown only as far as the user may view them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
@@ -21,6 +23,26 @@ from scheduler_app.models import Node, NodeGroup, Run
 
 STATE_COLOURS = {nodes.ONLINE: "#2e7d32", nodes.OFFLINE: "#c62828", nodes.DRAINING: "#ef6c00"}
 RUNNING_SHOWN = 20
+
+
+VIEWER: ContextVar[Any] = ContextVar("node_admin_viewer")
+
+
+@contextmanager
+def viewing(user: Any) -> Iterator[None]:
+    token = VIEWER.set(user)
+    try:
+        yield
+    finally:
+        VIEWER.reset(token)
+
+
+def rendered(response: Any) -> Any:
+    """A TemplateResponse renders after the view returns: render it now, while the
+    viewer is known."""
+    if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+        response.render()
+    return response
 
 
 def state_badge(state: str) -> str:
@@ -39,12 +61,23 @@ class NodeAdmin(admin.ModelAdmin):
     readonly_fields = ["name", "hostname", "host", "address", "queues", "version",
                        "started_at", "last_seen", "state", "running_runs"]  # fmt: skip
 
+    class Media:
+        css = {"all": ["scheduler_app/admin.css"]}  # the state badges
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a worker registers itself
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Node]:
-        self._request = request
-        return super().get_queryset(request)
+    # The admin is one instance for every request (and thread): the viewer whose access
+    # rules limit the running runs shown lives in a context variable for the request,
+    # with the page rendered inside it, never on the instance.
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        with viewing(request.user):
+            return rendered(super().changelist_view(request, extra_context))
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: Any = None) -> Any:  # fmt: skip
+        with viewing(request.user):
+            return rendered(super().change_view(request, object_id, form_url, extra_context))
 
     @admin.display(description="state")
     def state(self, node: Node) -> str:
@@ -60,10 +93,11 @@ class NodeAdmin(admin.ModelAdmin):
 
     @admin.display(description="running")
     def running_runs(self, node: Node) -> str:
-        request = getattr(self, "_request", None)
+        viewer = VIEWER.get(None)
+        if viewer is None:
+            return "-"
         runs = Run.objects.filter(worker=node.hostname, status=Run.Status.RUNNING)
-        if request is not None:
-            runs = access.visible(request.user, runs.select_related("job"), "job__")
+        runs = access.visible(viewer, runs, "job__")
         shown = list(runs.select_related("job").order_by("-started_at")[:RUNNING_SHOWN])
         if not shown:
             return "-"

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from scheduler_app import presence, services
+from scheduler_app.admin_fleet import NodeAdmin
 from scheduler_app.models import Node, NodeGroup, Run
 from tests.helpers import client_for, make_job
 
@@ -258,3 +260,23 @@ def test_a_page_of_nodes_asks_their_state_and_figures_once(api, fleet, django_as
     # and last runs (each a few rows by an index).
     with django_assert_num_queries(4 + 2 * len(fleet)):
         assert len(api.get("/api/v1/nodes/").data["results"]) == len(fleet)
+
+
+def test_the_node_pages_show_only_the_running_runs_the_viewer_may_see(client, owner, fleet):
+    """The viewer's access rules limit the running runs on the node pages; the admin is one
+    instance for all requests, so the viewer is never kept on it: outside a page the
+    column shows nothing."""
+    staff = get_user_model().objects.create_user("staffer", password="staff-pw-123",
+                                                 is_staff=True)  # fmt: skip
+    staff.user_permissions.add(Permission.objects.get(codename="view_node"))
+    job = make_job(owner, name="owners-secret-job")
+    Run.objects.create(job=job, trigger="manual", scheduled_for=timezone.now(),
+                       status=Run.Status.RUNNING, worker="db1@h")  # fmt: skip
+    client.force_login(staff)
+
+    listed = client.get("/admin/scheduler_app/node/")
+    one = client.get(f"/admin/scheduler_app/node/{fleet[0].id}/change/")
+
+    assert listed.status_code == one.status_code == 200
+    assert "owners-secret-job" not in listed.content.decode() + one.content.decode()
+    assert NodeAdmin(Node, admin.site).running_runs(fleet[0]) == "-"
