@@ -35,11 +35,14 @@ class StagingError(Exception):
     """A file could not be read from storage as it was uploaded."""
 
 
-def stage(stored: StoredFile, directory: Path, index: int) -> str:
-    """Copy the stored file into ``directory``; StagingError when its digest or size
-    is not the one recorded at upload."""
-    path = directory / f"{index}.bin"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+def stage(stored: StoredFile, directory: Path, directory_fd: int, index: int) -> str:
+    """Copy the stored file into ``directory`` (opened as ``directory_fd``); StagingError
+    when its digest or size is not the one recorded at upload. Created relative to the
+    descriptor: the workspace is the run-as identity's, who may rename the directory and
+    put a link at its name, which a path would follow as root."""
+    name = f"{index}.bin"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, 0o644, dir_fd=directory_fd)
     with os.fdopen(fd, "wb") as out:
         try:
             sha256, size = deployment.digest(_copy(deployment.chunks(stored), out))
@@ -51,7 +54,20 @@ def stage(stored: StoredFile, directory: Path, index: int) -> str:
             f"file {stored.pk} ({stored.name}) in storage is {size} bytes with SHA-256 "
             f"{sha256}, not the {stored.size} bytes with {stored.sha256} uploaded: not deployed."
         )
-    return str(path)
+    return str(directory / name)
+
+
+def open_own_directory(path: Path) -> int:
+    """A descriptor of the directory this process just made at ``path``; StagingError
+    when something else is there by now (a link, or another's directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StagingError(f"the staging directory {path} was replaced: {exc}") from exc
+    if os.fstat(fd).st_uid != os.geteuid():
+        os.close(fd)
+        raise StagingError(f"the staging directory {path} was replaced by another's.")
+    return fd
 
 
 def _copy(parts: Any, out: Any) -> Any:
@@ -66,14 +82,19 @@ def plan_of(run: Run, workspace: Path) -> dict[str, Any]:
     files = {f.pk: f for f in StoredFile.objects.filter(pk__in=payload["files"])}
     # Fresh names: the workspace is the run-as identity's, and a condition ran in it.
     staging = Path(tempfile.mkdtemp(prefix="deploy-staged-", dir=workspace))
-    staging.chmod(0o755)
+    staging_fd = open_own_directory(staging)
     items = []
-    for index, file_id in enumerate(payload["files"]):
-        if file_id not in files:
-            raise StagingError(f"file {file_id} no longer exists.")
-        stored = files[file_id]
-        items.append({"id": file_id, "name": stored.name, "sha256": stored.sha256,
-                      "size": stored.size, "staged": stage(stored, staging, index)})  # fmt: skip
+    try:
+        os.fchmod(staging_fd, 0o755)
+        for index, file_id in enumerate(payload["files"]):
+            if file_id not in files:
+                raise StagingError(f"file {file_id} no longer exists.")
+            stored = files[file_id]
+            staged = stage(stored, staging, staging_fd, index)
+            items.append({"id": file_id, "name": stored.name, "sha256": stored.sha256,
+                          "size": stored.size, "staged": staged})  # fmt: skip
+    finally:
+        os.close(staging_fd)
     return {
         "target_path": payload["target_path"], "create_path": payload["create_path"],
         "mode": payload["mode"], "overwrite": payload["overwrite"], "files": items,
