@@ -69,6 +69,26 @@ def jobs_using(stored: StoredFile) -> list[Job]:
     ]
 
 
+def jobs_installing(software: Software) -> list[Job]:
+    """The ``software`` jobs whose payload installs the catalogue entry."""
+    return [
+        job
+        for job in Job.objects.filter(kind="software")
+        if any(p.get("software") == software.pk for p in (job.payload or {}).get("packages", []))
+    ]
+
+
+def in_use_refusal(user: Any, what: str, users: list[Job]) -> str:
+    """Why ``what`` cannot be deleted: the jobs using it that ``user`` may view, by name,
+    and the others only counted (their names are not the user's to read)."""
+    shown = set(access.visible(user, Job.objects.filter(pk__in=[j.pk for j in users]), "")
+                .values_list("pk", flat=True))  # fmt: skip
+    names = [job.name for job in users if job.pk in shown][:5]
+    hidden = sum(job.pk not in shown for job in users)
+    told = ", ".join(names) + (f"{', ' if names else ''}{hidden} of others'" if hidden else "")
+    return f"{what} is used by jobs: {told}; change them first."
+
+
 def check_references(owner: Any, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The payload with its files and packages checked against what ``owner`` may use;
     ``{"name", "version"}`` packages become ``{"software": id, "version"}``."""

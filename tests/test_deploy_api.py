@@ -13,10 +13,10 @@ from django.core.files.storage import storages
 from django.core.files.uploadhandler import StopUpload
 from rest_framework.test import APIClient
 
-from scheduler_app import checks
+from scheduler_app import checks, deployment
 from scheduler_app.api.deploy import LimitedHashingUpload
 from scheduler_app.models import Job, Software, StoredFile
-from tests.helpers import client_for, create_job, grant_run_code
+from tests.helpers import client_for, create_job, grant_run_code, make_job
 from tests.test_validation import as_form
 
 FILES = "/api/v1/files/"
@@ -354,3 +354,17 @@ def test_a_software_dir_outside_the_allowed_dirs_is_reported_at_start(settings, 
     settings.SCHEDULER_SOFTWARE_DIR = "/opt/elsewhere"
     (warning,) = checks.software_dir_is_allowed(None)
     assert warning.id == "scheduler_app.W020" and "SCHEDULER_ALLOWED_DIRS" in warning.msg
+
+
+def test_a_refused_delete_names_only_the_jobs_the_caller_may_view(owner, outsider):
+    """Who else uses a file or package is not the caller's to read: those are counted."""
+    mine = make_job(outsider, name="bobs-deploy", kind="file", payload={"files": [1]})
+    theirs = make_job(owner, name="alices-secret-deploy", kind="file", payload={"files": [1]})
+    told = deployment.in_use_refusal(outsider, "file 1", [theirs, mine])
+    assert told == "file 1 is used by jobs: bobs-deploy, 1 of others'; change them first."
+    assert "alices" not in told
+
+
+def test_a_team_that_is_not_an_ascii_number_is_a_400_not_a_500(api, file_storage):
+    response = upload(api, b"data", team="²")
+    assert response.status_code == 400 and "team" in response.data

@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from scheduler_app import access, deployment
 from scheduler_app.api.serializers import OwnedSerializer, StrictCharField
 from scheduler_app.api.views import OwnedViewSetMixin
-from scheduler_app.models import Job, Software, StoredFile, Team
+from scheduler_app.models import Software, StoredFile, Team
 from scheduler_app.payloads import PayloadError, program_text, version
 
 
@@ -85,7 +85,8 @@ def _team(request: Request) -> Team | None:
     raw = request.data.get("team") or None
     if raw is None:
         return None
-    team = access.viewable_teams(request.user).filter(pk=raw).first() if raw.isdigit() else None
+    an_id = raw.isascii() and raw.isdigit()  # str.isdigit takes "²", which filter() refuses
+    team = access.viewable_teams(request.user).filter(pk=raw).first() if an_id else None
     if team is None:
         raise serializers.ValidationError({"team": [f'Invalid pk "{raw[:20]}" - object does '
                                                     "not exist."]})  # fmt: skip
@@ -144,8 +145,7 @@ class StoredFileViewSet(
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         stored = self.get_object()
         if users := deployment.jobs_using(stored):
-            names = ", ".join(job.name for job in users[:5])
-            raise Conflict(f"file {stored.pk} is used by jobs: {names}; change them first.")
+            raise Conflict(deployment.in_use_refusal(request.user, f"file {stored.pk}", users))
         deployment.storage().delete(stored.storage_name)
         stored.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -211,14 +211,6 @@ def _rule(check: Any) -> str:
         raise serializers.ValidationError(str(exc)) from exc
 
 
-def jobs_installing(software: Software) -> list[Job]:
-    return [
-        job
-        for job in Job.objects.filter(kind="software")
-        if any(p.get("software") == software.pk for p in (job.payload or {}).get("packages", []))
-    ]
-
-
 @extend_schema(tags=["software"])
 class SoftwareViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
     """The software catalogue: what ``software`` jobs install, and how to check it."""
@@ -229,8 +221,7 @@ class SoftwareViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
     def perform_destroy(self, instance: Software) -> None:
         if not access.may_run_code(self.request.user):
             raise PermissionDenied(f"changing the software catalogue needs {access.RUN_CODE}.")
-        if users := jobs_installing(instance):
-            names = ", ".join(job.name for job in users[:5])
-            raise Conflict(f"software {instance.pk} is installed by jobs: {names}; change "
-                           "them first.")  # fmt: skip
+        if users := deployment.jobs_installing(instance):
+            what = f"software {instance.pk}"
+            raise Conflict(deployment.in_use_refusal(self.request.user, what, users))
         instance.delete()
