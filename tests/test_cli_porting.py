@@ -46,6 +46,13 @@ JOB_PAGES = {
         "results": [{"id": 1, "name": "one"}],
     },
     "2": {"count": 2, "next": None, "previous": "x", "results": [{"id": 2, "name": "two"}]},
+    # A server whose pages go round: page 3 links to itself.
+    "3": {
+        "count": 9,
+        "next": "http://h/api/v1/jobs/?page=3",
+        "previous": None,
+        "results": [{"id": 3, "name": "three"}],
+    },
 }
 
 
@@ -332,3 +339,17 @@ def test_pages_are_read_from_the_server_named_whatever_host_the_links_name(sched
     assert json.loads(listed.stdout) == [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}]
     asked = [query for method, path, query, _ in server.requests if path == "/api/v1/jobs/"]
     assert asked == [{"page_size": ["500"]}, {"page": ["2"], "page_size": ["500"]}]
+
+
+def test_pages_that_go_round_are_followed_once_then_refused(schedule, server):
+    """A ``next`` link already followed is not followed again: the listing ends with an
+    error instead of looping forever."""
+    JOB_PAGES["1"]["next"] = "http://h/api/v1/jobs/?page=3"
+    try:
+        looped = schedule("list", "-o", "json")
+    finally:
+        JOB_PAGES["1"]["next"] = "http://127.0.0.2:9/api/v1/jobs/?page=2&page_size=500"
+    assert looped.returncode == 1
+    assert "go round" in looped.stderr
+    pages = [q.get("page") for _, path, q, _ in server.requests if path == "/api/v1/jobs/"]
+    assert pages == [None, ["3"]]

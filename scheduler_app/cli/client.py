@@ -73,16 +73,20 @@ class Client:
         """The results of a paginated list, page after page (``next`` links, numbered
         or cursor), up to ``limit``."""
         answer = self.get(path, **params)
-        given = 0
+        given, followed = 0, set()
         while True:
             for item in answer["results"]:
                 if limit is not None and given >= limit:
                     return
                 given += 1
                 yield item
-            if not answer.get("next"):
+            link = answer.get("next")
+            if not link:
                 return
-            answer = self.json("GET", on_this_server(answer["next"]))
+            if link in followed or not answer["results"]:
+                raise errors.CliError(f"the server's pages of {path} go round ({link}); stopped.")
+            followed.add(link)
+            answer = self.json("GET", on_this_server(link))
 
 
 def on_this_server(link: str) -> str:

@@ -59,7 +59,7 @@ def machine(data: Any, fmt: str) -> None:
 def status(value: str | None) -> Text:
     if not value:
         return Text("-", style="dim")
-    return Text(value, style=STYLES.get(value, ""))
+    return Text(escape_controls(value), style=STYLES.get(value, ""))
 
 
 def local_zone() -> str:

@@ -131,7 +131,7 @@ def run(session: Session, job: str, wait: bool, timeout: float | None) -> None:
 def report_end(run: dict[str, Any]) -> None:
     """``failed run 2 in 2.0 s: exited with code 3`` on stderr."""
     code = "" if run["exit_code"] is None else f", exit code {run['exit_code']}"
-    detail = f": {run['error']}" if run.get("error") else code
+    detail = f": {output.escape_controls(run['error'])}" if run.get("error") else code
     text = f" run {run['id']} in {output.seconds(run['duration'])}{detail}"
     output.err.print(output.status(run["status"]).append(text, style=""))
 
