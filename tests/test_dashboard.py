@@ -159,7 +159,8 @@ def test_a_running_run_is_followed_live_on_its_page_and_the_dashboard(
     follow = page.context["follow"]
     assert follow["finished"] is False and follow["log"] == f"/api/v1/runs/{run.id}/log/"
     text, offset, pieces = page.context["output"], follow["offset"], 0
-    while True:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # as the page polls: every 0.3 s, until it ended
         answer = admin_client.get(follow["log"], {"offset": offset}).json()
         assert answer["offset"] == offset
         if answer["output"]:
@@ -167,6 +168,8 @@ def test_a_running_run_is_followed_live_on_its_page_and_the_dashboard(
         if answer["finished"]:
             break
         time.sleep(0.3)
+    else:
+        pytest.fail(f"run {run.id} did not end within 60 s")
     assert answer["status"] == "succeeded" and pieces >= 2
     assert text == "".join(f"tick {i}\n" for i in range(1, 13))
     assert admin_client.get("/api/v1/dashboard/").json()["running"] == []

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from rest_framework.authtoken.models import Token
 
 from scheduler_app.embedded_redis import EmbeddedRedis, free_port
@@ -167,7 +168,8 @@ def test_a_cut_host_s_run_is_lost_and_retried_on_the_other_host(hosts, live, fig
     )  # fmt: skip
     first = hosts.http.run_now(long)
     (running,) = wait_runs(long["id"], 1, timeout=30, id=first, status=Run.Status.RUNNING)
-    time.sleep(2)  # a heartbeat or two
+    wait_for(lambda: Run.objects.filter(id=first, heartbeat_at__gt=F("started_at")).exists(),
+             timeout=30)  # a heartbeat after its start: the host is seen alive first  # fmt: skip
     try:
         lost_after, recovered, killed_after = cut_while_running(hosts, live, running, marker)
     finally:
