@@ -124,5 +124,7 @@ def test_a_save_racing_beat_keeps_the_time_beat_wrote(owner, redis_client, monke
     monkeypatch.setattr(JobEntry, "_stored_last_run_at", staticmethod(read_while_beat_writes))
     redbeat.save_entry(Job.objects.get(id=job.id))
 
-    assert len(reads) == 2
+    # At least one save done again; the session's real beat, sharing this Redis, may touch
+    # the entry too and cost another (seen once on PostgreSQL: three reads).
+    assert len(reads) >= 2
     assert load(job.id).last_run_at == beat_wrote
