@@ -132,6 +132,23 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory, webhooks) -> Ite
             stack.stop(name)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A stack test that fails shows the last lines of each process's log, so a failure
+    seen only in CI says what beat and the workers were doing."""
+    report = yield
+    funcargs = getattr(item, "funcargs", {})
+    stack = funcargs.get("live") or funcargs.get("stack")
+    if report.failed and call.when == "call" and isinstance(stack, Stack):
+        for log in sorted(stack.logs.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-STACK_LOG_LINES:]
+            report.sections.append((f"stack log {log.name} (last lines)", "\n".join(tail)))
+    return report
+
+
+STACK_LOG_LINES = 25
+
+
 @pytest.fixture
 def job_tmp_path() -> Iterator[Path]:
     """A directory that job code may write in. Jobs run as SCHEDULER_RUN_AS (``nobody``

@@ -90,7 +90,14 @@ def wait_runs(job_id: int, count: int, timeout: float = 30, **filters: Any) -> l
         )
         return runs if len(runs) >= count else None
 
-    return wait_for(enough, timeout=timeout)
+    try:
+        return wait_for(enough, timeout=timeout)
+    except AssertionError as exc:  # say what there was instead, for a failure seen in CI
+        seen = Run.objects.filter(job_id=job_id).order_by("id")
+        found = [(r.id, r.status, r.trigger, r.worker, r.error[:80]) for r in seen]
+        raise AssertionError(
+            f"{exc}; wanted {count} with {filters}; the job's runs: {found}"
+        ) from None
 
 
 def processes_running(*cmdline: str) -> list[psutil.Process]:
