@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from scheduler_app import checks, identity
-from workers.executors import sandbox
+from tests.helpers import wait_for
+from workers.executors import sandbox, trash
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the worker switches users only as root")
 
@@ -119,3 +120,27 @@ def test_the_job_directories_in_var_are_made_for_the_run_identity(settings, tmp_
     assert (info.st_uid, oct(info.st_mode & 0o777)) == (identity.run_as().uid, "0o755")
     assert not outside.exists()
     assert sandbox.make_job_dirs() == []  # made once
+
+
+def test_a_thrown_away_workspace_is_gone_from_its_name_at_once_and_removed_after(tmp_path):
+    place = tmp_path / f"{sandbox.WORKSPACE_PREFIX}7-abc"
+    (place / "left").mkdir(parents=True)
+    (place / "left" / "file").write_text("x")
+
+    trash.throw_away(place)
+
+    assert not place.exists()
+    wait_for(lambda: list(tmp_path.iterdir()) == [])
+
+
+def test_the_sweep_removes_what_a_stopped_worker_left_but_follows_no_link(tmp_path):
+    left = tmp_path / f".{sandbox.WORKSPACE_PREFIX}8-abc{trash.SUFFIX}"
+    (left / "inside").mkdir(parents=True)
+    kept = tmp_path / "kept"
+    (kept / "inside").mkdir(parents=True)
+    (tmp_path / f".{sandbox.WORKSPACE_PREFIX}9-abc{trash.SUFFIX}").symlink_to(kept)
+
+    assert trash.sweep(tmp_path, sandbox.WORKSPACE_PREFIX) == 2
+
+    assert not left.exists()
+    assert (kept / "inside").is_dir()

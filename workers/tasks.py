@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from celery import shared_task
@@ -29,7 +30,7 @@ from django.db import close_old_connections
 from scheduler_app import alerts, dispatch, firing, identity, notifications, retention, services
 from scheduler_app.models import Notification, Run
 from workers import executors, fleet, orphans, presence, reporting, watchdog
-from workers.executors import containment, sandbox
+from workers.executors import containment, sandbox, trash
 
 logger = logging.getLogger(__name__)
 
@@ -155,10 +156,12 @@ def mark_lost_runs(sender: Any, **kwargs: Any) -> None:
 
 @worker_init.connect
 def close_worker_files(sender: Any, **kwargs: Any) -> None:
-    """Before any job runs: the job directories made, and the worker's own files made
-    unreadable to the user job code runs as (sandbox.harden)."""
+    """Before any job runs: the job directories made, the worker's own files made
+    unreadable to the user job code runs as (sandbox.harden), and the workspaces that
+    a worker stopped before it could delete them removed."""
     sandbox.make_job_dirs()
     sandbox.harden()
+    trash.sweep(Path(sandbox.workspaces()), sandbox.WORKSPACE_PREFIX)
 
 
 @worker_ready.connect

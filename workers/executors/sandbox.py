@@ -36,6 +36,7 @@ from django.conf import settings
 
 from scheduler_app import identity
 from scheduler_app.models import Run
+from workers.executors import trash
 from workers.executors.process import ChildSetup
 from workers.executors.process import Identity as ChildIdentity
 
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 # The worker's variables a child sees; everything else it gets is set here or is the job's.
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+WORKSPACE_PREFIX = "cronfleet-run-"
 
 _workspace: contextvars.ContextVar[Path | None] = contextvars.ContextVar("workspace", default=None)
 
@@ -65,16 +67,21 @@ def base_env(who: identity.Identity) -> dict[str, str]:
     return env
 
 
+def workspaces() -> str:
+    """The directory the runs' workspaces are made in."""
+    return settings.SCHEDULER_WORKSPACES or tempfile.gettempdir()
+
+
 def current_workspace() -> Path | None:
     return _workspace.get()
 
 
 @contextlib.contextmanager
 def workspace(run: Run, who: identity.Identity) -> Iterator[Path]:
-    """A fresh directory for the run, owned by the identity (0700), removed at the end:
-    the start directory and HOME of every child of the run."""
-    parent = settings.SCHEDULER_WORKSPACES or tempfile.gettempdir()
-    path = Path(tempfile.mkdtemp(prefix=f"cronfleet-run-{run.id}-", dir=parent))
+    """A fresh directory for the run, owned by the identity (0700), removed at the end
+    (renamed away at once, deleted by a thread: trash.py): the start directory and HOME
+    of every child of the run."""
+    path = Path(tempfile.mkdtemp(prefix=f"{WORKSPACE_PREFIX}{run.id}-", dir=workspaces()))
     token = _workspace.set(path)
     try:
         if who.uid != os.geteuid():
@@ -82,10 +89,7 @@ def workspace(run: Run, who: identity.Identity) -> Iterator[Path]:
         yield path
     finally:
         _workspace.reset(token)
-        try:
-            path.rmdir()  # the common case, empty: one call, not rmtree's walk
-        except OSError:
-            shutil.rmtree(path, ignore_errors=True)
+        trash.throw_away(path)
 
 
 def unreachable(path: str, who: identity.Identity) -> str:
