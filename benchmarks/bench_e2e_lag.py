@@ -108,11 +108,14 @@ def hold(seconds: float, label: str, procs: list[subprocess.Popen[bytes]]) -> tu
 
 
 def drain(label: str, started: Any, wanted: int) -> None:
-    """Wait (a minute at most) until ``started()`` reaches ``wanted``: the queue left
-    behind at the end of the window is worked off, so late runs count with their lag."""
-    deadline = time.time() + 60
-    while (count := started()) < wanted and time.time() < deadline:
-        beatkit.progress(f"{label}: {count}/{wanted} of the window's runs started")
+    """Wait until ``started()`` reaches ``wanted``, so that the queue left at the end of
+    the window is worked off and late runs count with their lag; given up when nothing
+    moved for 15 s (a slot that was never sent, as bare RedBeat thins them)."""
+    last, moved = -1, time.time()
+    while (count := started()) < wanted and time.time() - moved < 15:
+        if count != last:
+            beatkit.progress(f"{label}: {count}/{wanted} of the window's runs started")
+            last, moved = count, time.time()
         time.sleep(1)
 
 
