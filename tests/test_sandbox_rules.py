@@ -108,6 +108,27 @@ def test_harden_closes_the_tree_but_what_jobs_may_use(settings, tmp_path):
     }
 
 
+@as_root
+def test_harden_opens_again_a_var_another_worker_closed(settings, tmp_path):
+    """A worker started from the same tree with another VAR_DIR (a benchmark's) closes
+    this var/ (0700) as none of its own; the next worker using it makes it passable."""
+    base = tmp_path / "clone"
+    (base / "var" / "jobs").mkdir(parents=True)
+    base.chmod(0o755)
+    (base / "var" / "jobs").chmod(0o755)
+    settings.BASE_DIR, settings.SCHEDULER_RUN_AS = base, ""
+    settings.VAR_DIR, settings.SCHEDULER_ALLOWED_DIRS = tmp_path / "elsewhere", []
+    sandbox.harden()
+    assert stat.S_IMODE((base / "var").stat().st_mode) == 0o700
+
+    settings.VAR_DIR = base / "var"
+    settings.SCHEDULER_ALLOWED_DIRS = [str(base / "var" / "jobs")]
+    sandbox.harden()
+
+    assert stat.S_IMODE((base / "var").stat().st_mode) == 0o711
+    assert stat.S_IMODE(base.stat().st_mode) == 0o711
+
+
 def test_the_job_directories_in_var_are_made_for_the_run_identity(settings, tmp_path):
     """make_job_dirs: a missing allowed directory inside var/ is made, owned by the run's
     identity (the default var/jobs works on a first start); one elsewhere is not."""

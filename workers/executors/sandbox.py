@@ -219,7 +219,27 @@ def harden() -> list[str]:
                     changed += _narrow(entry, 0o700 if entry.is_dir() else 0o600)
     for path in _private_files():
         changed += _narrow(path, 0o700 if path.is_dir() else 0o600)
-    return changed
+    return changed + _open_way(base, keep)
+
+
+def _open_way(base: Path, kept: set[Path]) -> list[str]:
+    """The directories from ``base`` down to what jobs may use made passable (x, never r
+    or w) for the run-as identity: a worker started from the same tree with another
+    VAR_DIR (a benchmark's) closed this ``var/`` as none of its own, and narrowing alone
+    would never open it again."""
+    way = {parent for target in kept for parent in target.parents
+           if parent == base or base in parent.parents}  # fmt: skip
+    return [change for directory in sorted(way) for change in _passable(directory)]
+
+
+def _passable(path: Path) -> list[str]:
+    with contextlib.suppress(OSError):
+        current = stat.S_IMODE(path.lstat().st_mode)
+        opened = current | 0o011
+        if opened != current and path.is_dir() and not path.is_symlink():
+            path.chmod(opened)
+            return [f"{path} {oct(opened)}"]
+    return []
 
 
 def _private_files() -> list[Path]:
