@@ -9,6 +9,8 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from scheduler_app import presence, services
@@ -280,3 +282,37 @@ def test_the_node_pages_show_only_the_running_runs_the_viewer_may_see(client, ow
     assert listed.status_code == one.status_code == 200
     assert "owners-secret-job" not in listed.content.decode() + one.content.decode()
     assert NodeAdmin(Node, admin.site).running_runs(fleet[0]) == "-"
+
+
+def presence_reads(redis_client) -> int:
+    """How many times Redis was asked for presences (ZMSCORE), as Redis counts them."""
+    return int(redis_client.info("commandstats").get("cmdstat_zmscore", {}).get("calls", 0))
+
+
+def admin_node_list(client, redis_client) -> tuple[str, int, int]:
+    """The admin's list of nodes; the SQL queries and Redis reads it took."""
+    before = presence_reads(redis_client)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get("/admin/scheduler_app/node/").content.decode()
+    return page, len(queries), presence_reads(redis_client) - before
+
+
+def test_the_admin_list_of_nodes_reads_states_and_runs_once_per_page(client, owner, fleet,
+                                                                     redis_client):  # fmt: skip
+    client.force_login(get_user_model().objects.create_superuser("root3", password="root-pw-123"))
+    job = make_job(owner, name="busy-job")
+    runs = [Run.objects.create(job=job, trigger="manual", scheduled_for=timezone.now(),
+                               status=Run.Status.RUNNING, worker=node.hostname)
+            for node in (fleet[0], fleet[0], fleet[2])]  # fmt: skip
+    _, few_queries, few_reads = admin_node_list(client, redis_client)
+    now = timezone.now()
+    for index in range(6):
+        node = Node.objects.create(name=f"more{index}", hostname=f"more{index}@h", last_seen=now)
+        Run.objects.create(job=job, trigger="manual", scheduled_for=now + timedelta(index),
+                           status=Run.Status.RUNNING, worker=node.hostname)  # fmt: skip
+
+    page, many_queries, many_reads = admin_node_list(client, redis_client)
+
+    assert (many_queries, many_reads) == (few_queries, few_reads) == (many_queries, 1)
+    assert page.count("cf-badge") == 9 and page.count(">online<") == 7
+    assert all(f"#{run.id} busy-job" in page for run in runs)
