@@ -100,6 +100,9 @@ def related_runs(user: Any, run: Run) -> dict[str, list[Run]]:
 def run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     """What a run's page shows besides the admin's own: see run_change_form.html."""
     related = related_runs(request.user, run)
+    # A running run's unended line may be rewritten yet (a progress bar): the page shows
+    # the ended lines, and its script follows from there (live_log.js).
+    shown = run.output if run.is_finished else run.output[: run.output.rfind("\n") + 1]
     return {
         "run": run,
         "badge": status_badge(run.status),
@@ -110,13 +113,13 @@ def run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
             for title, rows in related.items()
             if rows
         ],
-        "output": visible_controls(run.output),
+        "output": visible_controls(shown),
         "error": visible_controls(run.error),
         "result": None if run.result is None else json.dumps(run.result, indent=2),
         "can_cancel": run.status in Run.PENDING and access.can(request.user, "operate", run),
         "follow": {
             "log": reverse("run-log", args=[run.id]),
-            "offset": len(run.output),
+            "offset": len(shown),
             "finished": run.is_finished,
             "every_ms": LOG_POLL_MS,
         },
