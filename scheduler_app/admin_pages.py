@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -40,6 +41,32 @@ FIRES_SHOWN = 10  # a job's next fire times on its page
 STRIP_RUNS = 50  # a job's latest runs as marks
 RELATED_SHOWN = 50  # a run's attempts, children, dependency runs
 LOG_POLL_MS = 1000  # how often a running run's page asks for more output
+LOADED = "_cronfleet_page_row"  # on a request: (model, id, row) change_view loaded
+
+
+class PageContext(admin.ModelAdmin):
+    """A change page with context of its own (``page_context``), from the row that
+    Django's change form loads: the row is read once per request, not once for the
+    context and again for the form."""
+
+    def page_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:  # fmt: skip
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None:
+            extra_context = {**(extra_context or {}), **self.page_context(request, obj)}
+            request.__dict__[LOADED] = (self.model, unquote(object_id), obj)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None
+                   ) -> Any:  # fmt: skip
+        """The row change_view loaded (this request's, by the same id), else a read."""
+        loaded = request.__dict__.pop(LOADED, None)
+        if loaded is not None and from_field is None and loaded[:2] == (self.model, object_id):
+            return loaded[2]
+        return super().get_object(request, object_id, from_field)
 
 
 def status_badge(value: str) -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from scheduler_app.humanize import human_duration, visible_controls
@@ -234,3 +236,24 @@ def test_a_viewer_still_cannot_delete_a_job(world):
 )  # fmt: skip
 def test_durations_in_words(seconds, words):
     assert human_duration(seconds) == words
+
+
+def row_reads(queries, table: str, pk: int) -> int:
+    """The reads of one row by its id through the admin's get_object (QuerySet.get)."""
+    return sum(
+        1 for q in queries.captured_queries
+        if q["sql"].startswith(f'SELECT "{table}"."id"') and "LIMIT 21" in q["sql"]
+        and f'"{table}"."id" = {pk}' in q["sql"]
+    )  # fmt: skip
+
+
+def test_a_job_or_run_page_reads_its_row_once(world, finished):
+    client = world.browser("viewer")
+    for table, pk, url in (
+        ("scheduler_app_run", finished.id, f"/admin/scheduler_app/run/{finished.id}/change/"),
+        ("scheduler_app_job", world.code_job.id,
+         f"/admin/scheduler_app/job/{world.code_job.id}/change/"),
+    ):  # fmt: skip
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        assert row_reads(queries, table, pk) == 1, table
