@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from scheduler_app import presence, services
+from scheduler_app import nodes, presence, services
 from scheduler_app.admin_fleet import NodeAdmin
 from scheduler_app.models import Node, NodeGroup, Run
 from tests.helpers import client_for, make_job
@@ -316,3 +316,30 @@ def test_the_admin_list_of_nodes_reads_states_and_runs_once_per_page(client, own
     assert (many_queries, many_reads) == (few_queries, few_reads) == (many_queries, 1)
     assert page.count("cf-badge") == 9 and page.count(">online<") == 7
     assert all(f"#{run.id} busy-job" in page for run in runs)
+
+
+def test_targeted_nodes_are_sent_in_the_order_the_job_names_them(owner):
+    """nodes as listed, then each group's (its listed nodes, then its selector's by name),
+    then the labels' by name; with max_parallel the next one waiting is the next so named."""
+    now = timezone.now()
+    for name, labels in (("a", {"role": "web"}), ("b", {}), ("c", {}), ("d", {"tier": "1"}),
+                         ("e", {"tier": "1"}), ("f", {"role": "web"})):  # fmt: skip
+        Node.objects.create(name=name, hostname=f"{name}@h", labels=labels, last_seen=now)
+    NodeGroup.objects.create(name="g", nodes=["e", "c"], selector="tier=1")
+    targets = {"nodes": ["f", "b"], "groups": ["g"], "labels": "role=web"}
+    assert [node.name for node in nodes.resolve(targets)] == ["f", "b", "e", "c", "d", "a"]
+
+    job = make_job(owner, name="rolling", targets=targets, max_parallel=2,
+                   schedule={"type": "manual"})  # fmt: skip
+    parent = Run.objects.create(job=job, trigger="manual", scheduled_for=now)
+    services.claim_run(parent.id, "x@h")
+    services.target(Run.objects.select_related("job").get(id=parent.id))
+
+    def sent() -> list[str]:
+        children = parent.children.exclude(status=Run.Status.WAITING).order_by("id")
+        return [child.node.split("@")[0] for child in children]
+
+    assert sent() == ["f", "b"]
+    first = services.claim_run(parent.children.get(node="f@h").id, "f@h")
+    services.finish_run(Run.objects.select_related("job").get(id=first.id), Run.Status.SUCCEEDED)
+    assert sent() == ["f", "b", "e"]
