@@ -24,7 +24,7 @@ from scheduler_app import (
 )
 from scheduler_app.admin_access import AccessAdmin, OwnedForm, choices, rights_problems
 from scheduler_app.admin_buttons import JOB_BUTTONS, RUN_BUTTONS, button_urls
-from scheduler_app.admin_pages import STATUS_COLOURS, status_badge
+from scheduler_app.admin_pages import STATUS_COLOURS, PageContext, status_badge
 from scheduler_app.humanize import human_duration
 from scheduler_app.models import (
     Alert,
@@ -261,7 +261,7 @@ class RecentRunInline(RunColumns, admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(AccessAdmin):
+class JobAdmin(PageContext, AccessAdmin):
     form = JobForm
     list_display = [
         "name",
@@ -344,12 +344,8 @@ class JobAdmin(AccessAdmin):
     def get_urls(self) -> list[Any]:
         return button_urls(self, JOB_BUTTONS) + super().get_urls()
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict[str, Any] | None = None) -> HttpResponse:  # fmt: skip
-        job = self.get_object(request, object_id)
-        if job is not None:
-            extra_context = {**(extra_context or {}), **admin_pages.job_context(request, job)}
-        return super().change_view(request, object_id, form_url, extra_context)
+    def page_context(self, request: HttpRequest, obj: Job) -> dict[str, Any]:
+        return admin_pages.job_context(request, obj)
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """A job's runs and tallies go with it: no one deletes them on their own pages
@@ -440,7 +436,7 @@ class JobAdmin(AccessAdmin):
 
 
 @admin.register(Run)
-class RunAdmin(RunColumns, AccessAdmin):
+class RunAdmin(RunColumns, PageContext, AccessAdmin):
     """Runs are the system's record: shown, never added, changed or deleted by hand; a
     run's page follows its output live and offers Cancel while it is pending."""
 
@@ -470,12 +466,8 @@ class RunAdmin(RunColumns, AccessAdmin):
     def get_urls(self) -> list[Any]:
         return button_urls(self, RUN_BUTTONS) + super().get_urls()
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict[str, Any] | None = None) -> HttpResponse:  # fmt: skip
-        run = self.get_object(request, object_id)
-        if run is not None:
-            extra_context = {**(extra_context or {}), **admin_pages.run_context(request, run)}
-        return super().change_view(request, object_id, form_url, extra_context)
+    def page_context(self, request: HttpRequest, obj: Run) -> dict[str, Any]:
+        return admin_pages.run_context(request, obj)
 
     @admin.action(description="Cancel selected runs")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:

@@ -7,13 +7,17 @@ by those allowed. Runs are shown only as far as the user may view them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
@@ -25,16 +29,57 @@ STATE_COLOURS = {nodes.ONLINE: "#2e7d32", nodes.OFFLINE: "#c62828", nodes.DRAINI
 RUNNING_SHOWN = 20
 
 
-VIEWER: ContextVar[Any] = ContextVar("node_admin_viewer")
+@dataclass
+class Page:
+    """One request's page of nodes: the viewer (whose access rules limit the running runs
+    shown) and, for a list, every row's state and running runs read at once."""
+
+    viewer: Any
+    states: dict[int, nodes.Seen] = field(default_factory=dict)
+    running: dict[str, list[Run]] = field(default_factory=dict)
+    loaded: bool = False  # whether ``running`` holds the whole page
+
+    def load(self, rows: Iterable[Node]) -> None:
+        """The state of every row (one Redis command) and their running runs (one query)."""
+        rows = list(rows)
+        self.states = nodes.seen(rows)
+        self.running = running_by_worker(self.viewer, [node.hostname for node in rows])
+        self.loaded = True
+
+    def state(self, node: Node) -> str:
+        if node.id not in self.states:
+            self.states.update(nodes.seen([node]))
+        return self.states[node.id].state
+
+    def runs_on(self, node: Node) -> list[Run]:
+        if not self.loaded:
+            return running_by_worker(self.viewer, [node.hostname]).get(node.hostname, [])
+        return self.running.get(node.hostname, [])
+
+
+PAGE: ContextVar[Page] = ContextVar("node_admin_page")
 
 
 @contextmanager
 def viewing(user: Any) -> Iterator[None]:
-    token = VIEWER.set(user)
+    token = PAGE.set(Page(user))
     try:
         yield
     finally:
-        VIEWER.reset(token)
+        PAGE.reset(token)
+
+
+def running_by_worker(viewer: Any, hostnames: list[str]) -> dict[str, list[Run]]:
+    """The newest RUNNING_SHOWN running runs on each worker that ``viewer`` may see, newest
+    first, in one query (a row number per worker, counted in the database)."""
+    newest = Window(RowNumber(), partition_by=F("worker"),
+                    order_by=[F("started_at").desc(nulls_last=True), F("id").desc()])  # fmt: skip
+    runs = Run.objects.filter(worker__in=hostnames, status=Run.Status.RUNNING)
+    runs = access.visible(viewer, runs, "job__").select_related("job").annotate(rank=newest)
+    found: dict[str, list[Run]] = defaultdict(list)
+    for run in runs.filter(rank__lte=RUNNING_SHOWN).order_by("worker", "rank"):
+        found[run.worker].append(run)
+    return found
 
 
 def rendered(response: Any) -> Any:
@@ -68,8 +113,8 @@ class NodeAdmin(admin.ModelAdmin):
         return False  # a worker registers itself
 
     # The admin is one instance for every request (and thread): the viewer whose access
-    # rules limit the running runs shown lives in a context variable for the request,
-    # with the page rendered inside it, never on the instance.
+    # rules limit the running runs shown, and what the rows show, live in a context
+    # variable for the request, with the page rendered inside it, never on the instance.
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         with viewing(request.user):
             return rendered(super().changelist_view(request, extra_context))
@@ -79,9 +124,18 @@ class NodeAdmin(admin.ModelAdmin):
         with viewing(request.user):
             return rendered(super().change_view(request, object_id, form_url, extra_context))
 
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The page's rows, with their states and running runs read for all of them."""
+        changelist = super().get_changelist_instance(request)
+        page = PAGE.get(None)
+        if page is not None:
+            page.load(changelist.result_list)  # the rows the template then iterates
+        return changelist
+
     @admin.display(description="state")
     def state(self, node: Node) -> str:
-        return state_badge(nodes.seen([node])[node.id].state)
+        page = PAGE.get(None)
+        return state_badge(page.state(node) if page else nodes.seen([node])[node.id].state)
 
     @admin.display(description="labels")
     def label_text(self, node: Node) -> str:
@@ -93,12 +147,8 @@ class NodeAdmin(admin.ModelAdmin):
 
     @admin.display(description="running")
     def running_runs(self, node: Node) -> str:
-        viewer = VIEWER.get(None)
-        if viewer is None:
-            return "-"
-        runs = Run.objects.filter(worker=node.hostname, status=Run.Status.RUNNING)
-        runs = access.visible(viewer, runs, "job__")
-        shown = list(runs.select_related("job").order_by("-started_at")[:RUNNING_SHOWN])
+        page = PAGE.get(None)
+        shown = page.runs_on(node) if page is not None else []
         if not shown:
             return "-"
         return format_html_join(", ", '<a href="{}">#{} {}</a>',

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -40,6 +41,32 @@ FIRES_SHOWN = 10  # a job's next fire times on its page
 STRIP_RUNS = 50  # a job's latest runs as marks
 RELATED_SHOWN = 50  # a run's attempts, children, dependency runs
 LOG_POLL_MS = 1000  # how often a running run's page asks for more output
+LOADED = "_cronfleet_page_row"  # on a request: (model, id, row) change_view loaded
+
+
+class PageContext(admin.ModelAdmin):
+    """A change page with context of its own (``page_context``), from the row that
+    Django's change form loads: the row is read once per request, not once for the
+    context and again for the form."""
+
+    def page_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:  # fmt: skip
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None:
+            extra_context = {**(extra_context or {}), **self.page_context(request, obj)}
+            request.__dict__[LOADED] = (self.model, unquote(object_id), obj)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None
+                   ) -> Any:  # fmt: skip
+        """The row change_view loaded (this request's, by the same id), else a read."""
+        loaded = request.__dict__.pop(LOADED, None)
+        if loaded is not None and from_field is None and loaded[:2] == (self.model, object_id):
+            return loaded[2]
+        return super().get_object(request, object_id, from_field)
 
 
 def status_badge(value: str) -> str:
@@ -100,6 +127,9 @@ def related_runs(user: Any, run: Run) -> dict[str, list[Run]]:
 def run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     """What a run's page shows besides the admin's own: see run_change_form.html."""
     related = related_runs(request.user, run)
+    # A running run's unended line may be rewritten yet (a progress bar): the page shows
+    # the ended lines, and its script follows from there (live_log.js).
+    shown = run.output if run.is_finished else run.output[: run.output.rfind("\n") + 1]
     return {
         "run": run,
         "badge": status_badge(run.status),
@@ -110,13 +140,13 @@ def run_context(request: HttpRequest, run: Run) -> dict[str, Any]:
             for title, rows in related.items()
             if rows
         ],
-        "output": visible_controls(run.output),
+        "output": visible_controls(shown),
         "error": visible_controls(run.error),
         "result": None if run.result is None else json.dumps(run.result, indent=2),
         "can_cancel": run.status in Run.PENDING and access.can(request.user, "operate", run),
         "follow": {
             "log": reverse("run-log", args=[run.id]),
-            "offset": len(run.output),
+            "offset": len(shown),
             "finished": run.is_finished,
             "every_ms": LOG_POLL_MS,
         },

@@ -7,7 +7,9 @@ the window.
   runs; their p95 duration by nearest rank, one indexed read per job
   (``run_job_recent_idx``): ``ORDER BY duration OFFSET k LIMIT 1``, the same SQL on
   SQLite and PostgreSQL, where PostgreSQL's percentile_cont has no SQLite twin;
-- running now and recent failures: by status (``run_status_idx``), newest first, a few.
+- running now and recent failures: by status (``run_status_idx``), newest first, a few,
+  without their output (the page follows a running run's through GET /runs/{id}/log/,
+  from the offset it last read).
 
 Every read is limited to the runs of jobs the user may view (scheduler_app.access).
 """
@@ -108,11 +110,17 @@ def job_health(user: Any, since: datetime) -> list[JobHealth]:
     return found
 
 
+# Read at every poll of every open dashboard: never a run's output (up to
+# SCHEDULER_OUTPUT_LIMIT each), which the page follows through the log's offsets.
+UNSHOWN = ("output", "result")
+
+
 def running_now(user: Any) -> list[Run]:
     runs = runs_of(user).filter(status=Run.Status.RUNNING).select_related("job")
-    return list(runs.order_by("-queued_at", "-id")[:RUNNING_SHOWN])
+    return list(runs.defer(*UNSHOWN).order_by("-queued_at", "-id")[:RUNNING_SHOWN])
 
 
 def recent_failures(user: Any, since: datetime) -> list[Run]:
     runs = runs_of(user).filter(status__in=Run.FAILURES, queued_at__gte=since)
-    return list(runs.select_related("job").order_by("-queued_at", "-id")[:FAILURES_SHOWN])
+    runs = runs.select_related("job").defer(*UNSHOWN)
+    return list(runs.order_by("-queued_at", "-id")[:FAILURES_SHOWN])

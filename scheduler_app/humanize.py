@@ -26,10 +26,18 @@ def human_duration(seconds: float | None) -> str:
 
 # C0 controls but tab and newline, and DEL: shown as their Control Pictures (U+2400...),
 # so an escape sequence or a bell in a run's output is seen, not acted on or lost.
-CONTROLS = {code: 0x2400 + code for code in range(32) if chr(code) not in "\t\n"}
+CONTROLS = {code: 0x2400 + code for code in range(32) if chr(code) not in "\t\n\r"}
 CONTROLS[0x7F] = 0x2421
-CONTROLS[ord("\r")] = None  # a carriage return before a newline is noise
 
 
 def visible_controls(text: str) -> str:
-    return text.translate(CONTROLS)
+    """The output as a page shows it: each line as a terminal leaves it (see
+    last_rewrite), the other controls as pictures. live_log.js does the same."""
+    return "\n".join(last_rewrite(line) for line in text.split("\n")).translate(CONTROLS)
+
+
+def last_rewrite(line: str) -> str:
+    """A carriage return starts the line over (a progress bar: ``10%\r20%\r30%``): the
+    line's last non-empty rewrite, so ``30%``; a CRLF's CR is then nothing."""
+    rewrites = [part for part in line.split("\r") if part]
+    return rewrites[-1] if rewrites else ""

@@ -117,15 +117,28 @@ def members(group: NodeGroup, nodes: Iterable[Node]) -> list[Node]:
 
 
 def resolve(targets: Mapping[str, Any]) -> list[Node]:
-    """The nodes a job's targets name, by name, group or labels, in name order, once each."""
+    """The nodes a job's targets name, once each, in the order the job gives them (the
+    order children are sent in under max_parallel): ``nodes`` as listed; then each of
+    ``groups`` as listed, its own listed nodes first, then those its selector matches,
+    by name; then those ``labels`` match, by name."""
     every = list(Node.objects.order_by("name"))
-    wanted = set(targets.get("nodes", []))
-    for group in NodeGroup.objects.filter(name__in=targets.get("groups", [])):
-        wanted.update(node.name for node in members(group, every))
+    by_name = {node.name: node for node in every}
+    found: dict[str, Node] = {}  # insertion-ordered: a node keeps its first place
+
+    def add(names: Iterable[str]) -> None:
+        for name in names:
+            if name in by_name:
+                found.setdefault(name, by_name[name])
+
+    add(targets.get("nodes", []))
+    groups = {g.name: g for g in NodeGroup.objects.filter(name__in=targets.get("groups", []))}
+    for group in (groups[name] for name in targets.get("groups", []) if name in groups):
+        add(group.nodes)
+        add(node.name for node in members(group, every))
     if targets.get("labels"):
         selector = selectors.parse(targets["labels"])
-        wanted.update(node.name for node in every if selector.matches(node.labels))
-    return [node for node in every if node.name in wanted]
+        add(node.name for node in every if selector.matches(node.labels))
+    return list(found.values())
 
 
 def unknown_names(targets: Mapping[str, Any]) -> list[str]:

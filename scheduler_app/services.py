@@ -329,11 +329,12 @@ def _child_ended(child: Run) -> None:
 
 def _send_next(parent: Run, ended: Run) -> None:
     job = parent.job
-    statuses = list(parent.children.order_by("node").values_list("id", "status"))
+    # In the order they were made: the targets' order (nodes.resolve).
+    statuses = list(parent.children.order_by("id").values_list("id", "status"))
     step = targeting.after_child(ended, statuses, job.max_parallel, job.halt_on_failure)
     for run_id in step.skip:
         runs.halt(run_id, step.reason)
-    for child in Run.objects.filter(id__in=step.send).order_by("node"):
+    for child in Run.objects.filter(id__in=step.send).order_by("id"):
         if runs.release(child.id):
             child.job = job
             dispatch.enqueue(child, node=child.node)

@@ -5,7 +5,8 @@ parent's verdict), but on the nodes its targets name rather than on the workers 
 its queue. ``target_mode`` ``each`` makes one child per node: a node offline or
 draining gets a child ``skipped`` with the reason, so each node's record is
 complete; ``max_parallel`` sends that many at a time (the others wait, and the next
-is sent as one ends) and ``halt_on_failure`` skips the waiting ones after a failure.
+is sent as one ends, in the order the targets name the nodes: nodes.resolve) and
+``halt_on_failure`` skips the waiting ones after a failure.
 ``any`` makes one child, on the least busy online node. Plain functions: this module
 decides, :mod:`scheduler_app.services` applies.
 """

@@ -7,10 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from scheduler_app.humanize import human_duration
+from scheduler_app.humanize import human_duration, visible_controls
 from scheduler_app.models import Job, Run
 from tests.helpers import make_job
 
@@ -54,6 +56,28 @@ def test_a_run_page_shows_duration_badge_links_and_escaped_output(world, finishe
     assert "\x1b" not in html and "\x07" not in html and "\x01" not in html
     assert "\u241b[31mred\u2407\u2401end" in html  # controls shown as their pictures
     assert "&lt;b&gt;bad&lt;/b&gt;\u241b" in html
+
+
+@pytest.mark.parametrize(
+    ("output", "shown"),
+    [
+        ("10%\r20%\r30%\n", "30%\n"),  # a progress bar: its last rewrite
+        ("dos\r\nlines\r\n", "dos\nlines\n"),
+        ("a\r\x1b[0m\x07\nb\r", "\u241b[0m\u2407\nb"),  # a rewrite's own controls shown
+    ],
+)
+def test_a_carriage_return_starts_its_line_over_as_in_the_live_log(output, shown):
+    """As live_log.js shows it (tests/js/live_log.test.js has the same cases)."""
+    assert visible_controls(output) == shown
+
+
+def test_a_running_runs_page_shows_its_ended_lines_and_follows_from_there(world):
+    run = Run.objects.create(job=world.code_job, trigger="manual", status="running",
+                             scheduled_for=timezone.now(), output="start\n10%\r20%")  # fmt: skip
+    page = world.browser("viewer").get(f"/admin/scheduler_app/run/{run.id}/change/")
+    # The line being rewritten is left to the page's script, which reads from its start.
+    assert page.context["output"] == "start\n"
+    assert page.context["follow"]["offset"] == len("start\n")
 
 
 def test_the_run_list_shows_human_durations(world, finished):
@@ -212,3 +236,24 @@ def test_a_viewer_still_cannot_delete_a_job(world):
 )  # fmt: skip
 def test_durations_in_words(seconds, words):
     assert human_duration(seconds) == words
+
+
+def row_reads(queries, table: str, pk: int) -> int:
+    """The reads of one row by its id through the admin's get_object (QuerySet.get)."""
+    return sum(
+        1 for q in queries.captured_queries
+        if q["sql"].startswith(f'SELECT "{table}"."id"') and "LIMIT 21" in q["sql"]
+        and f'"{table}"."id" = {pk}' in q["sql"]
+    )  # fmt: skip
+
+
+def test_a_job_or_run_page_reads_its_row_once(world, finished):
+    client = world.browser("viewer")
+    for table, pk, url in (
+        ("scheduler_app_run", finished.id, f"/admin/scheduler_app/run/{finished.id}/change/"),
+        ("scheduler_app_job", world.code_job.id,
+         f"/admin/scheduler_app/job/{world.code_job.id}/change/"),
+    ):  # fmt: skip
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        assert row_reads(queries, table, pk) == 1, table

@@ -8,6 +8,8 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from scheduler_app import services
@@ -191,3 +193,18 @@ def test_the_slow_figures_are_kept_a_while_and_the_running_runs_are_not(api, own
     assert [r["error"] for r in second["failures"]] == ["second", "first"]
     settings.DASHBOARD_CACHE_SECONDS = 0
     assert api.get("/api/v1/dashboard/").data["jobs"][0]["failed"] == 2
+
+
+def test_a_poll_of_the_dashboard_reads_no_run_output(api, owner):
+    """The running and failed runs are read at every poll of every open dashboard: their
+    output (up to SCHEDULER_OUTPUT_LIMIT each) is left in the database; the page follows
+    a running run's through its log, from the offset it last read."""
+    job = make_job(owner, name="chatty", schedule={"type": "manual"})
+    add_run(job, "running", timedelta(minutes=1), output="progress\n" * 5000)
+    add_run(job, "failed", timedelta(minutes=2), 1.0, output="trace\n" * 5000, error="boom")
+    with CaptureQueriesContext(connection) as queries:
+        data = api.get("/api/v1/dashboard/").json()
+    assert [r["job_name"] for r in data["running"]] == ["chatty"]
+    assert [r["error"] for r in data["failures"]] == ["boom"]
+    run_columns = [q["sql"] for q in queries.captured_queries if "scheduler_app_run" in q["sql"]]
+    assert run_columns and not [sql for sql in run_columns if '"scheduler_app_run"."output"' in sql]

@@ -9,9 +9,11 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from scheduler_app import presence, services
+from scheduler_app import nodes, presence, services
 from scheduler_app.admin_fleet import NodeAdmin
 from scheduler_app.models import Node, NodeGroup, Run
 from tests.helpers import client_for, make_job
@@ -280,3 +282,64 @@ def test_the_node_pages_show_only_the_running_runs_the_viewer_may_see(client, ow
     assert listed.status_code == one.status_code == 200
     assert "owners-secret-job" not in listed.content.decode() + one.content.decode()
     assert NodeAdmin(Node, admin.site).running_runs(fleet[0]) == "-"
+
+
+def presence_reads(redis_client) -> int:
+    """How many times Redis was asked for presences (ZMSCORE), as Redis counts them."""
+    return int(redis_client.info("commandstats").get("cmdstat_zmscore", {}).get("calls", 0))
+
+
+def admin_node_list(client, redis_client) -> tuple[str, int, int]:
+    """The admin's list of nodes; the SQL queries and Redis reads it took."""
+    before = presence_reads(redis_client)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get("/admin/scheduler_app/node/").content.decode()
+    return page, len(queries), presence_reads(redis_client) - before
+
+
+def test_the_admin_list_of_nodes_reads_states_and_runs_once_per_page(client, owner, fleet,
+                                                                     redis_client):  # fmt: skip
+    client.force_login(get_user_model().objects.create_superuser("root3", password="root-pw-123"))
+    job = make_job(owner, name="busy-job")
+    runs = [Run.objects.create(job=job, trigger="manual", scheduled_for=timezone.now(),
+                               status=Run.Status.RUNNING, worker=node.hostname)
+            for node in (fleet[0], fleet[0], fleet[2])]  # fmt: skip
+    _, few_queries, few_reads = admin_node_list(client, redis_client)
+    now = timezone.now()
+    for index in range(6):
+        node = Node.objects.create(name=f"more{index}", hostname=f"more{index}@h", last_seen=now)
+        Run.objects.create(job=job, trigger="manual", scheduled_for=now + timedelta(index),
+                           status=Run.Status.RUNNING, worker=node.hostname)  # fmt: skip
+
+    page, many_queries, many_reads = admin_node_list(client, redis_client)
+
+    assert (many_queries, many_reads) == (few_queries, few_reads) == (many_queries, 1)
+    assert page.count("cf-badge") == 9 and page.count(">online<") == 7
+    assert all(f"#{run.id} busy-job" in page for run in runs)
+
+
+def test_targeted_nodes_are_sent_in_the_order_the_job_names_them(owner):
+    """nodes as listed, then each group's (its listed nodes, then its selector's by name),
+    then the labels' by name; with max_parallel the next one waiting is the next so named."""
+    now = timezone.now()
+    for name, labels in (("a", {"role": "web"}), ("b", {}), ("c", {}), ("d", {"tier": "1"}),
+                         ("e", {"tier": "1"}), ("f", {"role": "web"})):  # fmt: skip
+        Node.objects.create(name=name, hostname=f"{name}@h", labels=labels, last_seen=now)
+    NodeGroup.objects.create(name="g", nodes=["e", "c"], selector="tier=1")
+    targets = {"nodes": ["f", "b"], "groups": ["g"], "labels": "role=web"}
+    assert [node.name for node in nodes.resolve(targets)] == ["f", "b", "e", "c", "d", "a"]
+
+    job = make_job(owner, name="rolling", targets=targets, max_parallel=2,
+                   schedule={"type": "manual"})  # fmt: skip
+    parent = Run.objects.create(job=job, trigger="manual", scheduled_for=now)
+    services.claim_run(parent.id, "x@h")
+    services.target(Run.objects.select_related("job").get(id=parent.id))
+
+    def sent() -> list[str]:
+        children = parent.children.exclude(status=Run.Status.WAITING).order_by("id")
+        return [child.node.split("@")[0] for child in children]
+
+    assert sent() == ["f", "b"]
+    first = services.claim_run(parent.children.get(node="f@h").id, "f@h")
+    services.finish_run(Run.objects.select_related("job").get(id=first.id), Run.Status.SUCCEEDED)
+    assert sent() == ["f", "b", "e"]

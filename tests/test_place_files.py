@@ -107,3 +107,14 @@ def test_pip_installs_leave_only_the_wanted_versions_metadata(tmp_path):
         (tmp_path / entry).mkdir()
     stale = pip_install.stale_metadata(str(tmp_path), "my-tool", "2.0")
     assert stale == [str(tmp_path / "My.Tool-1.0.dist-info")]
+
+
+def test_a_name_of_the_longest_a_directory_takes_is_placed(tmp_path):
+    """The temporary file beside it has a short name of its own: not the target's with
+    more around it, which NAME_MAX (255 bytes) refuses."""
+    longest = "é" * 127 + "x"  # 255 bytes in UTF-8
+    target = tmp_path / "t"
+    (report,) = place_files.deploy(plan(tmp_path, target, {longest: b"content"}))
+    assert "error" not in report and report["created"] is True
+    assert os.listdir(target) == [longest]
+    assert (target / longest).read_bytes() == b"content"

@@ -8,6 +8,8 @@ import json
 import pytest
 import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from scheduler_app.models import AuditEvent, Calendar, Job, JobDependency, JobTemplate
 from tests.helpers import create_job, make_job
@@ -91,6 +93,43 @@ def test_secrets_are_left_out_unless_asked_and_allowed_and_then_audited(world):
     assert entry["env"] == env and entry["notify_webhooks"] == ["https://hooks.example.com/T0KEN"]
     event = AuditEvent.objects.get(action="export", job_id=job.pk)
     assert event.actor_name == "admin" and event.via == "api"
+
+
+def shared_rows(owner, team, count: int, prefix: str) -> None:
+    """``count`` team jobs (a command, a file, a software job in turn) on a shared calendar,
+    each after the one before, and as many templates."""
+    calendar = Calendar.objects.create(owner=owner, team=team, name=f"{prefix}-cal",
+                                       dates=["2026-12-25"])  # fmt: skip
+    payloads = [("command", {"command": "true"}), ("file", {"files": [1], "target_path": "/t"}),
+                ("software", {"packages": [{"name": "tool", "version": "2"}]})]  # fmt: skip
+    before = None
+    for index in range(count):
+        kind, payload = payloads[index % len(payloads)]
+        job = make_job(owner, name=f"{prefix}-{index}", team=team, calendar=calendar, kind=kind,
+                       payload=payload, env={"T": {"value": "s", "secret": True}})  # fmt: skip
+        if before is not None:
+            JobDependency.objects.create(job=job, upstream=before)
+        before = job
+        JobTemplate.objects.create(owner=owner, team=team, name=f"{prefix}-t{index}")
+
+
+def test_export_costs_the_same_queries_for_any_number_of_rows(owner, team, teammate_api):
+    """Rights are read once (not a membership query per job, calendar and upstream), and
+    the rows exported with their secrets are audited in one statement."""
+    shared_rows(owner, team, 3, "few")
+    with CaptureQueriesContext(connection) as few:
+        small = teammate_api.get(EXPORT, {"include_secrets": "true"}).json()
+    shared_rows(owner, team, 9, "many")
+    with CaptureQueriesContext(connection) as many:
+        large = teammate_api.get(EXPORT, {"include_secrets": "true"}).json()
+
+    assert (len(small["jobs"]), len(large["jobs"])) == (3, 12)
+    assert len(many) == len(few)
+    assert AuditEvent.objects.filter(action="export").count() == 2 * (3 + 12)
+    entry = next(job for job in large["jobs"] if job["name"] == "many-1")
+    assert entry["calendar"] == "many-cal"
+    assert entry["depends_on"] == [{"job": "many-0", "on": "success"}]
+    assert entry["env"] == {"T": {"value": "s", "secret": True}}
 
 
 def test_export_rejects_a_bad_query(api):

@@ -12,9 +12,10 @@ scheduler's source. Its one argument is a JSON plan::
 
 The directory is walked from ``/`` one component at a time with O_NOFOLLOW, so a
 symbolic link anywhere on the way (or at a file's place) is refused, never followed.
-Each file is written to a temporary file in the target directory, checked against
-its SHA-256, fsynced and renamed over its name; then the directory is fsynced. A file
-already there with the same digest is left as it is (its mode set if it differs).
+Each file is written to a temporary file in the target directory (a short random name,
+made with O_EXCL), checked against its SHA-256, fsynced and renamed over its name;
+then the directory is fsynced. A file already there with the same digest is left as
+it is (its mode set if it differs).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CHUNK = 1024 * 1024
 # O_PATH: a directory on the way need only be passable (0711), as for any path lookup.
 DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 NEW_DIR_MODE = 0o755
+TEMPORARY_PREFIX = ".cronfleet-"  # a file being written, beside its place: 31 bytes in all
 
 
 class Refused(Exception):
@@ -100,7 +102,8 @@ def existing(directory: int, name: str) -> tuple[os.stat_result, str] | None:
 
 def write_new(directory: int, item: dict[str, Any], mode: int) -> None:
     """The staged file copied to a temporary name, checked, fsynced, renamed into place."""
-    temporary = f".{item['name']}.{secrets.token_hex(6)}.tmp"
+    # Not derived from the name: a name near NAME_MAX (255 bytes) would make it too long.
+    temporary = f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}.tmp"
     out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                   0o600, dir_fd=directory)  # fmt: skip
     try:
