@@ -16,6 +16,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.permissions import DjangoModelPermissions
 
 from scheduler_app import access, nodes, selectors
+from scheduler_app.api.rows import PlainListSerializer
 from scheduler_app.api.serializers import StrictBooleanField, StrictCharField, StringListField
 from scheduler_app.models import Node, NodeGroup, Run
 
@@ -35,6 +36,7 @@ class NodeRunSerializer(serializers.ModelSerializer):
         model = Run
         fields = ["id", "job", "job_name", "status", "started_at", "finished_at", "parent"]
         read_only_fields = fields
+        list_serializer_class = PlainListSerializer
 
 
 @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})

@@ -15,6 +15,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
 from scheduler_app import access, deployment, nodes, validation
+from scheduler_app.api.rows import PlainListSerializer
 from scheduler_app.dependencies import DependencyError, set_dependencies
 from scheduler_app.models import Alert, Calendar, Job, JobDependency, JobTemplate, Run, Team
 from scheduler_app.payloads import KINDS, PayloadError
@@ -252,6 +253,7 @@ class JobSerializer(OwnedSerializer):
             *read_only_fields,
         ]
         extra_kwargs = {"payload": {"required": True}}
+        list_serializer_class = PlainListSerializer
         # Uniqueness per owner is checked in validate_name, with a clearer message.
         validators: list[Any] = []
 
@@ -328,6 +330,7 @@ class RunSerializer(serializers.ModelSerializer):
             "pid",
         ]
         read_only_fields = fields
+        list_serializer_class = PlainListSerializer
 
 
 class AlertSerializer(serializers.ModelSerializer):
@@ -339,6 +342,7 @@ class AlertSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "job", "job_name", "run", "since", "detail", "opened_at",
                   "resolved_at", "open"]  # fmt: skip
         read_only_fields = fields
+        list_serializer_class = PlainListSerializer
 
 
 class RunLogSerializer(serializers.ModelSerializer):
