@@ -95,3 +95,13 @@ def test_a_page_of_alerts_the_schedulers_own_without_a_job_too(jobs):
     page = as_page(AlertSerializer, alerts, {})
     assert page == one_by_one(AlertSerializer, alerts, {})
     assert page[1]["job_name"] is None and page[1]["open"] is False
+
+
+def test_the_lists_show_each_row_as_its_own_page_does(api, jobs):
+    Run.objects.create(job=jobs[1], trigger="manual", scheduled_for=T0, status="running")
+    pages = {kind: api.get(f"/api/v1/{kind}/").json()["results"] for kind in ("jobs", "runs")}
+    for kind, listed in pages.items():
+        assert listed == [api.get(f"/api/v1/{kind}/{row['id']}/").json() for row in listed]
+    assert pages["jobs"][1]["depends_on"] == [
+        {"job": jobs[0].id, "on": "failure"}, {"job": jobs[2].id, "on": "success"}
+    ]  # fmt: skip

@@ -30,16 +30,17 @@ ENDPOINTS = {
     "a job's next runs": "/api/v1/jobs/{job}/next-runs/",
 }
 # Token and user (1), then: jobs = count, page, dependencies; runs = one query (no
-# count); a job's runs = the job, its dependencies, its page; stats = job counts, run
-# totals, runs going; next runs = the soonest jobs with their calendars.
+# count); a job's runs = the job, its page (not its dependencies, which it does not
+# show); stats = job counts, run totals, runs going; next runs = the soonest jobs with
+# their calendars; a job's next runs = the job with its calendar.
 QUERIES = {
     "jobs": 4,
     "runs": 2,
     "runs by status": 2,
-    "a job's runs": 4,
+    "a job's runs": 3,
     "stats": 4,
     "next runs": 2,
-    "a job's next runs": 3,
+    "a job's next runs": 2,
 }
 
 

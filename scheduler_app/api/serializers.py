@@ -142,9 +142,25 @@ def judged(values: dict[str, Any], stored: dict[str, Any] | None = None) -> dict
         raise serializers.ValidationError(exc.errors) from exc
 
 
+# The attribute a page of jobs holds its dependencies in (a plain list, prefetched with
+# to_attr: the manager's prefetch would make a queryset per job).
+PAGE_DEPENDENCIES = "page_dependencies"
+
+
+class DependencyListSerializer(serializers.ListSerializer):
+    """A job's dependencies: the list its page prefetched, else its manager's."""
+
+    def get_attribute(self, instance: Any) -> Any:
+        prefetched = getattr(instance, PAGE_DEPENDENCIES, None)
+        return prefetched if prefetched is not None else super().get_attribute(instance)
+
+
 class DependencySerializer(serializers.Serializer):
     job = StrictPrimaryKeyField(queryset=Job.objects.all())
     on = serializers.ChoiceField(JobDependency.On.choices, default=JobDependency.On.SUCCESS)
+
+    class Meta:
+        list_serializer_class = DependencyListSerializer
 
     def validate_job(self, value: Job) -> Job:
         if not access.can(self.context["request"].user, "view", value):

@@ -13,7 +13,7 @@ import redis
 from django import forms
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -41,6 +41,7 @@ from scheduler_app.api.auth import LoginAccountThrottle, LoginAddressThrottle
 from scheduler_app.api.pagination import RunPagination
 from scheduler_app.api.permissions import HasRoleForAction
 from scheduler_app.api.serializers import (
+    PAGE_DEPENDENCIES,
     AlertSerializer,
     CalendarSerializer,
     JobSerializer,
@@ -233,9 +234,19 @@ class RunFilter(StrictFilterSet):
 class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
     # A page of jobs in three queries: the count, the jobs (with their owner and the
     # calendar their schedule description reads), and all their dependencies.
-    queryset = Job.objects.select_related("owner", "calendar").prefetch_related("dependencies")
+    queryset = Job.objects.select_related("owner", "calendar")
     serializer_class = JobSerializer
     filterset_class = JobFilter
+
+    def get_queryset(self) -> QuerySet[Job]:
+        """A job shown has its dependencies read with it; a page's into plain lists.
+        A job's runs and next runs do not show it."""
+        jobs = super().get_queryset()
+        if self.action in ("runs", "next_runs"):
+            return jobs
+        if self.action == "list":
+            return jobs.prefetch_related(Prefetch("dependencies", to_attr=PAGE_DEPENDENCIES))
+        return jobs.prefetch_related("dependencies")
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
