@@ -165,7 +165,9 @@ class PlainListSerializer(serializers.ListSerializer):
     def to_representation(self, data: Iterable[Any]) -> list[dict[str, Any]]:
         if type(self.child).to_representation is not serializers.Serializer.to_representation:
             return super().to_representation(data)
-        rows = data.all() if isinstance(data, models.manager.BaseManager) else data
+        rows = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        if not rows:  # no fields to build, as in DRF
+            return []
         model = self.child.Meta.model
         plan = [(field.field_name, reader(field, model)) for field in self.child._readable_fields]
         page = []
