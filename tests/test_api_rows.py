@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from rest_framework import serializers
 from rest_framework.test import APIRequestFactory
 
 from scheduler_app.api.fleet import NodeRunSerializer
@@ -105,3 +106,22 @@ def test_the_lists_show_each_row_as_its_own_page_does(api, jobs):
     assert pages["jobs"][1]["depends_on"] == [
         {"job": jobs[0].id, "on": "failure"}, {"job": jobs[2].id, "on": "success"}
     ]  # fmt: skip
+
+
+def test_fields_through_properties_methods_and_missing_rows_are_drfs(jobs):
+    class Odd(RunSerializer):
+        job_status = serializers.CharField(source="job.status")  # a property, then plain
+        finished = serializers.BooleanField(source="is_finished")  # a property
+        owner = serializers.CharField(source="job.owner.username")  # two foreign keys
+        parent_job = serializers.CharField(source="parent.job.name", default=None)  # missing
+        schedule_text = serializers.CharField(source="job.timing.describe")  # methods
+
+        class Meta(RunSerializer.Meta):
+            fields = ["id", "job_status", "finished", "owner", "parent_job", "schedule_text"]
+
+    first = Run.objects.create(job=jobs[1], trigger="manual", scheduled_for=T0)
+    Run.objects.create(job=jobs[0], trigger="retry", scheduled_for=T0, parent=first)
+    runs = list(Run.objects.select_related("job__owner", "parent__job").order_by("id"))
+    page = as_page(Odd, runs, {})
+    assert page == one_by_one(Odd, runs, {})
+    assert [run["parent_job"] for run in page] == [None, "full"]

@@ -70,11 +70,19 @@ def plain_attribute(model: type[models.Model], name: str) -> bool:
     return True
 
 
+def foreign_key(model: type[models.Model], name: str) -> models.ForeignKey | None:
+    try:
+        relation = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+    return relation if isinstance(relation, models.ForeignKey) else None
+
+
 def plain_path(model: type[models.Model], path: list[str]) -> bool:
     """Whether each step of ``a.b`` is a plain attribute, through foreign keys."""
     for name in path[:-1]:
-        relation = model._meta.get_field(name) if plain_attribute(model, name) else None
-        if not isinstance(relation, models.ForeignKey):
+        relation = foreign_key(model, name)
+        if relation is None:
             return False
         model = relation.related_model
     return plain_attribute(model, path[-1])
@@ -128,10 +136,8 @@ def foreign_key_id(field: drf_fields.Field, model: type[models.Model]) -> str | 
     base = relations.PrimaryKeyRelatedField
     if any(overrides(field, name, base) for name in ("get_attribute", "to_representation")):
         return None
-    if len(field.source_attrs) != 1 or not plain_attribute(model, field.source_attrs[0]):
-        return None
-    relation = model._meta.get_field(field.source_attrs[0])
-    return relation.attname if isinstance(relation, models.ForeignKey) else None
+    relation = foreign_key(model, field.source_attrs[0]) if len(field.source_attrs) == 1 else None
+    return relation.attname if relation is not None else None
 
 
 def reader(field: drf_fields.Field, model: type[models.Model]) -> Reader:
