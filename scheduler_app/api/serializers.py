@@ -317,8 +317,23 @@ class JobSerializer(OwnedSerializer):
         return {name: values[name] for name in attrs}
 
 
+# The attribute a page of runs has its job's name in (annotated: it reads no job rows).
+LISTED_JOB_NAME = "listed_job_name"
+
+
+class JobNameField(serializers.CharField):
+    """A run's job's name: the page's annotation when its query had one, else its job's."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def get_attribute(self, instance: Run) -> str:
+        named = getattr(instance, LISTED_JOB_NAME, None)
+        return named if named is not None else instance.job.name
+
+
 class RunSerializer(serializers.ModelSerializer):
-    job_name = serializers.CharField(source="job.name", read_only=True)
+    job_name = JobNameField()
 
     class Meta:
         model = Run
