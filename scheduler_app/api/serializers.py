@@ -6,7 +6,8 @@ The job rules are :mod:`scheduler_app.validation`'s, the same ones the admin and
 
 from __future__ import annotations
 
-from typing import Any
+from collections import defaultdict
+from typing import Any, NamedTuple
 
 from django.db import models, transaction
 from drf_spectacular.types import OpenApiTypes
@@ -142,9 +143,26 @@ def judged(values: dict[str, Any], stored: dict[str, Any] | None = None) -> dict
         raise serializers.ValidationError(exc.errors) from exc
 
 
-# The attribute a page of jobs holds its dependencies in (a plain list, prefetched with
-# to_attr: the manager's prefetch would make a queryset per job).
+# The attribute a page of jobs holds its dependencies in (attach_dependencies).
 PAGE_DEPENDENCIES = "page_dependencies"
+
+
+class Dependency(NamedTuple):
+    """A dependency as depends_on shows it."""
+
+    upstream_id: int
+    on: str
+
+
+def attach_dependencies(jobs: list[Job]) -> None:
+    """Each job's dependencies, as plain rows, from one query for the page: Django's
+    prefetch made a queryset per job and an object per dependency (2 ms a page)."""
+    found = defaultdict(list)
+    rows = JobDependency.objects.filter(job_id__in=[job.id for job in jobs])
+    for job_id, upstream_id, on in rows.values_list("job_id", "upstream_id", "on"):
+        found[job_id].append(Dependency(upstream_id, on))
+    for job in jobs:
+        setattr(job, PAGE_DEPENDENCIES, found[job.id])
 
 
 class DependencyListSerializer(serializers.ListSerializer):

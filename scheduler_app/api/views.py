@@ -13,7 +13,7 @@ import redis
 from django import forms
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Prefetch, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -42,7 +42,6 @@ from scheduler_app.api.pagination import RunPagination
 from scheduler_app.api.permissions import HasRoleForAction
 from scheduler_app.api.serializers import (
     LISTED_JOB_NAME,
-    PAGE_DEPENDENCIES,
     AlertSerializer,
     CalendarSerializer,
     JobSerializer,
@@ -54,6 +53,7 @@ from scheduler_app.api.serializers import (
     RunSerializer,
     TokenRequestSerializer,
     TokenSerializer,
+    attach_dependencies,
 )
 from scheduler_app.models import Alert, Calendar, Job, JobTemplate, Node, Run
 from scheduler_app.stats import job_counts, run_figures
@@ -240,14 +240,18 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
     filterset_class = JobFilter
 
     def get_queryset(self) -> QuerySet[Job]:
-        """A job shown has its dependencies read with it; a page's into plain lists.
-        A job's runs and next runs do not show it."""
+        """A job shown alone has its dependencies read with it (a page's: see
+        paginate_queryset); a job's runs and next runs do not show them."""
         jobs = super().get_queryset()
-        if self.action in ("runs", "next_runs"):
+        if self.action in ("list", "runs", "next_runs"):
             return jobs
-        if self.action == "list":
-            return jobs.prefetch_related(Prefetch("dependencies", to_attr=PAGE_DEPENDENCIES))
         return jobs.prefetch_related("dependencies")
+
+    def paginate_queryset(self, queryset: QuerySet[Job]) -> list[Job] | None:
+        page = super().paginate_queryset(queryset)
+        if page is not None and self.action == "list":
+            attach_dependencies(page)
+        return page
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
