@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -352,6 +353,25 @@ class JobTemplateViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
 
 # Up to this many jobs, a caller's runs are asked for by their jobs' ids (RunViewSet).
 FEW_JOBS = 100
+# Who was seen to view more, until when (monotonic seconds), by user id: they skip the
+# query of their job ids for a while. Only the plan depends on it, never which runs
+# are shown (the access rules are joined then), so an old answer costs no more than
+# a slower page.
+MANY_JOBS_FOR = 60.0
+_many_jobs_until: dict[int, float] = {}
+
+
+def few_jobs_of(user: Any) -> list[int] | None:
+    """The ids of the jobs the user may view when there are FEW_JOBS or fewer, else None."""
+    if _many_jobs_until.get(user.pk, 0.0) > time.monotonic():
+        return None
+    few = list(access.viewable_jobs(user).values_list("id", flat=True)[: FEW_JOBS + 1])
+    if len(few) <= FEW_JOBS:
+        return few
+    if len(_many_jobs_until) >= 10_000:  # bounded: forget them all now and then
+        _many_jobs_until.clear()
+    _many_jobs_until[user.pk] = time.monotonic() + MANY_JOBS_FOR
+    return None
 
 
 class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
@@ -381,10 +401,8 @@ class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
             return super().get_queryset()
         runs = Run.objects.annotate(**{LISTED_JOB_NAME: F("job__name")})
         user = self.request.user
-        if not user.is_superuser:
-            few = list(access.viewable_jobs(user).values_list("id", flat=True)[: FEW_JOBS + 1])
-            if len(few) <= FEW_JOBS:
-                return runs.filter(job_id__in=few)
+        if not user.is_superuser and (few := few_jobs_of(user)) is not None:
+            return runs.filter(job_id__in=few)
         return access.visible(user, runs, self.access_via)
 
     @extend_schema(
