@@ -143,6 +143,25 @@ def judged(values: dict[str, Any], stored: dict[str, Any] | None = None) -> dict
         raise serializers.ValidationError(exc.errors) from exc
 
 
+# What a page's query annotates (the names it shows) instead of reading the rows they
+# come from: a page of runs its jobs' names, a page of jobs their owners'.
+LISTED_JOB_NAME = "listed_job_name"
+LISTED_OWNER = "listed_owner"
+
+
+class ListedNameField(serializers.CharField):
+    """A name from a related row (``source``): the page's annotation (``listed``) when
+    its query had one, else read from the row."""
+
+    def __init__(self, listed: str, **kwargs: Any) -> None:
+        self.listed = listed
+        super().__init__(read_only=True, **kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        named = getattr(instance, self.listed, None)
+        return named if named is not None else super().get_attribute(instance)
+
+
 # The attribute a page of jobs holds its dependencies in (attach_dependencies).
 PAGE_DEPENDENCIES = "page_dependencies"
 
@@ -240,7 +259,7 @@ class OwnedSerializer(serializers.ModelSerializer):
 
 class JobSerializer(OwnedSerializer):
     noun = "job"
-    owner = serializers.CharField(source="owner.username", read_only=True)
+    owner = ListedNameField(LISTED_OWNER, source="owner.username")
     kind = KindField(required=False)
     schedule = ScheduleField()
     timezone = StrictCharField(required=False)
@@ -335,23 +354,8 @@ class JobSerializer(OwnedSerializer):
         return {name: values[name] for name in attrs}
 
 
-# The attribute a page of runs has its job's name in (annotated: it reads no job rows).
-LISTED_JOB_NAME = "listed_job_name"
-
-
-class JobNameField(serializers.CharField):
-    """A run's job's name: the page's annotation when its query had one, else its job's."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(read_only=True, **kwargs)
-
-    def get_attribute(self, instance: Run) -> str:
-        named = getattr(instance, LISTED_JOB_NAME, None)
-        return named if named is not None else instance.job.name
-
-
 class RunSerializer(serializers.ModelSerializer):
-    job_name = JobNameField()
+    job_name = ListedNameField(LISTED_JOB_NAME, source="job.name")
 
     class Meta:
         model = Run

@@ -43,6 +43,7 @@ from scheduler_app.api.pagination import RunPagination
 from scheduler_app.api.permissions import HasRoleForAction
 from scheduler_app.api.serializers import (
     LISTED_JOB_NAME,
+    LISTED_OWNER,
     AlertSerializer,
     CalendarSerializer,
     JobSerializer,
@@ -241,10 +242,13 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
     filterset_class = JobFilter
 
     def get_queryset(self) -> QuerySet[Job]:
-        """A job shown alone has its dependencies read with it (a page's: see
-        paginate_queryset); a job's runs and next runs do not show them."""
+        """A job shown alone has its owner and dependencies read with it (a page's
+        dependencies: see paginate_queryset); a job's runs and next runs show neither."""
         jobs = super().get_queryset()
-        if self.action in ("list", "runs", "next_runs"):
+        if self.action == "list":  # the owners' names, not their rows
+            owner = {LISTED_OWNER: F("owner__username")}
+            return jobs.select_related(None).select_related("calendar").annotate(**owner)
+        if self.action in ("runs", "next_runs"):
             return jobs
         return jobs.prefetch_related("dependencies")
 
