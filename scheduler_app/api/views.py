@@ -254,7 +254,7 @@ class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
 
     def paginate_queryset(self, queryset: QuerySet[Job]) -> list[Job] | None:
         page = super().paginate_queryset(queryset)
-        if page is not None and self.action == "list":
+        if page and self.action == "list":
             attach_dependencies(page)
         return page
 
