@@ -235,8 +235,8 @@ class RunFilter(StrictFilterSet):
 
 
 class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
-    # A page of jobs in three queries: the count, the jobs (with their owner and the
-    # calendar their schedule description reads), and all their dependencies.
+    # A page of jobs in three queries: the count, the jobs (with their owners' names
+    # and the calendars their schedule descriptions read), and all their dependencies.
     queryset = Job.objects.select_related("owner", "calendar")
     serializer_class = JobSerializer
     filterset_class = JobFilter
