@@ -237,7 +237,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "scheduler_app.api.pagination.Pagination",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["scheduler_app.api.filtering.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "scheduler_app.api.schema.CronfleetAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
         "scheduler_app.api.auth.AnonThrottle",

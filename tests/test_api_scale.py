@@ -14,7 +14,17 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from scheduler_app import retention, runs
-from scheduler_app.models import Calendar, Job, JobDependency, Run, RunTally, RunTotal
+from scheduler_app.api import views
+from scheduler_app.models import (
+    Calendar,
+    Job,
+    JobDependency,
+    Membership,
+    Run,
+    RunTally,
+    RunTotal,
+    Team,
+)
 from tests.helpers import make_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -29,17 +39,19 @@ ENDPOINTS = {
     "next runs": "/api/v1/next-runs/?count=100",
     "a job's next runs": "/api/v1/jobs/{job}/next-runs/",
 }
-# Token and user (1), then: jobs = count, page, dependencies; runs = one query (no
-# count); a job's runs = the job, its dependencies, its page; stats = job counts, run
-# totals, runs going; next runs = the soonest jobs with their calendars.
+# Token and user (1), then: jobs = count, page, dependencies; runs = the caller's job
+# ids (when few: views.FEW_JOBS), the page (no count); a job's runs = the job, its page
+# (not its dependencies, which it does not show); stats = job counts, run totals, runs
+# going; next runs = the soonest jobs with their calendars; a job's next runs = the job
+# with its calendar.
 QUERIES = {
     "jobs": 4,
-    "runs": 2,
-    "runs by status": 2,
-    "a job's runs": 4,
+    "runs": 3,
+    "runs by status": 3,
+    "a job's runs": 3,
     "stats": 4,
     "next runs": 2,
-    "a job's next runs": 3,
+    "a job's next runs": 2,
 }
 
 
@@ -73,12 +85,49 @@ def queries(api, url: str) -> int:
     return len(captured)
 
 
-def test_each_list_costs_the_same_few_queries_for_2_rows_or_20(api, owner):
+def test_each_list_costs_the_same_few_queries_for_2_rows_or_20(api, owner, monkeypatch):
+    monkeypatch.setattr(views, "_many_jobs_until", {})  # no other test's user seen here
     job = add_jobs(owner, 2)[-1]
     few = {name: queries(api, url.format(job=job.id)) for name, url in ENDPOINTS.items()}
     add_jobs(owner, 18)
     many = {name: queries(api, url.format(job=job.id)) for name, url in ENDPOINTS.items()}
     assert few == many == QUERIES
+
+
+@pytest.mark.parametrize("few_jobs", [0, 100])
+def test_a_callers_runs_are_those_of_the_jobs_they_may_view_by_id_or_by_the_rules(
+    api, owner, teammate, teammate_api, few_jobs, monkeypatch
+):
+    """A caller of many jobs (over FEW_JOBS; 0 here) has the access rules joined; of few,
+    their ids listed: the same runs either way, a page at a time."""
+    monkeypatch.setattr(views, "FEW_JOBS", few_jobs)
+    monkeypatch.setattr(views, "_many_jobs_until", {})
+    team = Team.objects.create(name="t")
+    Membership.objects.create(team=team, user=teammate, role="viewer")
+    shared, other = add_jobs(owner, 2)
+    Job.objects.filter(id=shared.id).update(team=team)
+    for who, jobs in ((api, [shared, other]), (teammate_api, [shared])):
+        seen = [r["id"] for page in walk(who, "/api/v1/runs/?page_size=2") for r in page["results"]]
+        expected = Run.objects.filter(job__in=jobs).order_by("-queued_at", "-id")
+        assert seen == [r.id for r in expected]
+
+
+def test_a_caller_once_seen_with_many_jobs_sees_only_the_runs_they_may_view_now(
+    owner, teammate, teammate_api, monkeypatch
+):
+    """Who views many jobs is remembered for a while (their ids are not asked for):
+    that choice of plan never shows a run they may no longer view."""
+    monkeypatch.setattr(views, "FEW_JOBS", 0)
+    monkeypatch.setattr(views, "_many_jobs_until", {})
+    team = Team.objects.create(name="t")
+    member = Membership.objects.create(team=team, user=teammate, role="viewer")
+    [shared] = add_jobs(owner, 1)
+    Job.objects.filter(id=shared.id).update(team=team)
+    assert len(teammate_api.get("/api/v1/runs/").json()["results"]) == 3
+    member.delete()
+    monkeypatch.setattr(views, "FEW_JOBS", 100)  # few now, but remembered as many
+    assert teammate_api.get("/api/v1/runs/").json()["results"] == []
+    assert teammate.pk in views._many_jobs_until
 
 
 def walk(api, url: str) -> list[dict]:

@@ -257,11 +257,30 @@ def test_a_child_left_queued_on_a_node_that_went_offline_is_skipped_by_the_sweep
         done.node: "succeeded", stuck.node: "skipped"}  # fmt: skip
 
 
-def test_a_page_of_nodes_asks_their_state_and_figures_once(api, fleet, django_assert_num_queries):
-    # The token, the count, the page, one aggregate of figures, and per node its running
-    # and last runs (each a few rows by an index).
-    with django_assert_num_queries(4 + 2 * len(fleet)):
-        assert len(api.get("/api/v1/nodes/").data["results"]) == len(fleet)
+def test_a_page_of_nodes_asks_their_state_figures_and_runs_once(
+    api, owner, fleet, django_assert_num_queries
+):
+    job, now = make_job(owner, name="mine"), timezone.now()
+    for node in fleet:
+        for n, status in enumerate(["succeeded"] * 6 + [Run.Status.RUNNING] * 2):
+            Run.objects.create(job=job, trigger="manual", status=status, worker=node.hostname,
+                               node=node.hostname,
+                               scheduled_for=now + timedelta(seconds=n),
+                               queued_at=now + timedelta(seconds=n),
+                               started_at=now + timedelta(seconds=10 - n))  # fmt: skip
+    # The token, the count, the page, one aggregate of figures, and for all the nodes
+    # together their running and last runs: the ids (a few rows each by an index), the runs.
+    with django_assert_num_queries(4 + 2):
+        listed = api.get("/api/v1/nodes/").data["results"]
+    for node in listed:
+        mine = Run.objects.filter(worker=f"{node['name']}@h")
+        assert [r["id"] for r in node["last_runs"]] == [
+            r.id for r in mine.order_by("-queued_at", "-id")[:5]
+        ]
+        assert [r["id"] for r in node["running"]] == [
+            r.id for r in mine.filter(status="running").order_by("-started_at")
+        ]
+    assert listed == [api.get(f"/api/v1/nodes/{node['id']}/").data for node in listed]
 
 
 def test_the_node_pages_show_only_the_running_runs_the_viewer_may_see(client, owner, fleet):

@@ -8,19 +8,72 @@ those the caller may view (scheduler_app/access.py), and so are its figures.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import F, QuerySet
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.permissions import DjangoModelPermissions
 
 from scheduler_app import access, nodes, selectors
+from scheduler_app.api.rows import PlainListSerializer
 from scheduler_app.api.serializers import StrictBooleanField, StrictCharField, StringListField
 from scheduler_app.models import Node, NodeGroup, Run
 
 RUNS_SHOWN = 5  # the last runs shown on each node
 RUNNING_SHOWN = 50
+
+
+# What each node shows: its running runs, the latest started first, and its latest runs.
+RUNNING_ORDER = (F("started_at").desc(nulls_last=True), F("id").desc())
+LATEST_ORDER = (F("queued_at").desc(), F("id").desc())
+
+
+def ids_by_branch(branches: list[QuerySet[Run]]) -> list[list[int]]:
+    """The ids of each (ordered, sliced) queryset's rows, in one statement: a UNION ALL
+    of them as subqueries, which SQLite takes too (Django's union() of sliced querysets
+    it refuses). Each branch reads its few rows by an index."""
+    parts, params = [], []
+    for number, branch in enumerate(branches):
+        sql, branch_params = branch.values("id").query.sql_with_params()
+        parts.append(f"SELECT id, {number} FROM ({sql}) AS branch{number}")
+        params.extend(branch_params)
+    found: list[list[int]] = [[] for _ in branches]
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        for run_id, number in cursor.fetchall():
+            found[number].append(run_id)
+    return found
+
+
+def runs_shown(runs: QuerySet[Run], hostnames: list[str]) -> dict[str, dict[str, list[Run]]]:
+    """Of ``runs``, each node's running (RUNNING_SHOWN) and latest (RUNS_SHOWN) runs by
+    hostname, in two queries for any number of nodes: their ids, then the runs."""
+    if not hostnames:
+        return {}
+    running = runs.filter(status=Run.Status.RUNNING)
+    branches = ids_by_branch(
+        [running.filter(worker=host).order_by(*RUNNING_ORDER)[:RUNNING_SHOWN] for host in hostnames]
+        + [runs.filter(worker=host).order_by(*LATEST_ORDER)[:RUNS_SHOWN] for host in hostnames]
+    )
+    found = Run.objects.select_related("job").in_bulk([i for ids in branches for i in ids])
+    shown = {}
+    for number, host in enumerate(hostnames):
+        running_runs = [found[i] for i in branches[number] if i in found]
+        latest = [found[i] for i in branches[len(hostnames) + number] if i in found]
+        shown[host] = {
+            "running": sorted(running_runs, key=started_first, reverse=True),
+            "last_runs": sorted(latest, key=lambda run: (run.queued_at, run.id), reverse=True),
+        }
+    return shown
+
+
+def started_first(run: Run) -> tuple[bool, datetime, int]:
+    """RUNNING_ORDER's key, reversed: the latest started first, those not started last."""
+    started = run.started_at
+    return (started is not None, started or datetime.min.replace(tzinfo=UTC), run.id)
 
 
 class ReadAllChangeWithPermission(DjangoModelPermissions):
@@ -35,6 +88,7 @@ class NodeRunSerializer(serializers.ModelSerializer):
         model = Run
         fields = ["id", "job", "job_name", "status", "started_at", "finished_at", "parent"]
         read_only_fields = fields
+        list_serializer_class = PlainListSerializer
 
 
 @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
@@ -85,17 +139,22 @@ class NodeSerializer(serializers.ModelSerializer):
 
     def _runs(self) -> QuerySet[Run]:
         user = self.context["request"].user
-        return access.visible(user, Run.objects.select_related("job"), "job__")
+        return access.visible(user, Run.objects.all(), "job__")
+
+    def _shown(self, node: Node) -> dict[str, list[Run]]:
+        """The node's running and latest runs, read for the whole page at once."""
+        known = self.context.setdefault("runs", {})
+        if node.hostname not in known:
+            known.update(runs_shown(self._runs(), [n.hostname for n in self._page(node)]))
+        return known[node.hostname]
 
     @extend_schema_field(NodeRunSerializer(many=True))
     def get_running(self, node: Node) -> list[dict]:
-        running = self._runs().filter(worker=node.hostname, status=Run.Status.RUNNING)
-        return NodeRunSerializer(running.order_by("-started_at")[:RUNNING_SHOWN], many=True).data
+        return NodeRunSerializer(self._shown(node)["running"], many=True).data
 
     @extend_schema_field(NodeRunSerializer(many=True))
     def get_last_runs(self, node: Node) -> list[dict]:
-        latest = self._runs().filter(worker=node.hostname).order_by("-queued_at", "-id")
-        return NodeRunSerializer(latest[:RUNS_SHOWN], many=True).data
+        return NodeRunSerializer(self._shown(node)["last_runs"], many=True).data
 
     @extend_schema_field(
         {"type": "object", "properties": {"runs_24h": {"type": "integer"},
@@ -136,7 +195,7 @@ class NodeViewSet(
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
-        context["seen"], context["stats"] = {}, {}
+        context["seen"], context["stats"], context["runs"] = {}, {}, {}
         return context
 
 

