@@ -26,8 +26,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
@@ -37,9 +36,9 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redis
 from redis import Redis
-from redis.client import Pipeline
+from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockNotOwnedError, WatchError
+from redis.exceptions import LockNotOwnedError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.celery import app as celery_app
@@ -58,6 +57,28 @@ TICK_SECONDS = 1.0  # a tick with more due work than this returns to the loop (s
 # is_scheduled, the send options; Job.from_db reads schedule, timezone and enabled).
 ENTRY_FIELDS = ("id", "schedule", "timezone", "enabled", "completed_at", "schedule_start",
                 "last_fired_for", "start_at", "end_at", "jitter", "queue", "priority")  # fmt: skip
+
+
+class JobValues(NamedTuple):
+    """A job as the rebuild reads it: the values of ENTRY_FIELDS, which Job's own
+    methods read as they read a Job (a tuple is made at C speed, unlike an object)."""
+
+    id: int
+    schedule: dict[str, Any]
+    timezone: str
+    enabled: bool
+    completed_at: datetime | None
+    schedule_start: datetime
+    last_fired_for: datetime | None
+    start_at: datetime | None
+    end_at: datetime | None
+    jitter: int
+    queue: str
+    priority: int
+
+    @property
+    def pk(self) -> int:
+        return self.id
 
 
 def redis_for(app: Celery) -> Redis:
@@ -207,67 +228,82 @@ class EntryRow:
 
 
 def write_entries(rows: list[EntryRow], app: Celery) -> None:
-    """Write entries in one optimistic transaction: WATCH their keys, read their stored
-    metas in one pipeline, write definitions, metas and scores in one MULTI/EXEC.
+    """Write entries: read their stored metas in one call, then write definitions, metas
+    and scores in one script, which writes an entry only if its meta is still the one read.
 
-    Beat writes ``last_run_at`` after each fire; a stored one later than ours is
-    kept, and if beat writes between our read and our write, EXEC fails and the batch
-    is done again, so a save racing beat can never set it back and fire a slot twice.
+    Beat writes ``last_run_at`` after each fire; a stored one later than ours is kept,
+    and an entry beat wrote between our read and our write is read and written again,
+    so a save racing beat can never set it back and fire a slot twice.
     """
-    if not rows:
-        return
     client = redis_for(app)
-    keys = [row.key for row in rows]
-    while True:
-        with client.pipeline() as pipe:
-            try:
-                pipe.watch(*keys)
-                _write_watched(pipe, client, rows, app.redbeat_conf.schedule_key)
-                return
-            except WatchError:
-                continue
+    schedule_key = app.redbeat_conf.schedule_key
+    while rows:
+        rows = _write_unless_changed(client, rows, schedule_key)
 
 
 # One command per batch instead of one per entry: redis-py spends more time packing and
-# parsing thousands of small commands than Redis spends running them.
-READ_METAS = """
+# parsing thousands of small commands than Redis spends running them. The scripts are
+# made once (bytes: no client needed to hash them) and called with a client.
+READ_METAS = Script(None, b"""
 local metas = {}
 for i, key in ipairs(KEYS) do metas[i] = redis.call('HGET', key, 'meta') end
 return metas
-"""
-READ_ENTRIES = """
+""")  # fmt: skip
+READ_ENTRIES = Script(None, b"""
 local found = {}
 for i, key in ipairs(KEYS) do
     local entry = redis.call('HMGET', key, 'definition', 'meta')
     found[2 * i - 1], found[2 * i] = entry[1], entry[2]
 end
 return found
-"""
-WRITE_ENTRIES = """
+""")  # fmt: skip
+# KEYS: the entries, then the schedule. ARGV[1]: a JSON list, per entry [the meta read
+# ('' for none), definition, meta, score]. Returns the (1-based) indexes of the entries
+# whose meta is no longer the one read: left alone, to be read and written again.
+WRITE_ENTRIES = Script(None, b"""
 local schedule = table.remove(KEYS)
+local rows = cjson.decode(ARGV[1])
+local changed = {}
 for i, key in ipairs(KEYS) do
-    local at = (i - 1) * 3
-    redis.call('HSET', key, 'definition', ARGV[at + 1], 'meta', ARGV[at + 2])
-    redis.call('ZADD', schedule, ARGV[at + 3], key)
+    local row = rows[i]
+    if (redis.call('HGET', key, 'meta') or '') == row[1] then
+        redis.call('HSET', key, 'definition', row[2], 'meta', row[3])
+        redis.call('ZADD', schedule, row[4], key)
+    else
+        changed[#changed + 1] = i
+    end
 end
-return #KEYS
-"""
+return changed
+""")  # fmt: skip
 
 
-def _write_watched(pipe: Pipeline, client: Redis, rows: list[EntryRow], schedule_key: str) -> None:
+def _write_unless_changed(client: Redis, rows: list[EntryRow], schedule_key: str) -> list[EntryRow]:
+    """Write ``rows``; return those beat wrote meanwhile (not written)."""
     keys = [row.key for row in rows]
-    stored = client.register_script(READ_METAS)(keys=keys)
-    values: list[Any] = []
+    stored = READ_METAS(keys=keys, client=client)
+    # Entries of a rebuild share a few schedules and references: each distinct one's
+    # fire time, meta and stored time are worked out once per batch.
+    scores: dict[tuple[int, datetime], str] = {}
+    metas: dict[tuple[datetime, int], str] = {}
+    stored_times: dict[str, datetime | None] = {}
+    writes: list[tuple[str, str, str, str]] = []
     for row, meta in zip(rows, stored, strict=True):
         if meta:
-            newer = JobEntry._stored_last_run_at(meta)
+            if meta not in stored_times:
+                stored_times[meta] = JobEntry._stored_last_run_at(meta)
+            newer = stored_times[meta]
             if newer is not None and newer > row.last_run_at:
                 row.last_run_at = newer
-        score = score_of(row.fire_times.next_after(row.last_run_at.astimezone(UTC)))
-        values += [row.definition, meta_json(row.last_run_at, row.total_run_count), score]
-    pipe.multi()
-    client.register_script(WRITE_ENTRIES)(keys=[*keys, schedule_key], args=values, client=pipe)
-    pipe.execute()
+        fire_key = (id(row.fire_times), row.last_run_at)
+        if fire_key not in scores:
+            fire = row.fire_times.next_after(row.last_run_at.astimezone(UTC))
+            scores[fire_key] = repr(score_of(fire))
+        meta_key = (row.last_run_at, row.total_run_count)
+        if meta_key not in metas:
+            metas[meta_key] = meta_json(row.last_run_at, row.total_run_count)
+        writes.append((meta or "", row.definition, metas[meta_key], scores[fire_key]))
+    changed = WRITE_ENTRIES(keys=[*keys, schedule_key], args=[json.dumps(writes)], client=client)
+    return [rows[index - 1] for index in changed]
 
 
 _ENCODER = RedBeatJSONEncoder()
@@ -402,8 +438,7 @@ class Rebuild:
             .order_by("id")
             .values_list(*ENTRY_FIELDS)[: self.batch]
         )
-        jobs = [SimpleNamespace(pk=row[0], **dict(zip(ENTRY_FIELDS, row, strict=True)))
-                for row in rows]  # fmt: skip
+        jobs = list(map(JobValues._make, rows))
         if jobs:
             self.after_id = jobs[-1].id
             scheduled = [job for job in jobs if Job.is_scheduled.fget(job)]  # type: ignore[attr-defined]
@@ -571,7 +606,7 @@ class JobScheduler(RedBeatScheduler):
     def _fire_batch(self, keys: list[str], now: datetime) -> None:
         """Read, send and write back one batch of due entries: three round trips in all."""
         client = redis_for(self.app)
-        flat = client.register_script(READ_ENTRIES)(keys=keys)
+        flat = READ_ENTRIES(keys=keys, client=client)
         rows = list(zip(flat[0::2], flat[1::2], strict=True))
         writes = _Writes()
         # One pipeline for the batch's messages too (kombu's publish batch), sent before
