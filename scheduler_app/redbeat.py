@@ -277,6 +277,38 @@ return changed
 """)  # fmt: skip
 
 
+# Beat's write-back after a batch. KEYS: the entries, then the schedule. ARGV[1]: a JSON
+# list, per entry [definition read, meta read ('' for none), meta to write ('' for none),
+# score ('' to remove it from the schedule)]. An entry whose definition or meta is no
+# longer the one read (a save, a delete came between) is left alone and its index returned.
+WRITE_BACK = Script(None, b"""
+local schedule = table.remove(KEYS)
+local rows = cjson.decode(ARGV[1])
+local changed = {}
+for i, key in ipairs(KEYS) do
+    local row = rows[i]
+    local entry = redis.call('HMGET', key, 'definition', 'meta')
+    if (entry[1] or '') == row[1] and (entry[2] or '') == row[2] then
+        if row[3] ~= '' then redis.call('HSET', key, 'meta', row[3]) end
+        if row[4] == '' then
+            redis.call('ZREM', schedule, key)
+        else
+            redis.call('ZADD', schedule, row[4], key)
+        end
+    else
+        changed[#changed + 1] = i
+    end
+end
+return changed
+""")  # fmt: skip
+
+
+def read_entries(client: Redis, keys: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """The definition and meta of each entry (None where missing), in one call."""
+    flat = READ_ENTRIES(keys=keys, client=client)
+    return dict(zip(keys, zip(flat[0::2], flat[1::2], strict=True), strict=True))
+
+
 def _write_unless_changed(client: Redis, rows: list[EntryRow], schedule_key: str) -> list[EntryRow]:
     """Write ``rows``; return those beat wrote meanwhile (not written)."""
     keys = [row.key for row in rows]
@@ -606,13 +638,11 @@ class JobScheduler(RedBeatScheduler):
     def _fire_batch(self, keys: list[str], now: datetime) -> None:
         """Read, send and write back one batch of due entries: three round trips in all."""
         client = redis_for(self.app)
-        flat = READ_ENTRIES(keys=keys, client=client)
-        rows = list(zip(flat[0::2], flat[1::2], strict=True))
-        writes = _Writes()
+        writes = _Writes(read_entries(client, keys))
         # One pipeline for the batch's messages too (kombu's publish batch), sent before
         # the entries are written back: a batch that fails sends nothing and moves nothing.
         with self.producer.batch(max_size=2 * len(keys) + 16):
-            for key, (definition, meta) in zip(keys, rows, strict=True):
+            for key, (definition, meta) in writes.read.items():
                 try:
                     decoded = JobEntry.decode_definition(definition) if definition else None
                 except Exception:
@@ -624,9 +654,42 @@ class JobScheduler(RedBeatScheduler):
                     self._fire_job(key, decoded, JobEntry.decode_meta(meta), now, writes)
                 else:
                     self._fire_static(key, decoded, JobEntry.decode_meta(meta), now, writes)
-        writes.execute(client, self.app.redbeat_conf.schedule_key)
+        self._write_back(writes, now)
         if writes.sent:
             logger.info("beat: sent %d due jobs", writes.sent)
+
+    def _write_back(self, writes: _Writes, now: datetime) -> None:
+        """Write back what a batch decided, for the entries still as beat read them.
+
+        An entry a save changed meanwhile (an edit, a disable, a delete) keeps what the
+        save wrote; if beat sent it, its fire is then recorded on the saved entry, as
+        if the save had come just after: ``last_run_at`` moves forward to now (never
+        back) and the score is the saved schedule's next fire time after it. An entry
+        deleted meanwhile stays deleted.
+        """
+        client = redis_for(self.app)
+        schedule_key = self.app.redbeat_conf.schedule_key
+        fired = writes.execute(client, schedule_key)
+        while fired:
+            writes = _Writes(read_entries(client, fired))
+            for key, (definition, meta) in writes.read.items():
+                self._record_fire(key, definition, meta, now, writes)
+            fired = writes.execute(client, schedule_key)
+
+    def _record_fire(self, key: str, definition: str | None, meta: str | None,
+                     now: datetime, writes: _Writes) -> None:  # fmt: skip
+        """Record a fire sent at ``now`` on an entry a save rewrote since beat read it."""
+        try:
+            decoded = JobEntry.decode_definition(definition) if definition else {}
+        except Exception:
+            decoded = {}  # the next tick reads it again, and removes it
+        schedule = decoded.get("schedule")
+        if not isinstance(schedule, JobSchedule):
+            return  # deleted (or disabled) meanwhile: nothing to record
+        stored = JobEntry.decode_meta(meta)
+        last = max(stored.get("last_run_at") or now, now)
+        writes.metas[key] = meta_json(last, (stored.get("total_run_count") or 0) + 1)
+        writes.scores[key] = score_of(schedule.fire_time(last))
 
     def _fire_job(self, key: str, decoded: dict[str, Any], meta: dict[str, Any],
                   now: datetime, writes: _Writes) -> None:  # fmt: skip
@@ -672,21 +735,28 @@ class JobScheduler(RedBeatScheduler):
 
 
 class _Writes:
-    """What one batch writes back to Redis, in one pipeline."""
+    """What one batch writes back to Redis, checked against what it read (see
+    WRITE_BACK): ``read`` holds each entry's definition and meta as read."""
 
-    def __init__(self) -> None:
+    def __init__(self, read: dict[str, tuple[str | None, str | None]]) -> None:
+        self.read = read
         self.metas: dict[str, str] = {}
         self.scores: dict[str, float] = {}
         self.gone: list[str] = []
         self.sent = 0
 
-    def execute(self, client: Redis, schedule_key: str) -> None:
-        with client.pipeline(transaction=False) as pipe:
-            for key, meta in self.metas.items():
-                pipe.hset(key, "meta", meta)
-            if self.scores:
-                pipe.zadd(schedule_key, self.scores)
-            if self.gone:
-                logger.warning("beat: removing entries that cannot be loaded: %s", self.gone)
-                pipe.zrem(schedule_key, *self.gone)
-            pipe.execute()
+    def execute(self, client: Redis, schedule_key: str) -> list[str]:
+        """Write back, in one script; return the keys of the entries beat sent whose
+        definition or meta changed since they were read (their fire is not recorded)."""
+        if self.gone:
+            logger.warning("beat: removing entries that cannot be loaded: %s", self.gone)
+        keys = [*self.scores, *self.gone]
+        if not keys:
+            return []
+        rows = []
+        for key in keys:
+            definition, meta = self.read[key]
+            score = repr(self.scores[key]) if key in self.scores else ""
+            rows.append((definition or "", meta or "", self.metas.get(key, ""), score))
+        changed = WRITE_BACK(keys=[*keys, schedule_key], args=[json.dumps(rows)], client=client)
+        return [keys[index - 1] for index in changed if keys[index - 1] in self.metas]
