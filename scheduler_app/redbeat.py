@@ -447,7 +447,9 @@ def sync_after_commit(job_id: int) -> None:
 
 
 class Rebuild:
-    """Rebuilding every job entry from the database, one batch of jobs per :meth:`step`.
+    """Rebuilding every job entry from the database, one batch of jobs per :meth:`step`,
+    then removing the entries of jobs no longer scheduled, one page of the schedule
+    (ZSCAN) per step.
 
     Beat runs a step per tick, between the batches it fires, so a rebuild of any size
     neither stops the firing of what Redis already holds nor outlives beat's lock. It
@@ -460,11 +462,21 @@ class Rebuild:
         self.after_id = 0
         self.scheduled: set[int] = set()
         self.saved = self.removed = 0
+        self.scanning = False  # every job is saved; the schedule is scanned for stale ones
+        self.cursor = 0
         self.done = False
         redis_for(app).set(generation_key(app), uuid.uuid4().hex)
 
     def step(self) -> bool:
-        """Rebuild the next batch of jobs; True once every entry is rebuilt."""
+        """Rebuild the next batch of jobs, or look at the next page of the schedule
+        (the last batch and the first page in one step); True once done."""
+        if not self.scanning:
+            self._save_next_jobs()
+        if self.scanning:
+            self._remove_next_stale()
+        return self.done
+
+    def _save_next_jobs(self) -> None:
         rows = (
             Job.objects.filter(enabled=True, completed_at__isnull=True, id__gt=self.after_id)
             .order_by("id")
@@ -476,20 +488,24 @@ class Rebuild:
             scheduled = [job for job in jobs if Job.is_scheduled.fget(job)]  # type: ignore[attr-defined]
             self.saved += save_entries(scheduled, self.app)
             self.scheduled.update(job.id for job in scheduled)
-        if len(jobs) < self.batch:
-            self.removed = remove_stale(self.app, self.scheduled)
-            self.done = True
-        return self.done
+        self.scanning = len(jobs) < self.batch
+
+    def _remove_next_stale(self) -> None:
+        client = redis_for(self.app)
+        self.cursor, page = client.zscan(self.app.redbeat_conf.schedule_key, self.cursor,
+                                         count=self.batch)  # fmt: skip
+        self.removed += remove_stale(self.app, [key for key, _ in page], self.scheduled)
+        self.done = self.cursor == 0
 
 
-def remove_stale(app: Celery, scheduled: set[int]) -> int:
-    """Remove the entries of jobs not scheduled (looked up again: one may have been
-    resumed since the rebuild passed it); return how many."""
-    client = redis_for(app)
+def remove_stale(app: Celery, keys: list[str], scheduled: set[int]) -> int:
+    """Remove, of the schedule's ``keys``, the entries of jobs not in ``scheduled`` nor
+    scheduled now (looked up again: one may have been resumed since the rebuild passed
+    it); return how many were removed."""
     prefix = app.redbeat_conf.key_prefix + "job:"
     candidates = {
         int(key[len(prefix) :])
-        for key in client.zrange(app.redbeat_conf.schedule_key, 0, -1)
+        for key in keys
         if key.startswith(prefix) and int(key[len(prefix) :]) not in scheduled
     }
     if not candidates:
@@ -501,14 +517,13 @@ def remove_stale(app: Celery, scheduled: set[int]) -> int:
         ).only("id", "schedule", "timezone", "enabled", "completed_at")
         if job.is_scheduled
     }
-    stale = sorted(candidates - still)
-    with client.pipeline(transaction=False) as pipe:
-        for job_id in stale:
+    with redis_for(app).pipeline(transaction=False) as pipe:
+        for job_id in sorted(candidates - still):
             key = prefix + str(job_id)
             pipe.zrem(app.redbeat_conf.schedule_key, key)
             pipe.delete(key)
-        pipe.execute()
-    return len(stale)
+        # A page of ZSCAN may repeat a key of an earlier one: count what was removed.
+        return sum(pipe.execute()[0::2])
 
 
 def reconcile(app: Celery | None = None) -> tuple[int, int]:
