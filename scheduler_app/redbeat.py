@@ -52,8 +52,8 @@ logger = logging.getLogger(__name__)
 
 _SCHEDULE_TYPE = "scheduler_app.JobSchedule"
 REDIS_AWAY_RETRY = 2.0  # seconds between beat's looks at a Redis that does not answer
-FIRE_BATCH = 500  # due entries read, sent and written back per pipeline
-SAVE_BATCH = 2000  # jobs per pipelined write when entries are rebuilt
+FIRE_BATCH = 500  # due entries read, sent and written back per round trip
+SAVE_BATCH = 2000  # jobs read and written per call in a rebuild, and schedule members scanned
 TICK_SECONDS = 1.0  # a tick with more due work than this returns to the loop (sleep 0)
 # The fields of a job its entry is made from (Job.beat_params, schedule_reference,
 # is_scheduled, the send options; Job.from_db reads schedule, timezone and enabled).
@@ -563,11 +563,12 @@ class JobScheduler(RedBeatScheduler):
     fires computed and sent in batches.
 
     A tick reads at most FIRE_BATCH due entries at a time (ZRANGEBYSCORE ... LIMIT),
-    sends them through one producer and writes them back in one pipeline, and extends
-    the lock after each batch, so no amount of due work outlives the lock. A tick
-    with due work left after TICK_SECONDS returns 0: the loop comes straight back.
-    Otherwise beat sleeps until the next entry's (sub-second) score, at most
-    ``beat_max_loop_interval``. Nothing a tick does grows with the number of entries.
+    sends them through one producer and writes them back in one script (only the entries
+    no save changed meanwhile), and extends the lock after each batch, so no amount of
+    due work outlives the lock. A tick with due work left after TICK_SECONDS returns 0:
+    the loop comes straight back. Otherwise beat sleeps until the next entry's
+    (sub-second) score, at most ``beat_max_loop_interval``. Nothing a tick does grows
+    with the number of entries.
     """
 
     Entry = JobEntry
