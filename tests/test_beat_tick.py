@@ -147,6 +147,32 @@ def test_a_missing_generation_under_a_held_lock_starts_a_rebuild(owner, beat_app
     assert scheduler._rebuild is not None
 
 
+def test_a_rebuild_removes_stale_entries_a_page_of_the_schedule_at_a_time(
+    owner, beat_app, redis_client
+):
+    ids = due_jobs(owner, 10)
+    paused = ids[:4]
+    Job.objects.filter(id__in=paused).update(enabled=False)  # their entries not removed
+    # And entries whose jobs are no more: past 128 members a sorted set is scanned in pages.
+    stale = [*paused, *(max(ids) + 1000 + i for i in range(150))]
+    redbeat.redis_for(beat_app)  # binds its RedBeat configuration
+    schedule_key = beat_app.redbeat_conf.schedule_key
+    for job_id in stale:
+        redis_client.hset(PREFIX + f"job:{job_id}", "definition", "{}")
+    redis_client.zadd(schedule_key, {PREFIX + f"job:{job_id}": 1 for job_id in stale})
+
+    rebuild = redbeat.Rebuild(beat_app, batch=20)
+    steps = 1
+    while not rebuild.step():
+        steps += 1
+
+    assert (rebuild.saved, rebuild.removed) == (6, 154)
+    assert steps > 2  # one for the 10 jobs and a first page; 160 entries, ~20 a page
+    left = set(redis_client.zrange(schedule_key, 0, -1))
+    assert left == {PREFIX + f"job:{job_id}" for job_id in ids[4:]}
+    assert not any(redis_client.exists(PREFIX + f"job:{job_id}") for job_id in stale)
+
+
 def send_then(scheduler: redbeat.JobScheduler, monkeypatch, save) -> None:  # type: ignore[no-untyped-def]
     """Make ``save()`` run right after beat sends a due entry: between its read of the
     batch and its write-back, where an API save can land."""

@@ -128,25 +128,3 @@ def test_a_save_racing_beat_keeps_the_time_beat_wrote(owner, redis_client, monke
     # the entry too and cost another (seen once on PostgreSQL: three reads).
     assert len(reads) >= 2
     assert load(job.id).last_run_at == beat_wrote
-
-
-def test_a_rebuild_removes_stale_entries_a_page_of_the_schedule_at_a_time(owner, redis_client):
-    jobs = [make_job(owner, name=f"j{i}") for i in range(10)]
-    paused = [job.id for job in jobs[:4]]
-    Job.objects.filter(id__in=paused).update(enabled=False)  # bypassing the entry's removal
-    # Entries whose jobs are no more: past 128 members a sorted set is scanned in pages.
-    gone = [max(paused) + 1000 + i for i in range(150)]
-    for job_id in gone:
-        redis_client.hset(KEY.format(job_id), "definition", "{}")
-    redis_client.zadd("redbeat::schedule", {KEY.format(job_id): 1 for job_id in gone})
-
-    rebuild = redbeat.Rebuild(app, batch=20)
-    steps = 1
-    while not rebuild.step():
-        steps += 1
-
-    assert (rebuild.saved, rebuild.removed) == (6, 154)
-    assert steps > 2  # one for the 10 jobs and a first page; 160 entries, ~20 a page
-    left = {int(key.rsplit(":", 1)[1]) for key in redis_client.zrange("redbeat::schedule", 0, -1)}
-    assert left == {job.id for job in jobs[4:]}
-    assert not any(redis_client.exists(KEY.format(job_id)) for job_id in [*paused, *gone])
