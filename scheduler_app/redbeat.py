@@ -26,20 +26,21 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
 from django.conf import settings
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redis
 from redis import Redis
-from redis.client import Pipeline
+from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockNotOwnedError, WatchError
+from redis.exceptions import LockNotOwnedError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.celery import app as celery_app
@@ -51,13 +52,35 @@ logger = logging.getLogger(__name__)
 
 _SCHEDULE_TYPE = "scheduler_app.JobSchedule"
 REDIS_AWAY_RETRY = 2.0  # seconds between beat's looks at a Redis that does not answer
-FIRE_BATCH = 500  # due entries read, sent and written back per pipeline
-SAVE_BATCH = 2000  # jobs per pipelined write when entries are rebuilt
+FIRE_BATCH = 500  # due entries read, sent and written back per round trip
+SAVE_BATCH = 2000  # jobs read and written per call in a rebuild, and schedule members scanned
 TICK_SECONDS = 1.0  # a tick with more due work than this returns to the loop (sleep 0)
 # The fields of a job its entry is made from (Job.beat_params, schedule_reference,
 # is_scheduled, the send options; Job.from_db reads schedule, timezone and enabled).
 ENTRY_FIELDS = ("id", "schedule", "timezone", "enabled", "completed_at", "schedule_start",
                 "last_fired_for", "start_at", "end_at", "jitter", "queue", "priority")  # fmt: skip
+
+
+class JobValues(NamedTuple):
+    """A job as the rebuild reads it: the values of ENTRY_FIELDS, which Job's own
+    methods read as they read a Job (a tuple is made at C speed, unlike an object)."""
+
+    id: int
+    schedule: dict[str, Any]
+    timezone: str
+    enabled: bool
+    completed_at: datetime | None
+    schedule_start: datetime
+    last_fired_for: datetime | None
+    start_at: datetime | None
+    end_at: datetime | None
+    jitter: int
+    queue: str
+    priority: int
+
+    @property
+    def pk(self) -> int:
+        return self.id
 
 
 def redis_for(app: Celery) -> Redis:
@@ -207,67 +230,124 @@ class EntryRow:
 
 
 def write_entries(rows: list[EntryRow], app: Celery) -> None:
-    """Write entries in one optimistic transaction: WATCH their keys, read their stored
-    metas in one pipeline, write definitions, metas and scores in one MULTI/EXEC.
+    """Write entries: read their stored metas in one call, then write definitions, metas
+    and scores in one script, which writes an entry only if its meta is still the one read.
 
-    Beat writes ``last_run_at`` after each fire; a stored one later than ours is
-    kept, and if beat writes between our read and our write, EXEC fails and the batch
-    is done again, so a save racing beat can never set it back and fire a slot twice.
+    Beat writes ``last_run_at`` after each fire; a stored one later than ours is kept,
+    and an entry beat wrote between our read and our write is read and written again,
+    so a save racing beat can never set it back and fire a slot twice.
     """
-    if not rows:
-        return
     client = redis_for(app)
-    keys = [row.key for row in rows]
-    while True:
-        with client.pipeline() as pipe:
-            try:
-                pipe.watch(*keys)
-                _write_watched(pipe, client, rows, app.redbeat_conf.schedule_key)
-                return
-            except WatchError:
-                continue
+    schedule_key = app.redbeat_conf.schedule_key
+    while rows:
+        rows = _write_unless_changed(client, rows, schedule_key)
 
 
 # One command per batch instead of one per entry: redis-py spends more time packing and
-# parsing thousands of small commands than Redis spends running them.
-READ_METAS = """
+# parsing thousands of small commands than Redis spends running them. The scripts are
+# made once (bytes: no client needed to hash them) and called with a client.
+READ_METAS = Script(None, b"""
 local metas = {}
 for i, key in ipairs(KEYS) do metas[i] = redis.call('HGET', key, 'meta') end
 return metas
-"""
-READ_ENTRIES = """
+""")  # fmt: skip
+READ_ENTRIES = Script(None, b"""
 local found = {}
 for i, key in ipairs(KEYS) do
     local entry = redis.call('HMGET', key, 'definition', 'meta')
     found[2 * i - 1], found[2 * i] = entry[1], entry[2]
 end
 return found
-"""
-WRITE_ENTRIES = """
+""")  # fmt: skip
+# KEYS: the entries, then the schedule. ARGV[1]: a JSON list, per entry [the meta read
+# ('' for none), definition, meta, score]. Returns the (1-based) indexes of the entries
+# whose meta is no longer the one read: left alone, to be read and written again.
+WRITE_ENTRIES = Script(None, b"""
 local schedule = table.remove(KEYS)
+local rows = cjson.decode(ARGV[1])
+local changed = {}
 for i, key in ipairs(KEYS) do
-    local at = (i - 1) * 3
-    redis.call('HSET', key, 'definition', ARGV[at + 1], 'meta', ARGV[at + 2])
-    redis.call('ZADD', schedule, ARGV[at + 3], key)
+    local row = rows[i]
+    if (redis.call('HGET', key, 'meta') or '') == row[1] then
+        redis.call('HSET', key, 'definition', row[2], 'meta', row[3])
+        redis.call('ZADD', schedule, row[4], key)
+    else
+        changed[#changed + 1] = i
+    end
 end
-return #KEYS
-"""
+return changed
+""")  # fmt: skip
 
 
-def _write_watched(pipe: Pipeline, client: Redis, rows: list[EntryRow], schedule_key: str) -> None:
+# Beat's write-back after a batch. KEYS: the entries, then the schedule. ARGV[1]: a JSON
+# list, per entry [definition read, meta read ('' for none), meta to write ('' for none),
+# score ('' to remove it from the schedule)]. An entry whose definition or meta is no
+# longer the one read (a save, a delete came between) is left alone and its index returned.
+WRITE_BACK = Script(None, b"""
+local schedule = table.remove(KEYS)
+local rows = cjson.decode(ARGV[1])
+local changed = {}
+for i, key in ipairs(KEYS) do
+    local row = rows[i]
+    local entry = redis.call('HMGET', key, 'definition', 'meta')
+    if (entry[1] or '') == row[1] and (entry[2] or '') == row[2] then
+        if row[3] ~= '' then redis.call('HSET', key, 'meta', row[3]) end
+        if row[4] == '' then
+            redis.call('ZREM', schedule, key)
+        else
+            redis.call('ZADD', schedule, row[4], key)
+        end
+    else
+        changed[#changed + 1] = i
+    end
+end
+return changed
+""")  # fmt: skip
+
+
+# A page of ZSCAN, its members without their scores (half the reply, no floats to parse):
+# the cursor, then the members.
+SCAN_MEMBERS = Script(None, b"""
+local page = redis.call('ZSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local found = {page[1]}
+for i = 1, #page[2], 2 do found[#found + 1] = page[2][i] end
+return found
+""")  # fmt: skip
+
+
+def read_entries(client: Redis, keys: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """The definition and meta of each entry (None where missing), in one call."""
+    flat = READ_ENTRIES(keys=keys, client=client)
+    return dict(zip(keys, zip(flat[0::2], flat[1::2], strict=True), strict=True))
+
+
+def _write_unless_changed(client: Redis, rows: list[EntryRow], schedule_key: str) -> list[EntryRow]:
+    """Write ``rows``; return those beat wrote meanwhile (not written)."""
     keys = [row.key for row in rows]
-    stored = client.register_script(READ_METAS)(keys=keys)
-    values: list[Any] = []
+    stored = READ_METAS(keys=keys, client=client)
+    # Entries of a rebuild share a few schedules and references: each distinct one's
+    # fire time, meta and stored time are worked out once per batch.
+    scores: dict[tuple[int, datetime], str] = {}
+    metas: dict[tuple[datetime, int], str] = {}
+    stored_times: dict[str, datetime | None] = {}
+    writes: list[tuple[str, str, str, str]] = []
     for row, meta in zip(rows, stored, strict=True):
         if meta:
-            newer = JobEntry._stored_last_run_at(meta)
+            if meta not in stored_times:
+                stored_times[meta] = JobEntry._stored_last_run_at(meta)
+            newer = stored_times[meta]
             if newer is not None and newer > row.last_run_at:
                 row.last_run_at = newer
-        score = score_of(row.fire_times.next_after(row.last_run_at.astimezone(UTC)))
-        values += [row.definition, meta_json(row.last_run_at, row.total_run_count), score]
-    pipe.multi()
-    client.register_script(WRITE_ENTRIES)(keys=[*keys, schedule_key], args=values, client=pipe)
-    pipe.execute()
+        fire_key = (id(row.fire_times), row.last_run_at)
+        if fire_key not in scores:
+            fire = row.fire_times.next_after(row.last_run_at.astimezone(UTC))
+            scores[fire_key] = repr(score_of(fire))
+        meta_key = (row.last_run_at, row.total_run_count)
+        if meta_key not in metas:
+            metas[meta_key] = meta_json(row.last_run_at, row.total_run_count)
+        writes.append((meta or "", row.definition, metas[meta_key], scores[fire_key]))
+    changed = WRITE_ENTRIES(keys=[*keys, schedule_key], args=[json.dumps(writes)], client=client)
+    return [rows[index - 1] for index in changed]
 
 
 _ENCODER = RedBeatJSONEncoder()
@@ -379,7 +459,9 @@ def sync_after_commit(job_id: int) -> None:
 
 
 class Rebuild:
-    """Rebuilding every job entry from the database, one batch of jobs per :meth:`step`.
+    """Rebuilding every job entry from the database, one batch of jobs per :meth:`step`,
+    then removing the entries of jobs no longer scheduled, one page of the schedule
+    (ZSCAN) per step.
 
     Beat runs a step per tick, between the batches it fires, so a rebuild of any size
     neither stops the firing of what Redis already holds nor outlives beat's lock. It
@@ -392,37 +474,59 @@ class Rebuild:
         self.after_id = 0
         self.scheduled: set[int] = set()
         self.saved = self.removed = 0
+        self.scanning = False  # every job is saved; the schedule is scanned for stale ones
+        self.cursor = 0
         self.done = False
         redis_for(app).set(generation_key(app), uuid.uuid4().hex)
 
     def step(self) -> bool:
-        """Rebuild the next batch of jobs; True once every entry is rebuilt."""
+        """Rebuild the next batch of jobs, or look at the next page of the schedule
+        (the last batch and the first page in one step); True once done."""
+        if not self.scanning:
+            self._save_next_jobs()
+        if self.scanning:
+            self._remove_next_stale()
+        return self.done
+
+    def _save_next_jobs(self) -> None:
+        # The schedule is read as text and each distinct one decoded once a batch: jobs
+        # share a few schedules, and decoding one costs more than all its other fields.
         rows = (
             Job.objects.filter(enabled=True, completed_at__isnull=True, id__gt=self.after_id)
             .order_by("id")
-            .values_list(*ENTRY_FIELDS)[: self.batch]
+            .annotate(schedule_text=Cast("schedule", TextField()))
+            .values_list("id", "schedule_text", *ENTRY_FIELDS[2:])[: self.batch]
         )
-        jobs = [SimpleNamespace(pk=row[0], **dict(zip(ENTRY_FIELDS, row, strict=True)))
-                for row in rows]  # fmt: skip
+        decoded: dict[str, dict[str, Any]] = {}
+        jobs = [
+            JobValues(job_id, decoded.get(text) or decoded.setdefault(text, json.loads(text)),
+                      *values)
+            for job_id, text, *values in rows
+        ]  # fmt: skip
         if jobs:
             self.after_id = jobs[-1].id
             scheduled = [job for job in jobs if Job.is_scheduled.fget(job)]  # type: ignore[attr-defined]
             self.saved += save_entries(scheduled, self.app)
             self.scheduled.update(job.id for job in scheduled)
-        if len(jobs) < self.batch:
-            self.removed = remove_stale(self.app, self.scheduled)
-            self.done = True
-        return self.done
+        self.scanning = len(jobs) < self.batch
+
+    def _remove_next_stale(self) -> None:
+        client = redis_for(self.app)
+        cursor, *page = SCAN_MEMBERS(keys=[self.app.redbeat_conf.schedule_key],
+                                     args=[self.cursor, self.batch], client=client)  # fmt: skip
+        self.cursor = int(cursor)
+        self.removed += remove_stale(self.app, page, self.scheduled)
+        self.done = self.cursor == 0
 
 
-def remove_stale(app: Celery, scheduled: set[int]) -> int:
-    """Remove the entries of jobs not scheduled (looked up again: one may have been
-    resumed since the rebuild passed it); return how many."""
-    client = redis_for(app)
+def remove_stale(app: Celery, keys: list[str], scheduled: set[int]) -> int:
+    """Remove, of the schedule's ``keys``, the entries of jobs not in ``scheduled`` nor
+    scheduled now (looked up again: one may have been resumed since the rebuild passed
+    it); return how many were removed."""
     prefix = app.redbeat_conf.key_prefix + "job:"
     candidates = {
         int(key[len(prefix) :])
-        for key in client.zrange(app.redbeat_conf.schedule_key, 0, -1)
+        for key in keys
         if key.startswith(prefix) and int(key[len(prefix) :]) not in scheduled
     }
     if not candidates:
@@ -434,14 +538,13 @@ def remove_stale(app: Celery, scheduled: set[int]) -> int:
         ).only("id", "schedule", "timezone", "enabled", "completed_at")
         if job.is_scheduled
     }
-    stale = sorted(candidates - still)
-    with client.pipeline(transaction=False) as pipe:
-        for job_id in stale:
+    with redis_for(app).pipeline(transaction=False) as pipe:
+        for job_id in sorted(candidates - still):
             key = prefix + str(job_id)
             pipe.zrem(app.redbeat_conf.schedule_key, key)
             pipe.delete(key)
-        pipe.execute()
-    return len(stale)
+        # A page of ZSCAN may repeat a key of an earlier one: count what was removed.
+        return sum(pipe.execute()[0::2])
 
 
 def reconcile(app: Celery | None = None) -> tuple[int, int]:
@@ -460,11 +563,12 @@ class JobScheduler(RedBeatScheduler):
     fires computed and sent in batches.
 
     A tick reads at most FIRE_BATCH due entries at a time (ZRANGEBYSCORE ... LIMIT),
-    sends them through one producer and writes them back in one pipeline, and extends
-    the lock after each batch, so no amount of due work outlives the lock. A tick
-    with due work left after TICK_SECONDS returns 0: the loop comes straight back.
-    Otherwise beat sleeps until the next entry's (sub-second) score, at most
-    ``beat_max_loop_interval``. Nothing a tick does grows with the number of entries.
+    sends them through one producer and writes them back in one script (only the entries
+    no save changed meanwhile), and extends the lock after each batch, so no amount of
+    due work outlives the lock. A tick with due work left after TICK_SECONDS returns 0:
+    the loop comes straight back. Otherwise beat sleeps until the next entry's
+    (sub-second) score, at most ``beat_max_loop_interval``. Nothing a tick does grows
+    with the number of entries.
     """
 
     Entry = JobEntry
@@ -571,13 +675,11 @@ class JobScheduler(RedBeatScheduler):
     def _fire_batch(self, keys: list[str], now: datetime) -> None:
         """Read, send and write back one batch of due entries: three round trips in all."""
         client = redis_for(self.app)
-        flat = client.register_script(READ_ENTRIES)(keys=keys)
-        rows = list(zip(flat[0::2], flat[1::2], strict=True))
-        writes = _Writes()
+        writes = _Writes(read_entries(client, keys))
         # One pipeline for the batch's messages too (kombu's publish batch), sent before
         # the entries are written back: a batch that fails sends nothing and moves nothing.
         with self.producer.batch(max_size=2 * len(keys) + 16):
-            for key, (definition, meta) in zip(keys, rows, strict=True):
+            for key, (definition, meta) in writes.read.items():
                 try:
                     decoded = JobEntry.decode_definition(definition) if definition else None
                 except Exception:
@@ -589,9 +691,42 @@ class JobScheduler(RedBeatScheduler):
                     self._fire_job(key, decoded, JobEntry.decode_meta(meta), now, writes)
                 else:
                     self._fire_static(key, decoded, JobEntry.decode_meta(meta), now, writes)
-        writes.execute(client, self.app.redbeat_conf.schedule_key)
+        self._write_back(writes, now)
         if writes.sent:
             logger.info("beat: sent %d due jobs", writes.sent)
+
+    def _write_back(self, writes: _Writes, now: datetime) -> None:
+        """Write back what a batch decided, for the entries still as beat read them.
+
+        An entry a save changed meanwhile (an edit, a disable, a delete) keeps what the
+        save wrote; if beat sent it, its fire is then recorded on the saved entry, as
+        if the save had come just after: ``last_run_at`` moves forward to now (never
+        back) and the score is the saved schedule's next fire time after it. An entry
+        deleted meanwhile stays deleted.
+        """
+        client = redis_for(self.app)
+        schedule_key = self.app.redbeat_conf.schedule_key
+        fired = writes.execute(client, schedule_key)
+        while fired:
+            writes = _Writes(read_entries(client, fired))
+            for key, (definition, meta) in writes.read.items():
+                self._record_fire(key, definition, meta, now, writes)
+            fired = writes.execute(client, schedule_key)
+
+    def _record_fire(self, key: str, definition: str | None, meta: str | None,
+                     now: datetime, writes: _Writes) -> None:  # fmt: skip
+        """Record a fire sent at ``now`` on an entry a save rewrote since beat read it."""
+        try:
+            decoded = JobEntry.decode_definition(definition) if definition else {}
+        except Exception:
+            decoded = {}  # the next tick reads it again, and removes it
+        schedule = decoded.get("schedule")
+        if not isinstance(schedule, JobSchedule):
+            return  # deleted (or disabled) meanwhile: nothing to record
+        stored = JobEntry.decode_meta(meta)
+        last = max(stored.get("last_run_at") or now, now)
+        writes.metas[key] = meta_json(last, (stored.get("total_run_count") or 0) + 1)
+        writes.scores[key] = score_of(schedule.fire_time(last))
 
     def _fire_job(self, key: str, decoded: dict[str, Any], meta: dict[str, Any],
                   now: datetime, writes: _Writes) -> None:  # fmt: skip
@@ -637,21 +772,28 @@ class JobScheduler(RedBeatScheduler):
 
 
 class _Writes:
-    """What one batch writes back to Redis, in one pipeline."""
+    """What one batch writes back to Redis, checked against what it read (see
+    WRITE_BACK): ``read`` holds each entry's definition and meta as read."""
 
-    def __init__(self) -> None:
+    def __init__(self, read: dict[str, tuple[str | None, str | None]]) -> None:
+        self.read = read
         self.metas: dict[str, str] = {}
         self.scores: dict[str, float] = {}
         self.gone: list[str] = []
         self.sent = 0
 
-    def execute(self, client: Redis, schedule_key: str) -> None:
-        with client.pipeline(transaction=False) as pipe:
-            for key, meta in self.metas.items():
-                pipe.hset(key, "meta", meta)
-            if self.scores:
-                pipe.zadd(schedule_key, self.scores)
-            if self.gone:
-                logger.warning("beat: removing entries that cannot be loaded: %s", self.gone)
-                pipe.zrem(schedule_key, *self.gone)
-            pipe.execute()
+    def execute(self, client: Redis, schedule_key: str) -> list[str]:
+        """Write back, in one script; return the keys of the entries beat sent whose
+        definition or meta changed since they were read (their fire is not recorded)."""
+        if self.gone:
+            logger.warning("beat: removing entries that cannot be loaded: %s", self.gone)
+        keys = [*self.scores, *self.gone]
+        if not keys:
+            return []
+        rows = []
+        for key in keys:
+            definition, meta = self.read[key]
+            score = repr(self.scores[key]) if key in self.scores else ""
+            rows.append((definition or "", meta or "", self.metas.get(key, ""), score))
+        changed = WRITE_BACK(keys=[*keys, schedule_key], args=[json.dumps(rows)], client=client)
+        return [keys[index - 1] for index in changed if keys[index - 1] in self.metas]

@@ -145,3 +145,82 @@ def test_a_missing_generation_under_a_held_lock_starts_a_rebuild(owner, beat_app
     assert scheduler.tick() == 0.0
 
     assert scheduler._rebuild is not None
+
+
+def test_a_rebuild_removes_stale_entries_a_page_of_the_schedule_at_a_time(
+    owner, beat_app, redis_client
+):
+    ids = due_jobs(owner, 10)
+    paused = ids[:4]
+    Job.objects.filter(id__in=paused).update(enabled=False)  # their entries not removed
+    # And entries whose jobs are no more: past 128 members a sorted set is scanned in pages.
+    stale = [*paused, *(max(ids) + 1000 + i for i in range(150))]
+    redbeat.redis_for(beat_app)  # binds its RedBeat configuration
+    schedule_key = beat_app.redbeat_conf.schedule_key
+    for job_id in stale:
+        redis_client.hset(PREFIX + f"job:{job_id}", "definition", "{}")
+    redis_client.zadd(schedule_key, {PREFIX + f"job:{job_id}": 1 for job_id in stale})
+
+    rebuild = redbeat.Rebuild(beat_app, batch=20)
+    steps = 1
+    while not rebuild.step():
+        steps += 1
+
+    assert (rebuild.saved, rebuild.removed) == (6, 154)
+    assert steps > 2  # one for the 10 jobs and a first page; 160 entries, ~20 a page
+    left = set(redis_client.zrange(schedule_key, 0, -1))
+    assert left == {PREFIX + f"job:{job_id}" for job_id in ids[4:]}
+    assert not any(redis_client.exists(PREFIX + f"job:{job_id}") for job_id in stale)
+
+
+def send_then(scheduler: redbeat.JobScheduler, monkeypatch, save) -> None:  # type: ignore[no-untyped-def]
+    """Make ``save()`` run right after beat sends a due entry: between its read of the
+    batch and its write-back, where an API save can land."""
+    send = scheduler._send
+
+    def send_and_save(*args):  # type: ignore[no-untyped-def]
+        send(*args)
+        save()
+
+    monkeypatch.setattr(scheduler, "_send", send_and_save)
+
+
+def test_a_job_deleted_while_beat_sends_it_is_not_put_back(owner, beat_app, redis_client,
+                                                            monkeypatch):  # fmt: skip
+    [job_id] = due_jobs(owner, 1)
+    scheduler = start_beat(beat_app)
+    send_then(scheduler, monkeypatch, lambda: redbeat.remove_entry(job_id, app=beat_app))
+
+    scheduler.tick()
+
+    key = PREFIX + f"job:{job_id}"
+    assert sent_job_ids(redis_client) == [job_id]
+    assert not redis_client.exists(key)  # no meta-only entry left behind
+    assert redis_client.zscore(beat_app.redbeat_conf.schedule_key, key) is None
+
+
+def test_a_schedule_edited_while_beat_sends_it_keeps_the_edit(owner, beat_app, redis_client,
+                                                               monkeypatch):  # fmt: skip
+    [job_id] = due_jobs(owner, 1)  # hourly, due a minute ago
+    every_2_minutes = {"type": "interval", "every": 2, "unit": "minutes"}
+
+    def edit() -> None:
+        Job.objects.filter(id=job_id).update(schedule=every_2_minutes)
+        redbeat.save_entry(Job.objects.get(id=job_id), app=beat_app)
+
+    scheduler = start_beat(beat_app)
+    send_then(scheduler, monkeypatch, edit)
+    before = datetime.now(UTC)
+
+    scheduler.tick()
+
+    key = PREFIX + f"job:{job_id}"
+    entry = redbeat.JobEntry.from_key(key, app=beat_app)
+    assert entry.schedule.params["spec"] == every_2_minutes  # the edit stays
+    assert entry.last_run_at >= before  # and the fire sent is recorded on it
+    # Scored by the edited schedule (within 2 minutes), not the hourly one beat read.
+    score = redis_client.zscore(beat_app.redbeat_conf.schedule_key, key)
+    assert score == entry.schedule.fire_time(entry.last_run_at).timestamp()
+    assert score <= (entry.last_run_at + timedelta(minutes=2)).timestamp()
+    scheduler.tick()
+    assert sent_job_ids(redis_client) == [job_id]  # not sent again

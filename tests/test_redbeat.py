@@ -107,7 +107,7 @@ def test_an_entry_never_moves_back_in_time(owner):
 
 
 def test_a_save_racing_beat_keeps_the_time_beat_wrote(owner, redis_client, monkeypatch):
-    """Beat writes last_run_at between our read and our write: WATCH notices, the save
+    """Beat writes last_run_at between our read and our write: the script notices, the save
     is done again, and the newer time stays."""
     job = make_job(owner)
     beat_wrote = datetime.now(UTC) + timedelta(hours=1)
