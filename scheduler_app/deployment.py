@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from django.core.files.storage import Storage, storages
+from django.db import transaction
 
 from scheduler_app import access
 from scheduler_app.models import Job, Software, StoredFile
@@ -43,6 +44,14 @@ def file_name(value: str) -> str:
 def store(content: IO[bytes]) -> str:
     """Save ``content`` under a new name of our own; the name the storage gave it."""
     return storage().save(f"deploy/{uuid.uuid4().hex}", content)
+
+
+def forget_after_commit(stored: StoredFile) -> None:
+    """Delete the bytes of a file whose row is being deleted, once that deletion is
+    committed: a rolled-back delete keeps its row and so must keep its bytes. A storage
+    that fails is logged, not raised: the row is gone by then."""
+    name = stored.storage_name
+    transaction.on_commit(lambda: storage().delete(name), robust=True)
 
 
 def chunks(stored: StoredFile) -> Iterator[bytes]:

@@ -146,8 +146,7 @@ class StoredFileViewSet(
         stored = self.get_object()
         if users := deployment.jobs_using(stored):
             raise Conflict(deployment.in_use_refusal(request.user, f"file {stored.pk}", users))
-        deployment.storage().delete(stored.storage_name)
-        stored.delete()
+        stored.delete()  # its bytes go after the commit (scheduler_app/signals.py)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
