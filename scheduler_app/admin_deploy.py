@@ -94,7 +94,7 @@ class StoredFileAdmin(UsageAdmin):
     noun = "file"
     list_display = ["name", "human_size", "short_sha256", "owner", "team", "created_at",
                     "used_by"]  # fmt: skip
-    list_filter = ["team"]
+    list_filter = [("team", admin.RelatedOnlyFieldListFilter)]  # only teams of rows shown
     search_fields = ["name", "sha256"]
     list_select_related = ["owner", "team"]
     date_hierarchy = "created_at"
@@ -156,7 +156,7 @@ class SoftwareAdmin(UsageAdmin):
     noun = "software"
     form = SoftwareForm
     list_display = ["name", "version", "how", "owner", "team", "updated_at", "used_by"]
-    list_filter = ["team"]
+    list_filter = [("team", admin.RelatedOnlyFieldListFilter)]  # only teams of rows shown
     search_fields = ["name", "description", "pip"]
     list_select_related = ["owner", "team"]
     readonly_fields = ["used_by", "created_at", "updated_at"]

@@ -12,6 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from scheduler_app import deployment
 from scheduler_app.models import Software, StoredFile
 from tests.helpers import make_job
+from tests.test_permissions import RIGHTS
+from tests.world import USERS
 
 FILES = "/admin/scheduler_app/storedfile/"
 SOFTWARE = "/admin/scheduler_app/software/"
@@ -64,6 +66,24 @@ def test_the_file_list_shows_size_short_sha_owner_team_and_the_jobs_using_it(wor
     assert ">deploy-nginx</a>" in html
     assert "admins-own" not in html and "1 of others&#x27;" in html  # not the viewer's to read
     assert "admins-own</a>" in page(world.browser("admin"), FILES)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_each_role_sees_and_deletes_files_and_edits_the_catalogue_as_access_allows(world, user):
+    """As the API: a team row is viewed by its members, a file deleted with the edit
+    right, a catalogue entry changed with the edit right and the code right."""
+    row = stored(world.users["admin"], team=world.team)
+    nginx = entry(world)
+    client = world.browser(user)
+    for listing, pk in ((FILES, row.pk), (SOFTWARE, nginx.pk)):
+        html = page(client, listing)
+        assert (f"{listing}{pk}/change/" in html) == (user != "outsider"), (user, listing)
+    if user == "outsider":
+        return
+    deletes = client.get(f"{FILES}{row.pk}/delete/").status_code
+    assert deletes == (200 if "edit" in RIGHTS[user] else 403), user
+    changes = 'name="_save"' in page(client, f"{SOFTWARE}{nginx.pk}/change/")
+    assert changes == (user in ("root", "admin", "coder")), user
 
 
 def test_files_others_may_not_view_are_not_listed_nor_shown(world, shared):

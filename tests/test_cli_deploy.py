@@ -111,7 +111,8 @@ def test_upload_refusals_and_their_exit_codes(schedule, outsider_schedule, tmp_p
     settings.SCHEDULER_FILE_MAX_BYTES = 10
     (tmp_path / "big").write_bytes(b"x" * 11)
     too_big = schedule("files", "upload", str(tmp_path / "big"))
-    assert too_big.returncode == 1 and "SCHEDULER_FILE_MAX_BYTES" in too_big.stderr
+    assert too_big.returncode == 1
+    assert too_big.stderr == "file: 'file' is larger than 10 bytes (SCHEDULER_FILE_MAX_BYTES).\n"
     (tmp_path / "small").write_bytes(b"x")
     not_theirs = outsider_schedule("files", "upload", str(tmp_path / "small"), "--team", "ops")
     assert not_theirs.returncode == 3 and "team" in not_theirs.stderr

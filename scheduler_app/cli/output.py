@@ -97,7 +97,9 @@ def size(value: int | None) -> str:
         if amount < 1024:
             break
         amount, unit = amount / 1024, bigger
-    return f"{value} bytes" if unit == "bytes" else f"{amount:.1f} {unit}"
+    if unit == "bytes":
+        return "1 byte" if value == 1 else f"{value} bytes"
+    return f"{amount:.1f} {unit}"
 
 
 def plain(value: Any) -> str | Text:
