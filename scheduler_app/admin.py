@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from scheduler_app import (
     access,
+    admin_deploy,
     admin_fleet,
     admin_pages,
     audit,
@@ -38,7 +39,7 @@ from scheduler_app.models import (
 )
 from scheduler_app.payloads import KINDS, PayloadError
 
-__all__ = ["admin_fleet"]  # its pages register with this module
+__all__ = ["admin_deploy", "admin_fleet"]  # their pages register with this module
 
 AUDIT_SHOWN = 10  # events on a job's page; the rest are a link away
 

@@ -1,5 +1,7 @@
 """Keep RedBeat in step with the Job table, whoever saves or deletes a job (API, admin,
-shell): see :func:`scheduler_app.redbeat.sync_after_commit`. And a user's API tokens go
+shell): see :func:`scheduler_app.redbeat.sync_after_commit`. An uploaded file's bytes
+go from the storage when its row is deleted, by any path (the API, the admin, a
+deleted owner's cascade), after the commit. And a user's API tokens go
 when their password changes, and their jobs pause when they are deactivated, whoever
 does it."""
 
@@ -11,8 +13,8 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from scheduler_app import redbeat, teams, tokens
-from scheduler_app.models import Job
+from scheduler_app import deployment, redbeat, teams, tokens
+from scheduler_app.models import Job, StoredFile
 
 
 @receiver(post_save, sender=Job)
@@ -23,6 +25,11 @@ def job_saved(sender: type[Job], instance: Job, **kwargs: Any) -> None:
 @receiver(post_delete, sender=Job)
 def job_deleted(sender: type[Job], instance: Job, **kwargs: Any) -> None:
     redbeat.sync_after_commit(instance.id)
+
+
+@receiver(post_delete, sender=StoredFile)
+def stored_file_deleted(sender: type[StoredFile], instance: StoredFile, **kwargs: Any) -> None:
+    deployment.forget_after_commit(instance)
 
 
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL)

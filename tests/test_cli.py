@@ -293,13 +293,22 @@ def test_a_broken_config_file_is_named(schedule):
 
 def test_every_command_has_help_with_an_example(tmp_path):
     anyone = Schedule("http://127.0.0.1:9", None, tmp_path)
+
+    def listed(*group: str) -> list[str]:
+        shown = anyone(*group, "--help").stdout
+        return [line.split()[0] for line in shown.split("Commands:")[1].splitlines()
+                if line.strip()]  # fmt: skip
+
     top = anyone("--help")
-    commands = [
-        line.split()[0] for line in top.stdout.split("Commands:")[1].splitlines() if line.strip()
-    ]
-    assert len(commands) == 16 and "Exit codes" in top.stdout
-    for command in commands:
-        shown = anyone(command, "--help")
+    commands = listed()
+    assert len(commands) == 18 and "Exit codes" in top.stdout
+    groups = {"files": 3, "software": 5}  # their commands: schedule files upload, ...
+    for group, count in groups.items():
+        assert len(listed(group)) == count, group
+    commands = [c for c in commands if c not in groups]
+    commands += [f"{group} {sub}" for group in groups for sub in listed(group)]
+    for command in [*groups, *commands]:
+        shown = anyone(*command.split(), "--help")
         assert shown.returncode == 0 and "Example" in shown.stdout, command
-        if command != "login":
+        if command not in ("login", *groups):
             assert "--output" in shown.stdout and "--url" in shown.stdout, command

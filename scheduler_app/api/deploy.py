@@ -9,7 +9,7 @@ is it saved to the ``files`` storage (scheduler_app/deployment.py).
 from __future__ import annotations
 
 import hashlib
-import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +26,7 @@ from scheduler_app import access, deployment
 from scheduler_app.api.serializers import OwnedSerializer, StrictCharField
 from scheduler_app.api.views import OwnedViewSetMixin
 from scheduler_app.models import Software, StoredFile, Team
-from scheduler_app.payloads import PayloadError, program_text, version
+from scheduler_app.payloads import PayloadError
 
 
 class Conflict(APIException):
@@ -34,10 +34,6 @@ class Conflict(APIException):
 
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
-
-
-# A pip requirement's project name (PEP 508); the version is the catalogue's or the job's.
-_PIP_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 
 
 class LimitedHashingUpload(TemporaryFileUploadHandler):
@@ -146,8 +142,7 @@ class StoredFileViewSet(
         stored = self.get_object()
         if users := deployment.jobs_using(stored):
             raise Conflict(deployment.in_use_refusal(request.user, f"file {stored.pk}", users))
-        deployment.storage().delete(stored.storage_name)
-        stored.delete()
+        stored.delete()  # its bytes go after the commit (scheduler_app/signals.py)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -164,38 +159,26 @@ class SoftwareSerializer(OwnedSerializer):
         validators: list[Any] = []
 
     def validate_version(self, value: str) -> str:
-        return _rule(lambda: version(value, "'version'"))
+        return _rule(deployment.SOFTWARE_RULES["version"], value)
 
     def validate_pip(self, value: str) -> str:
-        if value and not _PIP_NAME.fullmatch(value):
-            raise serializers.ValidationError(
-                "'pip' must be a project name such as requests (letters, digits, ._-); the "
-                "version is the catalogue's."
-            )
-        return value
+        return _rule(deployment.SOFTWARE_RULES["pip"], value)
 
     def validate_install(self, value: str) -> str:
-        return _rule(lambda: program_text(value, "'install'"))
+        return _rule(deployment.SOFTWARE_RULES["install"], value)
 
     def validate_check(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("'check' must print the installed version.")
-        return _rule(lambda: program_text(value, "'check'"))
+        return _rule(deployment.SOFTWARE_RULES["check"], value)
 
     def validate_uninstall(self, value: str) -> str:
-        return _rule(lambda: program_text(value, "'uninstall'"))
+        return _rule(deployment.SOFTWARE_RULES["uninstall"], value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not access.may_run_code(self.context["request"].user):
-            raise PermissionDenied(
-                f"the software catalogue holds commands that run on workers: changing it "
-                f"needs the permission {access.RUN_CODE} ('{access.RUN_CODE_LABEL}')."
-            )
+            raise PermissionDenied(deployment.CATALOGUE_RIGHT)
         values = {**self._stored(), **attrs}
-        if bool(values.get("install", "").strip()) == bool(values.get("pip")):
-            message = ("give either 'install' (a shell command) or 'pip' (a requirement), "
-                       "not both and not neither.")  # fmt: skip
-            raise serializers.ValidationError({"install": [message]})
+        if problem := deployment.install_problem(values.get("install", ""), values.get("pip", "")):
+            raise serializers.ValidationError({"install": [problem]})
         return attrs
 
     def _stored(self) -> dict[str, Any]:
@@ -204,9 +187,9 @@ class SoftwareSerializer(OwnedSerializer):
         return {"install": self.instance.install, "pip": self.instance.pip}
 
 
-def _rule(check: Any) -> str:
+def _rule(check: Callable[[str], str], value: str) -> str:
     try:
-        return check()
+        return check(value)
     except PayloadError as exc:
         raise serializers.ValidationError(str(exc)) from exc
 

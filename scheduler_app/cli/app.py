@@ -69,6 +69,9 @@ class Session:
     def template_id(self, ref: str) -> int:
         return resolve(self.client, "templates", ref, "template")
 
+    def team_id(self, ref: str) -> int:
+        return resolve(self.client, "teams", ref, "team")
+
 
 def resolve(client: Client, collection: str, ref: str, noun: str) -> int:
     """A row's id from its id or its exact name. A reference of digits is an id."""
@@ -76,7 +79,7 @@ def resolve(client: Client, collection: str, ref: str, noun: str) -> int:
         return int(ref)
     if collection == "jobs":
         found = list(client.pages("jobs/", name=ref, page_size=500))
-    else:  # templates have no name filter: few per user, read them all
+    else:  # no name filter (templates, teams, files, software): few per user, read them all
         found = [row for row in client.pages(f"{collection}/", page_size=500) if row["name"] == ref]
     if not found:
         raise errors.CliError(f"Not found: no {noun} named {ref!r}.", errors.NOT_FOUND)
@@ -86,9 +89,12 @@ def resolve(client: Client, collection: str, ref: str, noun: str) -> int:
     return found[0]["id"]
 
 
-def api_command(name: str | None = None) -> Callable[[Callable[..., Any]], click.Command]:
-    """A ``schedule`` subcommand: the function gets a Session first, then its own
-    options; a CliError becomes its message on stderr and its exit code."""
+def api_command(
+    name: str | None = None, group: click.Group | None = None
+) -> Callable[[Callable[..., Any]], click.Command]:
+    """A ``schedule`` subcommand (of ``group``: ``schedule files upload``): the function
+    gets a Session first, then its own options; a CliError becomes its message on stderr
+    and its exit code."""
 
     def decorate(function: Callable[..., Any]) -> click.Command:
         @click.option(
@@ -118,6 +124,6 @@ def api_command(name: str | None = None) -> Callable[[Callable[..., Any]], click
             except KeyboardInterrupt:
                 sys.exit(130)
 
-        return cli.command(name)(command)
+        return (group or cli).command(name)(command)
 
     return decorate

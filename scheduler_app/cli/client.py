@@ -114,6 +114,8 @@ def failure(response: httpx.Response) -> errors.CliError:
         body = None
     code = response.status_code
     lines = errors.field_lines(body) if body else []
+    # A message given both for a field and as the detail (a 413) is said once, by field.
+    lines = [line for line in lines if not any(other.endswith(f": {line}") for other in lines)]
     if code == 401:
         detail = f" ({lines[0]})" if lines else ""
         return errors.CliError(

@@ -1,5 +1,5 @@
 """``schedule edit``: the job's editable fields as YAML in $VISUAL/$EDITOR, then a PATCH
-of what changed."""
+of what changed. :func:`edit_in_editor` does the same for any row (a catalogue entry)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,9 @@ READ_ONLY = {
     "updated_at",
 }
 HEADER = """\
-# Job {id} ({name}). Save and quit to apply; leave it unchanged (or empty it) to change nothing.
-# Only the fields you change are sent. Lines starting with # are ignored.
+# {noun} {id} ({name}). Save and quit to apply; leave it unchanged (or empty it) to change
+# nothing. Only the fields you change are sent. Lines starting with # are ignored.
 """
-
-
-def editable(job: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in job.items() if key not in READ_ONLY}
 
 
 def to_yaml(fields: dict[str, Any]) -> str:
@@ -94,20 +91,19 @@ def offer_again(problems: list[str]) -> bool:
     return click.confirm("Open the editor again (your text is kept)?", default=True, err=True)
 
 
-@api_command("edit")
-@click.argument("job")
-def edit(session: Session, job: str) -> None:
-    """Edit a job's fields as YAML in $VISUAL or $EDITOR, then save them.
-
-    \b
-    Examples:
-      schedule edit backup
-      EDITOR=nano schedule edit 12
-    """
-    job_id = session.job_id(job)
-    current = session.client.get(f"jobs/{job_id}/")
-    original = editable(current)
-    first = HEADER.format(**current) + to_yaml(original)
+def edit_in_editor(
+    session: Session,
+    path: str,
+    read_only: set[str],
+    saved: Callable[[dict[str, Any], list[str]], None],
+    noun: str = "Job",
+) -> None:
+    """Open the row at ``path`` (its fields but ``read_only``) in the editor, PATCH what
+    changed, and tell ``saved`` the answer and the fields sent. A refusal is shown and
+    the editor offered again, the user's text kept."""
+    current = session.client.get(path)
+    original = {key: value for key, value in current.items() if key not in read_only}
+    first = HEADER.format(noun=noun, **current) + to_yaml(original)
     text = first
     while True:
         text = run_editor(text)
@@ -123,14 +119,32 @@ def edit(session: Session, job: str) -> None:
                 output.say("No changes.")
                 return
             try:
-                saved = session.client.json("PATCH", f"jobs/{job_id}/", json=patch)
+                answer = session.client.json("PATCH", path, json=patch)
             except errors.CliError as exc:
                 if exc.exit_code != errors.FAILURE:  # gone, or refused: editing cannot help
                     raise
                 problems = exc.message.splitlines()
             else:
-                report_job(session, saved, f"Saved {', '.join(patch)} of")
+                saved(answer, list(patch))
                 return
         if not offer_again(problems):
             raise errors.CliError("Nothing saved.")
         text = with_problems(text, problems)
+
+
+@api_command("edit")
+@click.argument("job")
+def edit(session: Session, job: str) -> None:
+    """Edit a job's fields as YAML in $VISUAL or $EDITOR, then save them.
+
+    \b
+    Examples:
+      schedule edit backup
+      EDITOR=nano schedule edit 12
+    """
+    edit_in_editor(
+        session,
+        f"jobs/{session.job_id(job)}/",
+        READ_ONLY,
+        lambda saved, fields: report_job(session, saved, f"Saved {', '.join(fields)} of"),
+    )

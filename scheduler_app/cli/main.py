@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from scheduler_app.cli import editing, jobs, login, porting, runs
+from scheduler_app.cli import editing, files, jobs, login, porting, runs, software
 from scheduler_app.cli.app import cli
 
-COMMAND_MODULES = (editing, jobs, login, porting, runs)  # each registers its commands
+COMMAND_MODULES = (
+    editing,
+    files,
+    jobs,
+    login,
+    porting,
+    runs,
+    software,
+)  # each registers its commands
 
 
 def main() -> None:

@@ -88,6 +88,20 @@ def seconds(value: float | None) -> str:
     return f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
 
 
+def size(value: int | None) -> str:
+    """A number of bytes for people: ``2.0 KiB``."""
+    if value is None:
+        return "-"
+    amount, unit = float(value), "bytes"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024:
+            break
+        amount, unit = amount / 1024, bigger
+    if unit == "bytes":
+        return "1 byte" if value == 1 else f"{value} bytes"
+    return f"{amount:.1f} {unit}"
+
+
 def plain(value: Any) -> str | Text:
     """A cell: text as it is (control characters shown escaped), None as a dash,
     anything else as compact JSON."""
