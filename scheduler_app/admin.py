@@ -42,6 +42,9 @@ from scheduler_app.payloads import KINDS, PayloadError
 __all__ = ["admin_deploy", "admin_fleet"]  # their pages register with this module
 
 AUDIT_SHOWN = 10  # events on a job's page; the rest are a link away
+# The owner and team filters offer only the users and teams of rows the viewer may see:
+# Django's plain related filter lists every user and team to any staff user.
+OWNERS_SHOWN = admin.RelatedOnlyFieldListFilter
 
 RUN_COLUMNS = [
     "trigger",
@@ -274,7 +277,7 @@ class JobAdmin(PageContext, AccessAdmin):
         "run_counts",
         "queue",
     ]
-    list_filter = ["enabled", "kind", "last_status", "queue", "owner"]
+    list_filter = ["enabled", "kind", "last_status", "queue", ("owner", OWNERS_SHOWN)]
     search_fields = ["name", "description", "payload"]
     readonly_fields = ["schedule_description", "status", *Job.REPORTED_FIELDS, "audit_log",
                        "recent_runs", "next_fires"]  # fmt: skip
@@ -482,7 +485,7 @@ class OwnedAdmin(AccessAdmin):
 
     form = OwnedForm
     search_fields = ["name", "description"]
-    list_filter = ["owner", "team"]
+    list_filter = [("owner", OWNERS_SHOWN), ("team", OWNERS_SHOWN)]
 
 
 class JobTemplateForm(OwnedForm):

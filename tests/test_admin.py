@@ -67,3 +67,15 @@ def test_every_run_status_has_a_colour_and_shows_in_the_run_list(admin_client, n
 def test_a_job_without_a_window_shows_an_empty_window_box(admin_client, nightly):
     html = admin_client.get(f"/admin/scheduler_app/job/{nightly.id}/change/").content.decode()
     assert 'id="id_window">\n</textarea>' in html
+
+
+@pytest.mark.parametrize("model", ["job", "calendar", "jobtemplate"])
+def test_the_owner_and_team_filters_name_only_what_the_viewer_may_see(world, model):
+    """A staff user in no team is offered no other user's name nor the team in the list
+    filters (Django's plain related filter lists every user and team)."""
+    response = world.browser("outsider").get(f"/admin/scheduler_app/{model}/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert world.team.name not in html
+    assert not [name for name in ("coder", "editor", "viewer") if f">{name}<" in html]
