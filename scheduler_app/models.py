@@ -204,6 +204,10 @@ class Job(models.Model):
     failed_runs = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Counted up by the database at every save (and completion): the job's RedBeat entry
+    # carries the revision it was written from, and an entry is never overwritten or
+    # removed by a writer that read an older row (see scheduler_app.redbeat).
+    revision = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name", "id"]
@@ -232,7 +236,7 @@ class Job(models.Model):
                        "failed_runs", "paused_reason", "created_at", "updated_at")  # fmt: skip
     # Kept true by save() itself, so they are written with any field list.
     DERIVED_FIELDS = ("schedule_start", "paused_at", "resumed_at", "paused_reason", "next_run_at",
-                      "updated_at")  # fmt: skip
+                      "updated_at", "revision")  # fmt: skip
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         """Restart the schedule's clock when it changes; note pauses; keep next_run_at true.
@@ -256,7 +260,12 @@ class Job(models.Model):
         self.next_run_at = self.compute_next_run_at()
         if not inserting:
             kwargs["update_fields"] = self._fields_to_write(kwargs.get("update_fields"))
+            # Counted by the database under the row's lock: concurrent saves get distinct
+            # revisions, in the order they commit.
+            self.revision = F("revision") + 1
         super().save(*args, **kwargs)
+        if not inserting:
+            del self.revision  # deferred: read from the row if asked for (not an F())
         self._loaded_timing = self._timing()
         if inserting and self.jitter:
             # The jitter offset is seeded by the id, which exists only now.
@@ -288,14 +297,19 @@ class Job(models.Model):
             if not field.primary_key and field.name not in self.LIFECYCLE_FIELDS
         ]
 
+    TIMING_FIELDS = ("schedule", "timezone", "enabled")
+
     @classmethod
     def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
         instance = super().from_db(db, field_names, values)
-        instance._loaded_timing = instance._timing()
+        # Not for a row read without them (the reload of a deferred field): reading
+        # them would load each, through here again.
+        if set(cls.TIMING_FIELDS).issubset(field_names):
+            instance._loaded_timing = instance._timing()
         return instance
 
     def _timing(self) -> tuple[object, ...]:
-        return (self.schedule, self.timezone, self.enabled)
+        return tuple(getattr(self, name) for name in self.TIMING_FIELDS)
 
     @property
     def status(self) -> str:

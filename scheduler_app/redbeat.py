@@ -12,6 +12,14 @@ entries are written and fired in pipelined batches, scores are sub-second, and t
 lock is extended between batches. A ``<prefix>:generation`` key, written when a
 rebuild starts, tells a Redis that lost its data from a tick that was merely slow.
 
+Entries are written by a job's save (after its commit) and by a rebuild, each from a
+row it read a moment before; the two can cross. Each entry carries, in a ``revision``
+field of its hash (RedBeat reads only ``definition`` and ``meta``), the ``Job.revision``
+of the row it was written from, and the scripts below write an entry only if the stored
+revision is not newer than the writer's, and remove one only if it is not newer than
+the one the remover knew (see :func:`remove_stale`). So a writer holding an older row
+never undoes a later save, in whatever order their writes reach Redis.
+
 When an entry is due, :class:`JobScheduler` sends ``workers.fire_job(job_id,
 scheduled_for)`` to the job's queue; ``scheduled_for`` is the fire time that
 became due, so the worker creates the run for exactly that time, once.
@@ -58,7 +66,8 @@ TICK_SECONDS = 1.0  # a tick with more due work than this returns to the loop (s
 # The fields of a job its entry is made from (Job.beat_params, schedule_reference,
 # is_scheduled, the send options; Job.from_db reads schedule, timezone and enabled).
 ENTRY_FIELDS = ("id", "schedule", "timezone", "enabled", "completed_at", "schedule_start",
-                "last_fired_for", "start_at", "end_at", "jitter", "queue", "priority")  # fmt: skip
+                "last_fired_for", "start_at", "end_at", "jitter", "queue", "priority",
+                "revision")  # fmt: skip
 
 
 class JobValues(NamedTuple):
@@ -77,6 +86,7 @@ class JobValues(NamedTuple):
     jitter: int
     queue: str
     priority: int
+    revision: int
 
     @property
     def pk(self) -> int:
@@ -218,20 +228,23 @@ class JobEntry(RedBeatSchedulerEntry):
 
 @dataclass
 class EntryRow:
-    """A job entry to write: its key, its definition (JSON) and the instant its next
-    fire time is counted from; what is written comes from these alone (the run count
-    starts again at 0, as RedBeat's own saves do)."""
+    """A job entry to write: its key, its definition (JSON), the instant its next fire
+    time is counted from and the revision of the job's row it comes from (None: not
+    known, the stored one is kept); what is written comes from these alone (the run
+    count starts again at 0, as RedBeat's own saves do)."""
 
     key: str
     definition: str
     last_run_at: datetime
     fire_times: schedules.FireTimes
+    revision: int | None = None
     total_run_count: int = 0
 
 
 def write_entries(rows: list[EntryRow], app: Celery) -> None:
     """Write entries: read their stored metas in one call, then write definitions, metas
-    and scores in one script, which writes an entry only if its meta is still the one read.
+    and scores in one script, which writes an entry only if its meta is still the one read,
+    and leaves one written from a later row of its job (a newer stored revision) as it is.
 
     Beat writes ``last_run_at`` after each fire; a stored one later than ours is kept,
     and an entry beat wrote between our read and our write is read and written again,
@@ -246,10 +259,10 @@ def write_entries(rows: list[EntryRow], app: Celery) -> None:
 # One command per batch instead of one per entry: redis-py spends more time packing and
 # parsing thousands of small commands than Redis spends running them. The scripts are
 # made once (bytes: no client needed to hash them) and called with a client.
-READ_METAS = Script(None, b"""
-local metas = {}
-for i, key in ipairs(KEYS) do metas[i] = redis.call('HGET', key, 'meta') end
-return metas
+READ_FIELD = Script(None, b"""
+local found = {}
+for i, key in ipairs(KEYS) do found[i] = redis.call('HGET', key, ARGV[1]) end
+return found
 """)  # fmt: skip
 READ_ENTRIES = Script(None, b"""
 local found = {}
@@ -260,22 +273,47 @@ end
 return found
 """)  # fmt: skip
 # KEYS: the entries, then the schedule. ARGV[1]: a JSON list, per entry [the meta read
-# ('' for none), definition, meta, score]. Returns the (1-based) indexes of the entries
-# whose meta is no longer the one read: left alone, to be read and written again.
+# ('' for none), definition, meta, score, revision (null: not known)]. An entry stored
+# with a newer revision (no revision: -1) is left as it is. Returns the (1-based) indexes
+# of the others whose meta is no longer the one read: left alone, to be read and written
+# again.
 WRITE_ENTRIES = Script(None, b"""
 local schedule = table.remove(KEYS)
 local rows = cjson.decode(ARGV[1])
 local changed = {}
 for i, key in ipairs(KEYS) do
     local row = rows[i]
-    if (redis.call('HGET', key, 'meta') or '') == row[1] then
-        redis.call('HSET', key, 'definition', row[2], 'meta', row[3])
+    local stored = redis.call('HMGET', key, 'meta', 'revision')
+    local known = row[5] ~= cjson.null
+    if known and tonumber(stored[2] or '-1') > row[5] then
+        -- written from a later row of the job: kept
+    elseif (stored[1] or '') ~= row[1] then
+        changed[#changed + 1] = i
+    elseif known then
+        redis.call('HSET', key, 'definition', row[2], 'meta', row[3], 'revision', row[5])
         redis.call('ZADD', schedule, row[4], key)
     else
-        changed[#changed + 1] = i
+        redis.call('HSET', key, 'definition', row[2], 'meta', row[3])
+        redis.call('ZADD', schedule, row[4], key)
     end
 end
 return changed
+""")  # fmt: skip
+# KEYS: the entries, then the schedule. ARGV[1]: a JSON list, per entry the revision the
+# caller knew (null: remove whatever is stored). An entry stored with a newer revision
+# (no revision: -1) is kept: a save wrote it since. Returns how many left the schedule.
+REMOVE_ENTRIES = Script(None, b"""
+local schedule = table.remove(KEYS)
+local known = cjson.decode(ARGV[1])
+local removed = 0
+for i, key in ipairs(KEYS) do
+    local stored = tonumber(redis.call('HGET', key, 'revision') or '-1')
+    if known[i] == cjson.null or stored <= known[i] then
+        removed = removed + redis.call('ZREM', schedule, key)
+        redis.call('DEL', key)
+    end
+end
+return removed
 """)  # fmt: skip
 
 
@@ -324,13 +362,13 @@ def read_entries(client: Redis, keys: list[str]) -> dict[str, tuple[str | None, 
 def _write_unless_changed(client: Redis, rows: list[EntryRow], schedule_key: str) -> list[EntryRow]:
     """Write ``rows``; return those beat wrote meanwhile (not written)."""
     keys = [row.key for row in rows]
-    stored = READ_METAS(keys=keys, client=client)
+    stored = READ_FIELD(keys=keys, args=["meta"], client=client)
     # Entries of a rebuild share a few schedules and references: each distinct one's
     # fire time, meta and stored time are worked out once per batch.
     scores: dict[tuple[int, datetime], str] = {}
     metas: dict[tuple[datetime, int], str] = {}
     stored_times: dict[str, datetime | None] = {}
-    writes: list[tuple[str, str, str, str]] = []
+    writes: list[tuple[str, str, str, str, int | None]] = []
     for row, meta in zip(rows, stored, strict=True):
         if meta:
             if meta not in stored_times:
@@ -345,7 +383,8 @@ def _write_unless_changed(client: Redis, rows: list[EntryRow], schedule_key: str
         meta_key = (row.last_run_at, row.total_run_count)
         if meta_key not in metas:
             metas[meta_key] = meta_json(row.last_run_at, row.total_run_count)
-        writes.append((meta or "", row.definition, metas[meta_key], scores[fire_key]))
+        writes.append((meta or "", row.definition, metas[meta_key], scores[fire_key],
+                       row.revision))  # fmt: skip
     changed = WRITE_ENTRIES(keys=[*keys, schedule_key], args=[json.dumps(writes)], client=client)
     return [rows[index - 1] for index in changed]
 
@@ -374,7 +413,7 @@ def row_for(job: Any, prefix: str) -> EntryRow:
     }  # fmt: skip
     reference = Job.schedule_reference.fget(job)  # type: ignore[attr-defined]
     return EntryRow(prefix + entry_name(job.id), json.dumps(definition), reference,
-                    schedules.beat_fire_times(params))  # fmt: skip
+                    schedules.beat_fire_times(params), job.revision)  # fmt: skip
 
 
 def save_entries(jobs: Iterable[Any], app: Celery | None = None) -> int:
@@ -397,9 +436,13 @@ def save_entry(job: Any, app: Celery | None = None) -> None:
     save_entries([job], app)
 
 
-def remove_entry(job_id: int, app: Celery | None = None) -> None:
+def remove_entry(job_id: int, app: Celery | None = None, revision: int | None = None) -> None:
+    """Remove the job's entry; with ``revision`` (of a row found not scheduled), only if
+    it was not written from a later row (a resume saved since)."""
     app = app or celery_app
-    JobEntry(name=entry_name(job_id), app=app).delete()
+    client = redis_for(app)
+    keys = [app.redbeat_conf.key_prefix + entry_name(job_id), app.redbeat_conf.schedule_key]
+    REMOVE_ENTRIES(keys=keys, args=[json.dumps([revision])], client=client)
 
 
 def last_sent(job_id: int, app: Celery | None = None) -> datetime | None:
@@ -433,10 +476,12 @@ def first_due(app: Celery | None = None) -> tuple[int, tuple[str, datetime] | No
 def sync_job(job_id: int) -> None:
     """Make the job's RedBeat entry match its row: saved while scheduled, gone otherwise."""
     job = Job.objects.filter(id=job_id).first()
-    if job is not None and job.is_scheduled:
+    if job is None:
+        remove_entry(job_id)
+    elif job.is_scheduled:
         save_entry(job)
     else:
-        remove_entry(job_id)
+        remove_entry(job_id, revision=job.revision)
 
 
 def sync_after_commit(job_id: int) -> None:
@@ -522,15 +567,26 @@ class Rebuild:
 def remove_stale(app: Celery, keys: list[str], scheduled: set[int]) -> int:
     """Remove, of the schedule's ``keys``, the entries of jobs not in ``scheduled`` nor
     scheduled now (looked up again: one may have been resumed since the rebuild passed
-    it); return how many were removed."""
+    it); return how many were removed.
+
+    The entries' revisions are read before the jobs are looked up, and an entry is
+    removed only if its revision is still no newer: a job resumed or created after the
+    lookup keeps the entry its save wrote (its save committed after the lookup, so it
+    wrote after the read)."""
     prefix = app.redbeat_conf.key_prefix + "job:"
-    candidates = {
-        int(key[len(prefix) :])
-        for key in keys
-        if key.startswith(prefix) and int(key[len(prefix) :]) not in scheduled
-    }
+    candidates = sorted(
+        {
+            int(key[len(prefix) :])
+            for key in keys
+            if key.startswith(prefix) and int(key[len(prefix) :]) not in scheduled
+        }
+    )
     if not candidates:
         return 0
+    client = redis_for(app)
+    entry_keys = [prefix + str(job_id) for job_id in candidates]
+    read = READ_FIELD(keys=entry_keys, args=["revision"], client=client)
+    known = dict(zip(candidates, (int(revision or -1) for revision in read), strict=True))
     still = {
         job.id
         for job in Job.objects.filter(
@@ -538,13 +594,13 @@ def remove_stale(app: Celery, keys: list[str], scheduled: set[int]) -> int:
         ).only("id", "schedule", "timezone", "enabled", "completed_at")
         if job.is_scheduled
     }
-    with redis_for(app).pipeline(transaction=False) as pipe:
-        for job_id in sorted(candidates - still):
-            key = prefix + str(job_id)
-            pipe.zrem(app.redbeat_conf.schedule_key, key)
-            pipe.delete(key)
-        # A page of ZSCAN may repeat a key of an earlier one: count what was removed.
-        return sum(pipe.execute()[0::2])
+    stale = [job_id for job_id in candidates if job_id not in still]
+    if not stale:
+        return 0
+    # A page of ZSCAN may repeat a key of an earlier one: the script counts what it removed.
+    keys = [*(prefix + str(job_id) for job_id in stale), app.redbeat_conf.schedule_key]
+    revisions = json.dumps([known[job_id] for job_id in stale])
+    return REMOVE_ENTRIES(keys=keys, args=[revisions], client=client)
 
 
 def reconcile(app: Celery | None = None) -> tuple[int, int]:

@@ -363,7 +363,7 @@ def complete_if_done(job_id: int) -> None:
     if job.runs.filter(status__in=Run.PENDING).exists():
         return
     if Job.objects.filter(id=job_id, completed_at__isnull=True).update(
-        completed_at=timezone.now(), next_run_at=None
+        completed_at=timezone.now(), next_run_at=None, revision=F("revision") + 1
     ):
         redbeat.sync_after_commit(job_id)
 

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db.models.query import QuerySet
 from redbeat.decoder import RedBeatJSONEncoder
 
 from config.celery import app
@@ -128,3 +129,103 @@ def test_a_save_racing_beat_keeps_the_time_beat_wrote(owner, redis_client, monke
     # the entry too and cost another (seen once on PostgreSQL: three reads).
     assert len(reads) >= 2
     assert load(job.id).last_run_at == beat_wrote
+
+
+def after_next_job_read(monkeypatch, then) -> None:  # type: ignore[no-untyped-def]
+    """Run ``then()`` once, right after the next read of job rows: between a writer's
+    read of the database and its write to Redis, where a save in another process can
+    land (its own reads do not run it again)."""
+    fetch = QuerySet._fetch_all
+    pending = [then]
+
+    def fetch_then(queryset: QuerySet) -> None:
+        fetch(queryset)
+        if queryset.model is Job and pending:
+            pending.pop()()
+
+    monkeypatch.setattr(QuerySet, "_fetch_all", fetch_then)
+
+
+def resume(job_id: int) -> None:
+    """Resume the job as the API does: a save, its entry written after the commit."""
+    job = Job.objects.get(id=job_id)
+    job.enabled = True
+    job.save()
+
+
+def test_a_job_resumed_while_stale_entries_are_removed_keeps_its_entry(
+    owner, redis_client, monkeypatch
+):
+    """The rebuild passed the job while it was paused (its entry left behind by a lost
+    sync); it is resumed after the stale scan looked it up, before the removal."""
+    job = make_job(owner)
+    Job.objects.filter(id=job.id).update(enabled=False)  # paused; the entry not removed
+    after_next_job_read(monkeypatch, lambda: resume(job.id))
+
+    removed = redbeat.remove_stale(app, [KEY.format(job.id)], scheduled=set())
+
+    assert removed == 0
+    assert load(job.id).schedule == JobSchedule(Job.objects.get(id=job.id).beat_params())
+    assert redis_client.zscore("redbeat::schedule", KEY.format(job.id)) is not None
+
+
+def test_a_job_created_while_stale_entries_are_removed_keeps_its_entry(
+    owner, redis_client, monkeypatch
+):
+    """A job whose row did not exist when the stale scan looked it up."""
+    first = make_job(owner, name="first")
+    key = KEY.format(first.id + 1)  # the next job's, already in a page of the schedule
+    redis_client.zadd("redbeat::schedule", {key: 1})
+    created = []
+    after_next_job_read(monkeypatch, lambda: created.append(make_job(owner, name="next")))
+
+    removed = redbeat.remove_stale(app, [key], scheduled={first.id})
+
+    assert [job.id for job in created] == [first.id + 1]
+    assert removed == 0
+    assert load(first.id + 1).args == [first.id + 1]
+
+
+def test_a_pause_synced_after_a_later_resume_leaves_the_entry(owner, redis_client, monkeypatch):
+    """Two saves' syncs cross: the pause's reads the paused row, the resume's saves the
+    entry, then the pause's removal comes: the entry of the later row stays."""
+    job = make_job(owner)
+    Job.objects.filter(id=job.id).update(enabled=False)
+    after_next_job_read(monkeypatch, lambda: resume(job.id))
+
+    redbeat.sync_job(job.id)  # the pause's sync
+
+    assert redis_client.exists(KEY.format(job.id))
+    assert redis_client.zscore("redbeat::schedule", KEY.format(job.id)) is not None
+
+
+def test_a_rebuild_holding_an_older_row_keeps_a_later_edit(owner, redis_client, monkeypatch):
+    """The rebuild reads the job's row, an edit is saved (entry written), then the rebuild
+    reads the stored meta and writes: the edit stays."""
+    job = make_job(owner)
+    every_minute = {"type": "interval", "every": 1, "unit": "minutes"}
+
+    def edit() -> None:
+        edited = Job.objects.get(id=job.id)
+        edited.schedule = every_minute
+        edited.save()
+
+    after_next_job_read(monkeypatch, edit)
+
+    redbeat.reconcile()
+
+    assert load(job.id).schedule.params["spec"] == every_minute
+    saved = Job.objects.get(id=job.id)
+    assert saved.revision == job.revision + 1
+    assert load(job.id).schedule == JobSchedule(saved.beat_params())
+
+
+def test_each_save_counts_the_revision_up_in_the_database(owner, redis_client):
+    job = make_job(owner)
+    first = Job.objects.get(id=job.id)
+    second = Job.objects.get(id=job.id)
+    first.save()
+    second.save()  # from the same row read: still a later revision
+    assert Job.objects.get(id=job.id).revision == job.revision + 2
+    assert second.revision == job.revision + 2
+    assert redis_client.hget(KEY.format(job.id), "revision") == str(job.revision + 2)
