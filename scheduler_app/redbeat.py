@@ -285,7 +285,7 @@ for i, key in ipairs(KEYS) do
     local row = rows[i]
     local stored = redis.call('HMGET', key, 'meta', 'revision')
     local known = row[5] ~= cjson.null
-    if known and tonumber(stored[2] or '-1') > row[5] then
+    if known and stored[2] and tonumber(stored[2]) > row[5] then
         -- written from a later row of the job: kept
     elseif (stored[1] or '') ~= row[1] then
         changed[#changed + 1] = i
