@@ -47,6 +47,18 @@ def make_job(owner: AbstractBaseUser, **fields: Any) -> Job:
     return Job.objects.create(owner=owner, **{**defaults, **fields})
 
 
+def files_stored_in(settings: Any, location: Path) -> Path:
+    """Uploaded files go to ``location`` (a test's own directory) for this test."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "files": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(location)},
+        },
+    }
+    return location
+
+
 def grant_run_code(user: Any) -> Any:
     """The user, given the code right (scheduler_app.run_code), fresh from the database
     (Django caches a user's permissions on the object)."""

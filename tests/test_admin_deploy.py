@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from scheduler_app import deployment
 from scheduler_app.models import Software, StoredFile
-from tests.helpers import make_job
+from tests.helpers import files_stored_in, make_job
 from tests.test_permissions import RIGHTS
 from tests.world import USERS
 
@@ -22,14 +22,7 @@ SHA = "ab12cd34ef56" + "0" * 52
 
 @pytest.fixture(autouse=True)
 def file_storage(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "files": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "files")},
-        },
-    }
-    return tmp_path / "files"
+    return files_stored_in(settings, tmp_path / "files")
 
 
 def stored(owner, name: str = "nginx.conf", team=None) -> StoredFile:

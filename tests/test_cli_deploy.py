@@ -16,7 +16,7 @@ from rest_framework.authtoken.models import Token
 from scheduler_app.cli.files import PROGRESS_FROM
 from scheduler_app.models import Software, StoredFile
 from tests.cli_runner import SCHEDULE, Schedule
-from tests.helpers import make_job
+from tests.helpers import files_stored_in, make_job
 from tests.test_cli import editor_script
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -24,14 +24,7 @@ pytestmark = pytest.mark.usefixtures("transactional_db")
 
 @pytest.fixture(autouse=True)
 def file_storage(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "files": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "files")},
-        },
-    }
-    return tmp_path / "files"
+    return files_stored_in(settings, tmp_path / "files")
 
 
 @pytest.fixture

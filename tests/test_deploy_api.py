@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from scheduler_app import checks, deployment
 from scheduler_app.api.deploy import LimitedHashingUpload
 from scheduler_app.models import Job, Software, StoredFile
-from tests.helpers import client_for, create_job, grant_run_code, make_job
+from tests.helpers import client_for, create_job, files_stored_in, grant_run_code, make_job
 from tests.test_validation import as_form
 
 FILES = "/api/v1/files/"
@@ -26,16 +26,10 @@ SOFTWARE = "/api/v1/software/"
 @pytest.fixture(autouse=True)
 def file_storage(settings, tmp_path):
     """Uploads go to a directory of the test's own; jobs may deploy under ``deploy``."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "files": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "files")},
-        },
-    }
+    files = files_stored_in(settings, tmp_path / "files")
     (tmp_path / "deploy").mkdir()
     settings.SCHEDULER_ALLOWED_DIRS = [str(tmp_path / "deploy")]
-    return tmp_path / "files"
+    return files
 
 
 def upload(client: APIClient, content: bytes, filename: str = "app.conf", **fields: str):

@@ -13,21 +13,14 @@ from django.db import transaction
 
 from scheduler_app import deployment
 from scheduler_app.models import StoredFile
-from tests.helpers import client_for
+from tests.helpers import client_for, files_stored_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
 def file_storage(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "files": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "files")},
-        },
-    }
-    return tmp_path / "files"
+    return files_stored_in(settings, tmp_path / "files")
 
 
 @pytest.fixture
