@@ -289,11 +289,9 @@ for i, key in ipairs(KEYS) do
         -- written from a later row of the job: kept
     elseif (stored[1] or '') ~= row[1] then
         changed[#changed + 1] = i
-    elseif known then
-        redis.call('HSET', key, 'definition', row[2], 'meta', row[3], 'revision', row[5])
-        redis.call('ZADD', schedule, row[4], key)
     else
         redis.call('HSET', key, 'definition', row[2], 'meta', row[3])
+        if known then redis.call('HSET', key, 'revision', row[5]) end
         redis.call('ZADD', schedule, row[4], key)
     end
 end
