@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +60,18 @@ def private_stack(name: str, **env: str) -> Iterator[EmbeddedRedis]:
         yield server
     finally:
         server.stop()
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process started in a session of its own, and all it started: TERM, then
+    KILL after a minute."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def make_jobs(count: int, schedule_for: Any, start: datetime | None = None) -> list[int]:

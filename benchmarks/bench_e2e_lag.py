@@ -18,7 +18,6 @@ RedBeat subclass that only adds it to the message.
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -75,16 +74,6 @@ def celery(app: str, args: list[str], log: Path, env: dict[str, str]) -> subproc
         )  # fmt: skip
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 WORKER = ["worker", "-c", "2", "--without-mingle", "--without-gossip"]
 
 
@@ -139,7 +128,7 @@ def ours(seconds: float, tmp: Path) -> dict[str, Any]:
         beatkit.progress(f"ours: {JOBS} jobs every 5 s for {seconds:g} s")
         start, end = hold(seconds + 10, "ours", [worker, beat])
         window = (start + 15, end - 1)  # beat's start and the first grid slot left out
-        stop(beat)
+        beatkit.stop_group(beat)
         in_window = Run.objects.filter(
             scheduled_for__gte=datetime.fromtimestamp(window[0], UTC),
             scheduled_for__lte=datetime.fromtimestamp(window[1], UTC), trigger="schedule",
@@ -147,8 +136,8 @@ def ours(seconds: float, tmp: Path) -> dict[str, Any]:
         slots = sum(grid_slots(a.timestamp(), *window) for a in anchors.values())
         drain("ours", in_window.filter(started_at__isnull=False).count, slots)
     finally:
-        stop(beat)
-        stop(worker)
+        beatkit.stop_group(beat)
+        beatkit.stop_group(worker)
     rows = list(in_window.values_list("job_id", "scheduled_for", "started_at"))
     lags = [(started - due).total_seconds() for _, due, started in rows if started]
     unique = {(job, due) for job, due, _ in rows}
@@ -183,7 +172,7 @@ def baseline(seconds: float, tmp: Path, redis_url: str) -> dict[str, Any]:
         beatkit.progress(f"bare: {JOBS} entries every 5 s for {seconds:g} s")
         start, end = hold(seconds + 10, "bare", [worker, beat])
         window = (start + 15, end - 1)
-        stop(beat)
+        beatkit.stop_group(beat)
         slots = sum(grid_slots(anchor, *window) for anchor in anchors)
 
         def started() -> int:
@@ -193,8 +182,8 @@ def baseline(seconds: float, tmp: Path, redis_url: str) -> dict[str, Any]:
 
         drain("bare", started, slots)
     finally:
-        stop(beat)
-        stop(worker)
+        beatkit.stop_group(beat)
+        beatkit.stop_group(worker)
     with sqlite3.connect(database) as db:
         query = "SELECT due, started FROM bare_runs WHERE due BETWEEN ? AND ?"
         rows = db.execute(query, window).fetchall()

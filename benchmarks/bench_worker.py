@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import beatkit
 from celery import Celery
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,16 +111,6 @@ def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
     return total
 
 
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def wait_done(
     label: str, total: int, done: Callable[[], int], proc: subprocess.Popen[bytes]
 ) -> float:
@@ -167,7 +157,7 @@ def measure_ours(env: dict[str, str], runs: int, label: str, log: Path) -> dict[
         finished = Run.objects.filter(job=job, finished_at__isnull=False)
         cpu_ms = wait_done(label, runs, finished.count, worker)
     finally:
-        stop_worker(worker)
+        beatkit.stop_group(worker)
     span = Run.objects.filter(job=job).aggregate(first=Min("started_at"), last=Max("finished_at"))
     failed = Run.objects.filter(job=job).exclude(status=Run.Status.SUCCEEDED).count()
     if failed:
@@ -203,7 +193,7 @@ def measure_bare(env: dict[str, str], runs: int, label: str, log: Path) -> dict[
     try:
         cpu_ms = wait_done(label, runs, done, worker)
     finally:
-        stop_worker(worker)
+        beatkit.stop_group(worker)
     with connection.cursor() as cursor:
         cursor.execute("SELECT MIN(started), MAX(finished), COUNT(*) FROM bench_bare "
                        "WHERE status = 'succeeded'")  # fmt: skip
