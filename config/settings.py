@@ -419,6 +419,13 @@ if SCHEDULER_CONTAINMENT not in ("auto", "marker"):
     raise ImproperlyConfigured(
         f'SCHEDULER_CONTAINMENT must be "auto" or "marker"; got {SCHEDULER_CONTAINMENT!r}'
     )
+# How a run's child is started: "auto" (the cronfleet-spawn launcher that `make install`
+# builds, when it is there; else Python's preexec_fn) or "python" (preexec_fn always).
+SCHEDULER_SPAWN = os.environ.get("SCHEDULER_SPAWN", "auto")
+if SCHEDULER_SPAWN not in ("auto", "python"):
+    raise ImproperlyConfigured(
+        f'SCHEDULER_SPAWN must be "auto" or "python"; got {SCHEDULER_SPAWN!r}'
+    )
 
 # Scripts, pytest paths and working directories must lie under one of these.
 SCHEDULER_ALLOWED_DIRS = envlist("SCHEDULER_ALLOWED_DIRS", str(VAR_DIR / "jobs"))

@@ -30,7 +30,7 @@ from django.db import close_old_connections
 from scheduler_app import alerts, dispatch, firing, identity, notifications, retention, services
 from scheduler_app.models import Notification, Run
 from workers import executors, fleet, orphans, presence, reporting, watchdog
-from workers.executors import containment, sandbox, trash
+from workers.executors import containment, sandbox, spawn, trash
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +173,8 @@ def say_who_runs_job_code(sender: Any, **kwargs: Any) -> None:
     except identity.IdentityError as exc:
         logger.error("this worker refuses to run job code: %s", exc)
         return
-    logger.info("job code runs as %s; a run's processes are contained by %s",
-                who.describe(), containment.mode())  # fmt: skip
+    logger.info("job code runs as %s; a run's processes are contained by %s, started by %s",
+                who.describe(), containment.mode(), spawn.mode())  # fmt: skip
     if identity.shares_worker_identity():
         logger.warning(
             "job code runs as this worker's own user %s: it can read what the worker reads "

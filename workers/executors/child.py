@@ -19,7 +19,7 @@ from scheduler_app import identity
 from scheduler_app.models import Job, Run
 from scheduler_app.validation import MASK
 from workers import reporting
-from workers.executors import containment, sandbox
+from workers.executors import containment, sandbox, spawn
 from workers.executors.base import Outcome
 from workers.executors.process import Limits, ProcessResult, run_process
 
@@ -97,6 +97,7 @@ def run_child(
         on_start=pid.append,  # written with the first flush, not on its own
         identity=sandbox.child_identity(who),
         containment=containment.for_run(run.identity_env()),
+        launcher=spawn.launcher(),
     )
     return ProcessResult(result.exit_code, mask(result.output, secrets), result.timed_out,
                          result.cancelled)  # fmt: skip
@@ -130,10 +131,12 @@ def outcome_of(result: ProcessResult, job: Job, result_data: dict | None = None)
     if result.exit_code == 0:
         return Outcome(Run.Status.SUCCEEDED, 0, result.output, "", result_data)
     return Outcome(Run.Status.FAILED, result.exit_code, result.output,
-                   describe_exit(result.exit_code, job), result_data)  # fmt: skip
+                   describe_exit(result.exit_code, job, result.output), result_data)  # fmt: skip
 
 
-def describe_exit(code: int | None, job: Job) -> str:
+def describe_exit(code: int | None, job: Job, output: str = "") -> str:
+    if (failed := spawn.start_failure(code, output)) is not None:
+        return f"the job's program did not start: {failed}"
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         hint = {

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import secrets
+import select
 import signal
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ class Containment:
     calls: safe after fork), ``kill()`` in the worker when the run's child has ended."""
 
     mode = "marker"
+    cgroup: Path | None = None
 
     def __init__(self, marks: dict[str, str]) -> None:
         self.marks = marks
@@ -79,30 +81,54 @@ class Containment:
 
 
 class CgroupContainment(Containment):
+    """A cgroup of the run's own. The launcher (spawn.c) starts the program in it; without
+    one, the child joins it after fork (a migration: slower, it waits for the kernel)."""
+
     mode = "cgroup"
 
     def __init__(self, marks: dict[str, str], path: Path) -> None:
         super().__init__(marks)
-        self.path = path
-        # Opened here, by the worker: the child writes "0" (itself) after fork.
-        self._procs = os.open(path / "cgroup.procs", os.O_WRONLY)
+        self.cgroup = self.path = path
 
     def join(self) -> None:
-        os.write(self._procs, b"0")
+        procs = os.open(self.path / "cgroup.procs", os.O_WRONLY)
+        os.write(procs, b"0")
+        os.close(procs)
 
     def kill(self) -> int:
-        os.close(self._procs)
-        count = len((self.path / "cgroup.procs").read_text().split())
-        (self.path / "cgroup.kill").write_text("1")
-        deadline = time.monotonic() + EMPTY_WAIT
-        while "populated 1" in (self.path / "cgroup.events").read_text():
-            if time.monotonic() > deadline:
-                logger.warning("cgroup %s still holds processes after kill", self.path)
-                return count
-            time.sleep(0.01)
+        """Kill what is left in the cgroup (nothing, mostly: then only rmdir), wait for it
+        to empty, remove it; how many processes were killed."""
+        events = os.open(self.path / "cgroup.events", os.O_RDONLY)
+        try:
+            count = 0
+            if _populated(events):
+                count = len((self.path / "cgroup.procs").read_text().split())
+                (self.path / "cgroup.kill").write_text("1")
+                if not _wait_empty(events):
+                    logger.warning("cgroup %s still holds processes after kill", self.path)
+                    return count
+        finally:
+            os.close(events)
         with contextlib.suppress(OSError):
             self.path.rmdir()
         return count
+
+
+def _populated(events: int) -> bool:
+    return b"populated 1" in os.pread(events, 4096, 0)
+
+
+def _wait_empty(events: int) -> bool:
+    """Wait (at most EMPTY_WAIT s) for the cgroup of ``events``, its open cgroup.events, to
+    empty; the kernel wakes a poll for POLLPRI when that file changes."""
+    watch = select.poll()
+    watch.register(events, select.POLLPRI)
+    deadline = time.monotonic() + EMPTY_WAIT
+    while _populated(events):
+        if (left := deadline - time.monotonic()) <= 0:
+            return False
+        watch.poll(min(left, 0.1) * 1000)
+    return True
 
 
 def for_run(marks: dict[str, str]) -> Containment:

@@ -8,7 +8,9 @@ so a job leaves no process behind, not even one that made a session of its own.
 
 Before it runs, the child (after fork, in this order): joins its containment, takes
 its limits, drops to its identity (groups, gid, uid) and only then enters its
-working directory, so that directory is one the identity itself may enter.
+working directory, so that directory is one the identity itself may enter. With a
+launcher (spawn.c, cronfleet-spawn) it does all that in C: the launcher is the group
+leader and, with a cgroup, the parent of the program, which it starts in the cgroup.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 # Returns False to stop the child (the run was cancelled).
@@ -49,6 +52,8 @@ class Limits:
 
 
 class Containment(Protocol):
+    cgroup: Path | None  # the run's cgroup, where the launcher starts the program
+
     def join(self) -> None: ...
     def kill(self) -> int: ...
 
@@ -82,6 +87,22 @@ class ChildSetup:
             os.setuid(self.identity.uid)
         if self.cwd is not None:
             os.chdir(self.cwd)
+
+    def launcher_argv(self, launcher: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` started by the launcher (spawn.c), which does this setup itself."""
+        args = [launcher]
+        if self.containment is not None and self.containment.cgroup is not None:
+            args += ["-c", str(self.containment.cgroup)]
+        if self.limits is not None and self.limits.memory_mb:
+            args += ["-m", str(self.limits.memory_mb)]
+        if self.limits is not None and self.limits.cpu_seconds:
+            args += ["-t", str(self.limits.cpu_seconds)]
+        if self.identity is not None:
+            groups = ",".join(map(str, self.identity.groups))
+            args += ["-u", str(self.identity.uid), "-g", str(self.identity.gid), "-G", groups]
+        if self.cwd is not None:
+            args += ["-d", self.cwd]
+        return [*args, "--", *argv]
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,7 @@ def run_process(
     on_start: Callable[[int], object] | None = None,
     identity: Identity | None = None,
     containment: Containment | None = None,
+    launcher: str | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to its end; ``heartbeat`` sees the output so far every ``flush_every`` s.
 
@@ -144,17 +166,23 @@ def run_process(
     job ends as soon as its process does: no reader thread, no polling. With nothing to
     set up in the child (no limits, identity or containment: a worker that runs job code
     as itself) no Python code runs there, which lets the fork be a vfork (a large worker
-    is not copied to start ``true``); switching identity rules that out."""
-    plain = not limits and identity is None and containment is None
+    is not copied to start ``true``); switching identity in Python rules that out, which
+    ``launcher`` (spawn.c: it does the setup itself) avoids."""
+    setup = None
+    if limits or identity is not None or containment is not None:
+        setup = ChildSetup(limits, identity, cwd, containment)
+    start_in = cwd if setup is None else None  # else entered as the identity
+    if setup is not None and launcher is not None:
+        argv, setup = setup.launcher_argv(launcher, argv), None
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
-        cwd=cwd if plain else None,
+        cwd=start_in,
         start_new_session=True,
-        preexec_fn=None if plain else ChildSetup(limits, identity, cwd, containment),
+        preexec_fn=setup,
     )
     assert proc.stdout is not None
     if on_start is not None:
