@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -169,3 +170,15 @@ def found(marks: dict[str, str], count: int) -> list[int]:
     while len(pids := orphans.processes_of_run(marks)) < count and time.monotonic() < deadline:
         time.sleep(0.05)
     return pids
+
+
+def test_without_the_launcher_the_worker_falls_back_to_python_and_says_so(
+    settings, monkeypatch, tmp_path: Path
+):
+    assert spawn.launcher() == LAUNCHER and "cronfleet-spawn launcher" in spawn.mode()
+    settings.SCHEDULER_SPAWN = "python"
+    assert spawn.launcher() is None and "SCHEDULER_SPAWN=python" in spawn.mode()
+    settings.SCHEDULER_SPAWN = "auto"
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))  # a virtualenv without it
+    assert spawn.launcher() is None
+    assert f"there is no {tmp_path}/bin/cronfleet-spawn (`make install` builds it" in spawn.mode()

@@ -13,19 +13,35 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from pathlib import Path
 
 
 def processes_of_run(marks: dict[str, str]) -> list[int]:
     """The pids on this machine (that we may read) whose environment holds ``marks``,
-    the variables that name a run (see executors/child.py: run_marks)."""
-    wanted = {f"{name}={value}".encode() for name, value in marks.items()}
+    the variables that name a run (see executors/child.py: run_marks). Plain os calls
+    and a substring test per process: every run in marker mode ends with this scan."""
+    wanted = [f"\0{name}={value}\0".encode() for name, value in marks.items()]
     found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
-            if wanted <= set(environ.read_bytes().split(b"\0")):
-                found.append(int(environ.parent.name))
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and (environ := _environ(pid)) and all(w in environ for w in wanted):
+            found.append(int(pid))
     return found
+
+
+def _environ(pid: str) -> bytes:
+    """The process's environment, each entry between NULs; empty when gone or not ours."""
+    try:
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY)
+    except OSError:
+        return b""
+    chunks = [b"\0"]
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+    return b"".join([*chunks, b"\0"])
 
 
 def kill_run_processes(marks: dict[str, str]) -> int:
