@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from scheduler_app import checks, identity
+from scheduler_app.models import Run
 from tests.helpers import wait_for
 from workers.executors import sandbox, trash
 
@@ -165,3 +166,13 @@ def test_the_sweep_removes_what_a_stopped_worker_left_but_follows_no_link(tmp_pa
 
     assert not left.exists()
     assert (kept / "inside").is_dir()
+
+
+def test_a_run_s_children_run_as_the_identity_its_workspace_was_made_for(settings, tmp_path):
+    """Looked up once per run: a child of the run needs no second lookup of the user."""
+    settings.SCHEDULER_WORKSPACES = str(tmp_path)
+    made_for = identity.Identity("someone", os.geteuid(), os.getegid(), ())
+    assert sandbox.job_identity() == identity.run_as()  # no workspace open: looked up
+    with sandbox.workspace(Run(id=3), made_for):
+        assert sandbox.job_identity() is made_for
+    assert sandbox.job_identity() == identity.run_as()

@@ -79,7 +79,7 @@ def run_child(
     worker's environment (its settings), to run one of the app's own tasks.
     """
     job = run.job
-    who = identity.worker() if inherit is not None else identity.run_as()
+    who = identity.worker() if inherit is not None else sandbox.job_identity()
     env = {**child_env(run, who, inherit), **(extra_env or {})}
     cwd = job.working_dir or (None if inherit is not None else str(sandbox.current_workspace()))
     secrets = secrets_of(job)

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from scheduler_app import deployment, identity
+from scheduler_app import deployment
 from scheduler_app.models import Run, StoredFile
 from scheduler_app.payloads import PayloadError, allowed_path
 from workers.executors import place_files, sandbox
@@ -128,7 +128,7 @@ class FileExecutor:
             return Outcome(Run.Status.FAILED, error=str(exc))
         except OSError as exc:
             return Outcome(Run.Status.FAILED, error=f"the files cannot be staged: {exc}")
-        interpreter = sandbox.python(identity.run_as())
+        interpreter = sandbox.python(sandbox.job_identity())
         child = run_child(run, [interpreter.path, "-I", "-c", PROGRAM, json.dumps(plan)])
         reports = read_result(plan["result"])
         outcome = outcome_of(child, run.job)

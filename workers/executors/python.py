@@ -8,7 +8,6 @@ from pathlib import Path
 
 from django.conf import settings
 
-from scheduler_app import identity
 from scheduler_app.models import Run
 from workers.executors import sandbox
 from workers.executors.base import Outcome
@@ -20,7 +19,7 @@ _COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|dese
 
 def run_python(run: Run, args: list[str]) -> ProcessResult:
     """``python args...`` with the Python the run-as identity can start (sandbox.python)."""
-    interpreter = sandbox.python(identity.run_as())
+    interpreter = sandbox.python(sandbox.job_identity())
     return run_child(run, [interpreter.path, *args], extra_env=interpreter.env)
 
 

@@ -47,7 +47,18 @@ INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 WORKSPACE_PREFIX = "cronfleet-run-"
 
-_workspace: contextvars.ContextVar[Path | None] = contextvars.ContextVar("workspace", default=None)
+
+@dataclass(frozen=True)
+class _Place:
+    """The open workspace of a run, and the identity it was made for."""
+
+    path: Path
+    who: identity.Identity
+
+
+_workspace: contextvars.ContextVar[_Place | None] = contextvars.ContextVar(
+    "workspace", default=None
+)
 
 
 def child_identity(who: identity.Identity) -> ChildIdentity | None:
@@ -63,7 +74,7 @@ def base_env(who: identity.Identity) -> dict[str, str]:
     env.setdefault("PATH", DEFAULT_PATH)
     env.update(USER=who.name, LOGNAME=who.name)
     if (place := _workspace.get()) is not None:
-        env["HOME"] = str(place)
+        env["HOME"] = str(place.path)
     return env
 
 
@@ -73,7 +84,15 @@ def workspaces() -> str:
 
 
 def current_workspace() -> Path | None:
-    return _workspace.get()
+    place = _workspace.get()
+    return None if place is None else place.path
+
+
+def job_identity() -> identity.Identity:
+    """As whom the current run's code runs: the identity its workspace was made for
+    (looked up once per run, not per child); looked up now outside a workspace."""
+    place = _workspace.get()
+    return identity.run_as() if place is None else place.who
 
 
 @contextlib.contextmanager
@@ -82,7 +101,7 @@ def workspace(run: Run, who: identity.Identity) -> Iterator[Path]:
     (renamed away at once, deleted by a thread: trash.py): the start directory and HOME
     of every child of the run."""
     path = Path(tempfile.mkdtemp(prefix=f"{WORKSPACE_PREFIX}{run.id}-", dir=workspaces()))
-    token = _workspace.set(path)
+    token = _workspace.set(_Place(path, who))
     try:
         if who.uid != os.geteuid():
             os.chown(path, who.uid, who.gid)

@@ -28,7 +28,7 @@ from workers.executors import pip_install
 from workers.executors.base import Outcome
 from workers.executors.child import outcome_of, run_child
 from workers.executors.process import ProcessResult
-from workers.executors.sandbox import python
+from workers.executors.sandbox import job_identity, python
 
 PIP_PROGRAM = inspect.getsource(pip_install)
 ERROR_TAIL = 2000  # characters of a failed installer's output in the run's error
@@ -75,7 +75,7 @@ def version_of(result: ProcessResult) -> str | None:
 def installer(entry: Software, wanted: str, env: dict[str, str]) -> list[str]:
     if entry.install.strip():
         return [DEFAULT_SHELL, "-c", entry.install]
-    interpreter = python(identity.run_as())
+    interpreter = python(job_identity())
     env.update(interpreter.env)
     return [interpreter.path, "-c", PIP_PROGRAM, env["SCHEDULER_SOFTWARE_DIR"], entry.pip, wanted]
 
@@ -84,7 +84,7 @@ class SoftwareExecutor:
     def execute(self, run: Run) -> Outcome:
         job = run.job
         try:
-            directory = software_dir(identity.run_as())
+            directory = software_dir(job_identity())
         except PayloadError as exc:
             return Outcome(Run.Status.FAILED, error=str(exc))
         wanted = job.payload["packages"]
