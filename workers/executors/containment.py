@@ -15,6 +15,7 @@ Two modes, chosen per run (SCHEDULER_CONTAINMENT: ``auto``, the default, or ``ma
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -33,8 +34,11 @@ MARKER_ROUNDS = 50  # scans of /proc at most: each kills what the last one left 
 EMPTY_WAIT = 5.0  # seconds to wait for a killed cgroup to empty before leaving it
 
 
+@functools.cache
 def _cgroup2_base() -> Path | None:
-    """The directory of this process's own cgroup v2, or None without one."""
+    """The directory of this process's own cgroup v2, or None without one: read once per
+    process (a worker is not moved between cgroups; if its cgroup went away, making a
+    run's cgroup fails and the run falls back to its marks)."""
     mount = None
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/mounts").read_text().splitlines():
