@@ -39,11 +39,11 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from scheduler_app.models import Job, Run
+from scheduler_app.models import Job, JobDependency, Run
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,32 @@ def claim(run: Run, worker: str, *, alone: bool = False) -> bool:
     run.status, run.worker, run.error = Status.RUNNING, worker, ""
     run.started_at = run.heartbeat_at = now
     return True
+
+
+def claim_at_once(run_id: int, worker: str, *, alone: bool) -> Run | None:
+    """queued -> running in one statement, with no lock, for a run whose start nothing
+    else decides: a fan-out child (its parent passed the policy), a run of a job whose
+    policy admits any number at once; with ``alone``, also one while no other run of its
+    job runs (only where the database takes writes one at a time, so that this
+    statement's check still holds when it writes: SQLite). Returns the run, read back by
+    the claim, with its job read just after (and whether any job depends on it); None
+    when this statement did not claim it (claimed elsewhere, cancelled, waiting, or its
+    policy must look at the other runs under the job's lock)."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    sql = _CLAIM_ALONE if alone else _CLAIM_FREE
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, now, worker, run_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        run = _instance(Run, row)
+        cursor.execute(_JOB_OF_CLAIMED, [run.job_id, run.job_id])
+        row = cursor.fetchone()
+    if row is None:  # deleted meanwhile, and its runs with it
+        return None
+    run.job = _instance(Job, row[:-1])
+    run.job_has_dependents = bool(row[-1])  # type: ignore[attr-defined]
+    return run
 
 
 def running_of(job_id: int) -> list[int]:
@@ -190,6 +216,43 @@ def finish(
     return run.status
 
 
+def finish_counted(
+    run: Run, status: str, *, exit_code: int | None, output: str, error: str,
+    result: dict | None,
+) -> bool:  # fmt: skip
+    """running -> ``status`` and the job's figures counted, together (one statement on
+    PostgreSQL, one transaction on SQLite), for an end that sets off nothing else.
+    False, with nothing written, when the run was no longer running (cancelled, ended
+    already): :func:`finish` then says what happened. ``run`` is the worker's copy from
+    its claim: what is written is set on it too."""
+    now = timezone.now()
+    end = {"finished_at": now, "duration": _seconds_since(run.started_at, now),
+           "exit_code": exit_code, "output": output, "result": result}  # fmt: skip
+    adapt = connection.ops.adapt_datetimefield_value
+    ended = [status, error, adapt(now), end["duration"], exit_code, output,
+             _RESULT.get_db_prep_save(result, connection), run.id]  # fmt: skip
+    counted = [adapt(run.started_at or now), status, int(status in Run.FAILURES), run.job_id]
+    if not _ended_and_counted(ended, counted):
+        return False
+    run.status, run.error = status, error
+    for field, value in end.items():
+        setattr(run, field, value)
+    return True
+
+
+def _ended_and_counted(ended: list[Any], counted: list[Any]) -> bool:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_END_AND_COUNT, ended + counted)
+            return cursor.rowcount == 1
+        with transaction.atomic():
+            cursor.execute(_END, ended)
+            if cursor.rowcount != 1:
+                return False
+            cursor.execute(_COUNT, counted)
+    return True
+
+
 def lose(run_id: int, reason: str) -> bool:
     """running -> lost: the process died with its node."""
     now = timezone.now()
@@ -247,3 +310,56 @@ def _seconds_since(start: datetime | None, now: datetime) -> float | None:
 def _identity(fields: dict[str, Any]) -> str:
     job = getattr(fields.get("job"), "id", None)
     return f"job {job} at {fields.get('scheduled_for')} #{fields.get('attempt', 1)}"
+
+
+# --- the statements of a run's hot path, in plain SQL (issue 12) ---------------------
+# Compiling an ORM query costs more CPU than the database takes to run it; these are
+# the few statements every run of a busy worker makes. The same SQL serves SQLite and
+# PostgreSQL; values go through the fields' own adapters and converters, as the ORM's
+# would (SQLite stores datetimes as text in UTC, JSON as text). The 0017/0018 triggers
+# on the run table fire for these as for any UPDATE; no Django signal is sent for runs.
+
+_RUN, _JOB = Run._meta.db_table, Job._meta.db_table
+_RESULT = Run._meta.get_field("result")
+
+
+def _columns(model: type[models.Model], table: str) -> str:
+    return ", ".join(f'{table}."{field.column}"' for field in model._meta.concrete_fields)
+
+
+_QUEUED, _RUNNING = f"'{Status.QUEUED}'", f"'{Status.RUNNING}'"
+_CLAIM = f"""UPDATE {_RUN} SET "status" = {_RUNNING}, "started_at" = %s, "heartbeat_at" = %s,
+    "worker" = %s, "error" = '' WHERE "id" = %s AND "status" = {_QUEUED} AND (
+        "parent_id" IS NOT NULL
+        OR "job_id" IN (SELECT "id" FROM {_JOB} WHERE "max_concurrent" IS NULL
+                        AND "concurrency_policy" = '{Job.ConcurrencyPolicy.ALLOW}') {{alone}})
+    RETURNING {_columns(Run, _RUN)}"""
+_CLAIM_FREE = _CLAIM.format(alone="")
+_CLAIM_ALONE = _CLAIM.format(
+    alone=f"""OR NOT EXISTS (SELECT 1 FROM {_RUN} other
+        WHERE other."job_id" = {_RUN}."job_id" AND other."status" = {_RUNNING}
+        AND other."parent_id" IS NULL)"""
+)
+_JOB_OF_CLAIMED = f"""SELECT {_columns(Job, _JOB)},
+    EXISTS (SELECT 1 FROM {JobDependency._meta.db_table} WHERE "upstream_id" = %s)
+    FROM {_JOB} WHERE "id" = %s"""
+_END = f"""UPDATE {_RUN} SET "status" = %s, "error" = %s, "finished_at" = %s, "duration" = %s,
+    "exit_code" = %s, "output" = %s, "result" = %s WHERE "id" = %s AND "status" = {_RUNNING}"""
+_COUNT = f"""UPDATE {_JOB} SET "last_run_at" = %s, "last_status" = %s,
+    "total_runs" = "total_runs" + 1, "failed_runs" = "failed_runs" + %s WHERE "id" = %s"""
+# PostgreSQL: both in one statement, the count only where the end was written (so its
+# row count says whether the run ended here).
+_END_AND_COUNT = f"""WITH ended AS ({_END} RETURNING "job_id")
+    {_COUNT} AND "id" IN (SELECT "job_id" FROM ended)"""
+
+
+def _instance(model: type[models.Model], row: tuple[Any, ...]) -> Any:
+    """The ``model`` of a row holding its concrete fields in order, converted as a query
+    of the ORM would convert them."""
+    fields = model._meta.concrete_fields
+    values = list(row)
+    for index, field in enumerate(fields):
+        col = field.cached_col
+        for convert in connection.ops.get_db_converters(col) + field.get_db_converters(connection):
+            values[index] = convert(values[index], col, connection)
+    return model.from_db(connection.alias, [field.attname for field in fields], values)

@@ -65,15 +65,26 @@ def pass_on(run_id: int, delay: float = 1.0) -> None:
 def claim_run(run_id: int, worker: str) -> Run | None:
     """Start a queued run on ``worker`` if its job's concurrency policy admits it.
 
-    The decision and the claim happen in one transaction holding the job's row
-    lock (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write lock, taken at
-    BEGIN by the IMMEDIATE transaction mode), so two workers on two machines never
-    both see "nothing running" and both start. None when it must not start now:
-    claimed elsewhere, cancelled, skipped or left waiting (its row says which).
+    A run that no policy need judge (see :func:`runs.claim_at_once`) is claimed by one
+    conditional UPDATE, then read with its job. Any other is judged and claimed in one
+    transaction holding the job's row lock (``SELECT ... FOR UPDATE`` on PostgreSQL;
+    SQLite's write lock, taken at BEGIN by the IMMEDIATE transaction mode), so two
+    workers on two machines never both see "nothing running" and both start. None when
+    it must not start now: claimed elsewhere, cancelled, skipped or left waiting (its
+    row says which).
 
     The run is read once, with its job (and whether any job depends on it, so its end
     asks only when one does), and kept: what the claim wrote is set on it in memory.
     """
+    run = runs.claim_at_once(run_id, worker, alone=_writes_one_at_a_time())
+    if run is None:
+        run = _claim_locked(run_id, worker)
+    if run is not None:
+        _started(run)
+    return run
+
+
+def _claim_locked(run_id: int, worker: str) -> Run | None:
     with transaction.atomic():
         queued = Run.objects.filter(id=run_id, status=Run.Status.QUEUED).select_related("job")
         if connection.features.has_select_for_update_of:
@@ -84,14 +95,22 @@ def claim_run(run_id: int, worker: str) -> Run | None:
         run = next(iter(queued.order_by()[:1]), None)  # no ORDER BY: one row by its key
         if run is None or not _claim(run, worker):
             return None
-    _started(run)
     return run
+
+
+def _writes_one_at_a_time() -> bool:
+    """SQLite: a write statement holds the database's only write lock from its start,
+    so a check in its WHERE holds when it writes, as under the job's row lock."""
+    return connection.vendor == "sqlite"
 
 
 def start_run(run: Run, worker: str) -> Run | None:
     """:func:`claim_run` for a run the caller holds with its job (just made by a fire):
-    nothing is read again. One the fire made running already is only judged late or not."""
-    if run.status != Run.Status.RUNNING:
+    nothing is read again. One the fire made running already is only judged late or not.
+    On SQLite, one no other run of its job keeps waiting is claimed in one statement."""
+    if run.status != Run.Status.RUNNING and not (
+        _writes_one_at_a_time() and runs.claim(run, worker, alone=True)
+    ):
         with transaction.atomic():
             if connection.features.has_select_for_update:  # SQLite: BEGIN IMMEDIATE locked
                 list(Job.objects.select_for_update().filter(id=run.job_id).values_list("id"))
@@ -232,7 +251,14 @@ def finish_run(
 
     ``run`` is the worker's copy (with its job): what is written is set on it too,
     and read back only when the run had been cancelled or had ended already (a
-    rollback leaves the copy ahead of the row: the next try writes it again)."""
+    rollback leaves the copy ahead of the row: the next try writes it again).
+
+    An end that sets off nothing but the job's figures (most runs) is written with
+    them in one go (:func:`runs.finish_counted`)."""
+    if _ends_alone(run, status) and runs.finish_counted(
+        run, status, exit_code=exit_code, output=output, error=error, result=result
+    ):
+        return run
     with transaction.atomic():
         ended = runs.finish(run, status, exit_code=exit_code, output=output, error=error,
                             result=result)  # fmt: skip
@@ -263,6 +289,23 @@ def _follow_up(run: Run) -> None:
             complete_if_done(job.id)
     if job.concurrency_policy == Job.ConcurrencyPolicy.QUEUE_ONE:
         _release_waiting(job.id)
+
+
+def _ends_alone(run: Run, status: str) -> bool:
+    """Whether :func:`_follow_up` would only count the run in its job's figures, as the
+    worker's copy of the run and its job (read at the claim) tell, as _follow_up itself
+    decides: no parent to judge, no retry, no one to notify, no dependent job, no
+    completion to check, no waiting run to release."""
+    job = run.job
+    return (
+        run.parent_id is None
+        and run.started_at is not None
+        and retries.plan(job, status, run.attempt) is None
+        and not notifications.has_recipients(job)
+        and not _may_have_dependents(run)
+        and (run.trigger == Run.Trigger.MANUAL or not job.can_end)
+        and job.concurrency_policy != Job.ConcurrencyPolicy.QUEUE_ONE
+    )
 
 
 def _count(run: Run) -> None:
