@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from scheduler_app import dispatch, runs, schedules, services
-from scheduler_app.models import Job, JobDependency, Run
+from scheduler_app.models import Job, Run
 
 CATCHUP_ALL_LIMIT = 100  # runs, for catchup "all"
 MISSED_RECORD_LIMIT = 100  # missed times recorded one by one; the rest are counted
@@ -33,13 +33,7 @@ def fire_due(
     The first of them is made already running on ``worker`` (the caller, which runs it)
     when the job's policy admits any number of runs at once: create and claim in one
     statement. The others, and every run of the other policies, are queued."""
-    found = (
-        Job.objects.select_related("calendar")
-        .annotate(has_dependents=Exists(JobDependency.objects.filter(upstream=OuterRef("id"))))
-        .filter(id=job_id)
-        .order_by()[:1]  # one row by its key: no ORDER BY to build
-    )
-    job = next(iter(found), None)
+    job = runs.read_job(job_id)
     if job is None or not job.is_scheduled:
         return []
     sent_at = sent_at or timezone.now()

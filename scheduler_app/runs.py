@@ -43,7 +43,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from scheduler_app.models import Job, JobDependency, Run
+from scheduler_app.models import Calendar, Job, JobDependency, Run
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +127,26 @@ def claim_at_once(run_id: int, worker: str, *, alone: bool) -> Run | None:
         if row is None:
             return None
         run = _instance(Run, row)
-        cursor.execute(_JOB_OF_CLAIMED, [run.job_id, run.job_id])
-        row = cursor.fetchone()
-    if row is None:  # deleted meanwhile, and its runs with it
+    job = read_job(run.job_id)
+    if job is None:  # deleted meanwhile, and its runs with it
         return None
-    run.job = _instance(Job, row[:-1])
-    run.job_has_dependents = bool(row[-1])  # type: ignore[attr-defined]
+    run.job, run.job_has_dependents = job, job.has_dependents  # type: ignore[attr-defined]
     return run
+
+
+def read_job(job_id: int) -> Job | None:
+    """The job with its calendar, and whether any job depends on it (``has_dependents``),
+    in one statement: what a worker reads to fire or run it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_READ_JOB, [job_id, job_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    job = _instance(Job, row[:_JOB_WIDTH])
+    calendar = row[_JOB_WIDTH:-1]
+    job.calendar = _instance(Calendar, calendar) if calendar[0] is not None else None
+    job.has_dependents = bool(row[-1])  # type: ignore[attr-defined]
+    return job
 
 
 def running_of(job_id: int) -> list[int]:
@@ -340,9 +353,12 @@ _CLAIM_ALONE = _CLAIM.format(
         WHERE other."job_id" = {_RUN}."job_id" AND other."status" = {_RUNNING}
         AND other."parent_id" IS NULL)"""
 )
-_JOB_OF_CLAIMED = f"""SELECT {_columns(Job, _JOB)},
+_CALENDAR = Calendar._meta.db_table
+_JOB_WIDTH = len(Job._meta.concrete_fields)
+_READ_JOB = f"""SELECT {_columns(Job, _JOB)}, {_columns(Calendar, _CALENDAR)},
     EXISTS (SELECT 1 FROM {JobDependency._meta.db_table} WHERE "upstream_id" = %s)
-    FROM {_JOB} WHERE "id" = %s"""
+    FROM {_JOB} LEFT JOIN {_CALENDAR} ON {_CALENDAR}."id" = {_JOB}."calendar_id"
+    WHERE {_JOB}."id" = %s"""
 _END = f"""UPDATE {_RUN} SET "status" = %s, "error" = %s, "finished_at" = %s, "duration" = %s,
     "exit_code" = %s, "output" = %s, "result" = %s WHERE "id" = %s AND "status" = {_RUNNING}"""
 _COUNT = f"""UPDATE {_JOB} SET "last_run_at" = %s, "last_status" = %s,
