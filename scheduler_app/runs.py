@@ -118,7 +118,10 @@ def claim_at_once(run_id: int, worker: str, *, alone: bool) -> Run | None:
     statement's check still holds when it writes: SQLite). Returns the run, read back by
     the claim, with its job read just after (and whether any job depends on it); None
     when this statement did not claim it (claimed elsewhere, cancelled, waiting, or its
-    policy must look at the other runs under the job's lock)."""
+    policy must look at the other runs under the job's lock, or the database cannot
+    return rows from an UPDATE: SQLite before 3.35, whose flag Django names for INSERT)."""
+    if not connection.features.can_return_columns_from_insert:
+        return None
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     sql = _CLAIM_ALONE if alone else _CLAIM_FREE
     with connection.cursor() as cursor:
