@@ -221,3 +221,12 @@ def test_operator_task_modules_may_be_called_by_celery_jobs(modules, accepted):
     else:
         assert done.stdout.startswith("refused:")
         assert "SCHEDULER_TASK_MODULES" in done.stdout
+
+
+def test_output_with_nul_bytes_and_control_characters_is_recorded(live, api):
+    """PostgreSQL refuses NUL in text: a job printing one (a binary blob, a careless
+    `cat`) must still end, with its output kept readable."""
+    run = run_once(api, payload={"command": r"printf 'a\000b\033[31mred\n'; exit 3"})
+    assert run.status == Run.Status.FAILED and run.exit_code == 3
+    assert run.output.startswith("a") and "b\x1b[31mred" in run.output
+    assert "\x00" not in run.output

@@ -112,3 +112,13 @@ def test_an_outcome_is_tried_again_more_often_than_the_reaper_sweeps(running, da
         within=60, sleep=nap, most=1.5,
     )  # fmt: skip
     assert naps == [1.0, 1.5, 1.5, 1.5]
+
+
+def test_what_a_job_reports_is_made_storable_without_its_nul_bytes():
+    """PostgreSQL refuses NUL in text and JSON: a job's output, error and result keep
+    everything else, with U+FFFD in its place."""
+    from workers.reporting import storable
+
+    result = {"out\x00": ["a\x00b", {"n": 1, "s": "\x00"}], "ok": None}
+    assert storable(result) == {"out\ufffd": ["a\ufffdb", {"n": 1, "s": "\ufffd"}], "ok": None}
+    assert storable("plain") == "plain" and storable(None) is None

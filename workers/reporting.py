@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
@@ -23,6 +23,21 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # What a database that is away (restarting, unreachable, locked) raises.
 DATABASE_AWAY = (OperationalError, InterfaceError)
+# PostgreSQL refuses NUL in text and in JSON strings; a job may print one (a binary
+# blob, a careless `cat`), and its run must still end, with the rest of its output.
+NUL, NUL_SHOWN_AS = "\x00", "\ufffd"
+
+
+def storable(value: Any) -> Any:
+    """``value`` (a string, or JSON: dicts, lists) with every NUL replaced by U+FFFD,
+    as the database of either kind can keep it."""
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_SHOWN_AS) if NUL in value else value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 def save_output(run_id: int, output: str, pid: int | None = None) -> bool:
@@ -30,7 +45,7 @@ def save_output(run_id: int, output: str, pid: int | None = None) -> bool:
     job that ends within a flush costs no write while it runs); False once the
     run was cancelled or lost. With the database away the job goes on (True): its next
     flush writes again."""
-    return _tolerant(lambda: runs.save_output(run_id, output, pid), run_id)
+    return _tolerant(lambda: runs.save_output(run_id, storable(output), pid), run_id)
 
 
 def _tolerant(write: Callable[[], bool], run_id: int) -> bool:

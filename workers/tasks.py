@@ -106,8 +106,9 @@ def _execute(run: Run) -> None:
     # twice per sweep of the reaper, so that the reaper never takes the run for dead first.
     reporting.persist(
         lambda: services.finish_run(run, outcome.status, exit_code=outcome.exit_code,
-                                    output=outcome.output, error=outcome.error,
-                                    result=outcome.result),
+                                    output=reporting.storable(outcome.output),
+                                    error=reporting.storable(outcome.error),
+                                    result=reporting.storable(outcome.result)),
         within=settings.SCHEDULER_DB_RETRY_SECONDS, most=settings.REAP_EVERY / 2,
     )  # fmt: skip
 
