@@ -35,11 +35,13 @@ applied by :mod:`scheduler_app.services`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -375,10 +377,26 @@ _END_AND_COUNT = f"""WITH ended AS ({_END} RETURNING "job_id")
 def _instance(model: type[models.Model], row: tuple[Any, ...]) -> Any:
     """The ``model`` of a row holding its concrete fields in order, converted as a query
     of the ORM would convert them."""
-    fields = model._meta.concrete_fields
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's own, once: not through the proxy
     values = list(row)
-    for index, field in enumerate(fields):
+    for index, col, converters in _converters(model, db):
+        for convert in converters:
+            values[index] = convert(values[index], col, db)
+    return model.from_db(db.alias, _attnames(model), values)
+
+
+@functools.cache
+def _attnames(model: type[models.Model]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+@functools.lru_cache(maxsize=64)
+def _converters(model: type[models.Model], db: BaseDatabaseWrapper) -> list[tuple[int, Any, list]]:
+    """Per field of ``model`` that needs any: its index, column and the converters the
+    ORM would apply on ``db`` (worked out once: asking costs more than converting)."""
+    found = []
+    for index, field in enumerate(model._meta.concrete_fields):
         col = field.cached_col
-        for convert in connection.ops.get_db_converters(col) + field.get_db_converters(connection):
-            values[index] = convert(values[index], col, connection)
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+        if converters := db.ops.get_db_converters(col) + field.get_db_converters(db):
+            found.append((index, col, converters))
+    return found
