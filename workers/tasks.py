@@ -136,6 +136,8 @@ def kill_orphan(marks: dict[str, str]) -> None:
     (``marks``: the variables that name the run in their environment)."""
     if killed := orphans.kill_run_processes(marks):
         logger.warning("killed %d process groups left running by lost run %s", killed, marks)
+    if killed := containment.kill_lost(marks):
+        logger.warning("killed %d processes left in the cgroup of lost run %s", killed, marks)
 
 
 @task_prerun.connect
@@ -230,6 +232,7 @@ def _abandon_runs(node: str, grace: int) -> None:
     reason = f"worker {node} shut down; the run was still going after {grace} s"
     for run in services.lose_runs_of(node, reason):
         orphans.kill_run_processes(run.identity_env())
+        containment.kill_lost(run.identity_env())
         logger.warning("run %s was still going at shutdown: killed, marked lost", run.id)
 
 

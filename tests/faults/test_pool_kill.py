@@ -12,6 +12,7 @@ import pytest
 from scheduler_app.models import Run
 from tests.faults.measure import Ledger, count, reap_bound, settle
 from tests.helpers import manual_job, processes_running, run_now, wait_for, wait_runs
+from workers.executors import containment
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 
@@ -45,6 +46,8 @@ def test_a_job_that_kills_its_own_pool_process_is_lost_retried_and_cleaned_up(
     # The node, still alive, kills what the dead pool process left running.
     wait_for(lambda: not processes_running("sleep", "347"), timeout=15)
     leftovers_killed = time.monotonic() - started
+    if (base := containment.cgroup_base()) is not None:  # and the run's cgroup is removed
+        wait_for(lambda: not list(base.glob(f"cronfleet-run-{first}-*")), timeout=15)
     settled = settle([job["id"]])
     tally = count([job["id"]], ledger)
     figures("pool process SIGKILL by its job", **tally.numbers("runs_started"),

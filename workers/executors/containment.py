@@ -15,7 +15,9 @@ Two modes, chosen per run (SCHEDULER_CONTAINMENT: ``auto``, the default, or ``ma
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import hashlib
 import logging
 import os
 import secrets
@@ -35,7 +37,7 @@ EMPTY_WAIT = 5.0  # seconds to wait for a killed cgroup to empty before leaving 
 
 
 @functools.cache
-def _cgroup2_base() -> Path | None:
+def cgroup_base() -> Path | None:
     """The directory of this process's own cgroup v2, or None without one: read once per
     process (a worker is not moved between cgroups; if its cgroup went away, making a
     run's cgroup fails and the run falls back to its marks)."""
@@ -113,9 +115,25 @@ class CgroupContainment(Containment):
                     return count
         finally:
             os.close(events)
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+        _remove(self.path)
         return count
+
+
+def _remove(path: Path) -> None:
+    """Remove an emptied cgroup; a killed process whose parent died with it (a lost run)
+    may keep it busy until it is reaped, so wait for that (at most EMPTY_WAIT s)."""
+    deadline = time.monotonic() + EMPTY_WAIT
+    while True:
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                logger.warning("cgroup %s could not be removed: %s", path, exc)
+                return
+        time.sleep(0.01)
 
 
 def _populated(events: int) -> bool:
@@ -137,8 +155,8 @@ def _wait_empty(events: int) -> bool:
 
 def for_run(marks: dict[str, str]) -> Containment:
     """A cgroup for the run where this machine allows one, else the marks."""
-    if settings.SCHEDULER_CONTAINMENT != "marker" and (base := _cgroup2_base()) is not None:
-        path = base / f"cronfleet-run-{marks.get('SCHEDULER_RUN_ID', 'x')}-{secrets.token_hex(4)}"
+    if settings.SCHEDULER_CONTAINMENT != "marker" and (base := cgroup_base()) is not None:
+        path = base / f"{_name_of(marks)}{secrets.token_hex(4)}"
         try:
             path.mkdir()
             if not (path / "cgroup.kill").exists():  # Linux before 5.14
@@ -150,6 +168,26 @@ def for_run(marks: dict[str, str]) -> Containment:
             with contextlib.suppress(OSError):
                 path.rmdir()
     return Containment(marks)
+
+
+def _name_of(marks: dict[str, str]) -> str:
+    """The start of the names of a run's cgroups: its id, and a digest of all its marks
+    (two scheduler databases on one machine reuse run ids)."""
+    digest = hashlib.sha256(repr(sorted(marks.items())).encode()).hexdigest()[:8]
+    return f"cronfleet-run-{marks.get('SCHEDULER_RUN_ID', 'x')}-{digest}-"
+
+
+def kill_lost(marks: dict[str, str]) -> int:
+    """For a run declared lost (its pool process died with it): kill what is left in its
+    cgroups on this machine (a process that escaped its marks too) and remove them; how
+    many processes were killed."""
+    if (base := cgroup_base()) is None:
+        return 0
+    killed = 0
+    for path in base.glob(f"{_name_of(marks)}*"):
+        with contextlib.suppress(OSError):
+            killed += CgroupContainment(marks, path).kill()
+    return killed
 
 
 def mode() -> str:
