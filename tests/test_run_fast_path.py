@@ -156,3 +156,17 @@ def test_an_end_that_sets_off_more_takes_the_long_path(owner):
     retry = Run.objects.get(job=job, trigger=Run.Trigger.RETRY)
     assert (retry.status, retry.attempt) == (Run.Status.QUEUED, 2)
     assert Job.objects.get(id=job.id).total_runs == 1
+
+
+@pytest.mark.skipif(not POSTGRES, reason="prepared statements are PostgreSQL's")
+def test_the_claim_is_prepared_on_the_connection_after_a_few_runs(owner):
+    """The server plans the claim once per connection, not per run (config/settings.py
+    prepare_threshold; runs._cursor binds on the server, as Django's cursors do not)."""
+    job = make_job(owner, concurrency_policy=ALLOW)
+    for _ in range(6):
+        assert services.claim_run(queued(job).id, NODE) is not None
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(sql.startswith("WITH claimed AS") for sql in prepared), prepared
