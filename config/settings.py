@@ -152,6 +152,14 @@ DATABASES = {
         conn_health_checks=envbool("DB_CONN_HEALTH_CHECKS", True),
     )
 }
+# PostgreSQL: the run path's few plain statements (scheduler_app/runs.py) are prepared on
+# the connection after 5 runs, so the server plans them once, not for every run (issue
+# 12); Django prepares nothing else. Off (DB_PREPARED_STATEMENTS=0) behind a pooler that
+# cannot hold them (PgBouncer in transaction mode before 1.21 or without
+# max_prepared_statements).
+_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if _POSTGRES and envbool("DB_PREPARED_STATEMENTS", True):
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # VAR_DIR itself is made by manage.py and the test setup, not here: settings
     # are read by every process and must not touch the disk.

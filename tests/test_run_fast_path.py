@@ -39,15 +39,15 @@ def fields_of(instance: Model) -> dict[str, Any]:
     return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
 
 
-def test_a_run_of_a_job_that_admits_any_is_claimed_in_one_statement_and_read_with_its_job(
-    owner,
-):
+def test_a_run_of_a_job_that_admits_any_is_claimed_and_read_with_its_job_at_once(owner):
     job = make_job(owner, concurrency_policy=ALLOW, notify_emails=["a@example.com"])
     run = queued(job)
 
     claimed, done = statements(lambda: services.claim_run(run.id, NODE))
 
-    assert [sql.split()[0] for sql in done] == ["UPDATE", "SELECT"], done
+    # PostgreSQL: WITH claimed AS (UPDATE ... RETURNING ...) SELECT ... the job.
+    expected = ["WITH"] if POSTGRES else ["UPDATE", "SELECT"]
+    assert [sql.split()[0] for sql in done] == expected, done
     assert fields_of(claimed) == fields_of(Run.objects.get(id=run.id))
     assert fields_of(claimed.job) == fields_of(Job.objects.get(id=job.id))
     assert (claimed.status, claimed.worker, claimed.job.notify_emails) == (
@@ -156,3 +156,17 @@ def test_an_end_that_sets_off_more_takes_the_long_path(owner):
     retry = Run.objects.get(job=job, trigger=Run.Trigger.RETRY)
     assert (retry.status, retry.attempt) == (Run.Status.QUEUED, 2)
     assert Job.objects.get(id=job.id).total_runs == 1
+
+
+@pytest.mark.skipif(not POSTGRES, reason="prepared statements are PostgreSQL's")
+def test_the_claim_is_prepared_on_the_connection_after_a_few_runs(owner):
+    """The server plans the claim once per connection, not per run (config/settings.py
+    prepare_threshold; runs._cursor binds on the server, as Django's cursors do not)."""
+    job = make_job(owner, concurrency_policy=ALLOW)
+    for _ in range(6):
+        assert services.claim_run(queued(job).id, NODE) is not None
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(sql.startswith("WITH claimed AS") for sql in prepared), prepared

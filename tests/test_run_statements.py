@@ -4,7 +4,8 @@ of a run asked for by hand. Pinned, so that a statement more fails here (issue 1
 
 Counted with BEGIN and COMMIT (Django issues them as statements on both backends).
 Before issue 12: 16 by hand and 21 scheduled on SQLite; then 8 by hand, 10 scheduled
-and 7 scheduled under "allow" on SQLite (PostgreSQL: 8, 11, 7).
+and 7 scheduled under "allow" on SQLite (PostgreSQL: 8, 11, 7); a run by hand under
+"allow" 6 on SQLite, 3 on PostgreSQL, then 2 (claim and job read in one statement).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ END = 1 if POSTGRES else 4
 # job), UPDATE, COMMIT; SQLite (writes one at a time): the claim in one statement,
 # while no other run of the job runs, then SELECT job.
 BY_HAND = (5 if POSTGRES else 2) + END
+# The policy "allow" (no limit): the claim and the read of its job in one statement
+# (PostgreSQL), or UPDATE then SELECT job (SQLite).
+BY_HAND_ALLOW = (1 if POSTGRES else 2) + END
 # fire: SELECT job, INSERT run, UPDATE job's next fire; claim: PostgreSQL: BEGIN, lock
 # the job, UPDATE, COMMIT; SQLite: one UPDATE; end as above.
 SCHEDULED = 3 + (4 if POSTGRES else 1) + END
@@ -82,6 +86,19 @@ def test_a_run_by_hand_of_true(owner):
         done = statements(lambda: tasks.execute_run.run(run.id))
 
     assert len(done) == BY_HAND, done
+    assert_succeeded_once(job)
+
+
+def test_a_run_by_hand_of_a_job_that_allows_overlap(owner):
+    job = make_job(
+        owner, schedule={"type": "manual"}, concurrency_policy=Job.ConcurrencyPolicy.ALLOW
+    )
+    run = runs.create(job=job, trigger=Run.Trigger.MANUAL, scheduled_for=timezone.now())
+
+    with as_worker(tasks.execute_run):
+        done = statements(lambda: tasks.execute_run.run(run.id))
+
+    assert len(done) == BY_HAND_ALLOW, done
     assert_succeeded_once(job)
 
 
