@@ -127,3 +127,17 @@ def test_background_processes_do_not_outlive_the_job(start):
     result = run("sleep 334 & echo started", start=start)
     assert result.exit_code == 0
     assert sleepers("334") == []
+
+
+def test_a_program_that_cannot_start_leaves_no_cgroup_behind():
+    """Python's setup (no launcher) raises from Popen when the program is missing: the
+    run's cgroup made for it is removed all the same."""
+    if containment.mode() != "cgroup":
+        pytest.skip("no cgroup v2 for runs here")
+    held = containment.for_run({"SCHEDULER_RUN_ID": f"test-{uuid.uuid4().hex}"})
+    assert held.cgroup is not None and held.cgroup.exists()
+    with pytest.raises(FileNotFoundError):
+        run_process(["/nonexistent/program"], env={}, cwd=None, timeout=5, output_limit=1024,
+                    kill_grace=1, flush_every=1, heartbeat=lambda out: True,
+                    containment=held)  # fmt: skip
+    assert not held.cgroup.exists()

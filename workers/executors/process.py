@@ -174,16 +174,21 @@ def run_process(
     start_in = cwd if setup is None else None  # else entered as the identity
     if setup is not None and launcher is not None:
         argv, setup = setup.launcher_argv(launcher, argv), None
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=start_in,
-        start_new_session=True,
-        preexec_fn=setup,
-    )
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=start_in,
+            start_new_session=True,
+            preexec_fn=setup,
+        )
+    except BaseException:
+        if containment is not None:  # nothing started: its cgroup is not left behind
+            containment.kill()
+        raise
     assert proc.stdout is not None
     if on_start is not None:
         on_start(proc.pid)
