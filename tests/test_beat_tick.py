@@ -2,8 +2,10 @@
 entries go in batches with the lock extended between them, and a lock lost to a slow
 tick is told apart from a Redis that lost its data.
 
-The scheduler here is a Celery app of its own (its own RedBeat prefix and queue), so
-the stack's beat and worker, when running, neither see nor take what it sends.
+The scheduler here is a Celery app of its own (its own RedBeat prefix and queue, in a
+Redis database of its own), so the stack's beat and worker, when running, neither see
+nor take what it sends; and what the stack's beat sends for the jobs these tests commit
+(it reads the same database) does not reach the queue these tests read.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 from celery import Celery
 from django.conf import settings
 from redbeat.schedulers import acquire_distributed_beat_lock
@@ -28,11 +32,21 @@ QUEUE = "tick-test-queue"
 HOURLY = {"type": "interval", "every": 1, "unit": "hours"}
 
 
+# Another database of the test Redis than the stack's (the last part of the URL's path).
+TICK_REDIS_URL = urlsplit(settings.REDIS_URL)._replace(path="/7").geturl()
+
+
+@pytest.fixture
+def redis_client() -> redis.Redis:
+    """This file's Redis database (conftest's own fixture, overridden)."""
+    return redis.Redis.from_url(TICK_REDIS_URL, decode_responses=True)
+
+
 @pytest.fixture
 def beat_app(redis_client) -> Iterator[Celery]:
-    app = Celery("beat-tick-test", broker=settings.REDIS_URL)
+    app = Celery("beat-tick-test", broker=TICK_REDIS_URL)
     app.conf.update(
-        redbeat_redis_url=settings.REDIS_URL, redbeat_key_prefix=PREFIX, redbeat_lock_timeout=30,
+        redbeat_redis_url=TICK_REDIS_URL, redbeat_key_prefix=PREFIX, redbeat_lock_timeout=30,
         redbeat_redis_options={}, beat_schedule={},
         broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
     )  # fmt: skip
