@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,27 @@ def test_harden_opens_again_a_var_another_worker_closed(settings, tmp_path):
 
     assert stat.S_IMODE((base / "var").stat().st_mode) == 0o711
     assert stat.S_IMODE(base.stat().st_mode) == 0o711
+
+
+def test_harden_opens_again_a_virtualenv_another_worker_closed(settings, tmp_path, monkeypatch):
+    """A worker of the same tree run by another virtualenv's Python closes this tree's
+    .venv (0700) as none of its own; the next worker running from it makes it passable,
+    or job code could not run the lent Python (its pytest kind found no pytest)."""
+    base = tmp_path / "clone"
+    (base / ".venv" / "bin").mkdir(parents=True)
+    (base / "var" / "jobs").mkdir(parents=True)
+    base.chmod(0o755)
+    (base / ".venv").chmod(0o755)
+    settings.BASE_DIR, settings.SCHEDULER_RUN_AS = base, ""
+    settings.VAR_DIR, settings.SCHEDULER_ALLOWED_DIRS = base / "var", [str(base / "var" / "jobs")]
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "other" / ".venv"))
+    sandbox.harden()
+    assert stat.S_IMODE((base / ".venv").stat().st_mode) == 0o700
+
+    monkeypatch.setattr(sys, "prefix", str(base / ".venv"))
+    sandbox.harden()
+
+    assert stat.S_IMODE((base / ".venv").stat().st_mode) == 0o711
 
 
 def test_the_job_directories_in_var_are_made_for_the_run_identity(settings, tmp_path):

@@ -242,11 +242,11 @@ def harden() -> list[str]:
 
 
 def _open_way(base: Path, kept: set[Path]) -> list[str]:
-    """The directories from ``base`` down to what jobs may use made passable (x, never r
-    or w) for the run-as identity: a worker started from the same tree with another
-    VAR_DIR (a benchmark's) closed this ``var/`` as none of its own, and narrowing alone
-    would never open it again."""
-    way = {parent for target in kept for parent in target.parents
+    """The directories from ``base`` down to what jobs may use, those included, made
+    passable (x, never r or w) for the run-as identity: a worker started from the same
+    tree with another VAR_DIR (a benchmark's) or another virtualenv closed this ``var/``
+    or this ``.venv`` as none of its own, and narrowing alone would never open it again."""
+    way = {parent for target in kept for parent in (target, *target.parents)
            if parent == base or base in parent.parents}  # fmt: skip
     return [change for directory in sorted(way) for change in _passable(directory)]
 
