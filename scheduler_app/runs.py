@@ -403,9 +403,8 @@ def _cursor() -> Any:
 
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    raw = ServerBindingCursor(connection.connection)
-    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
-    return wrap(raw)
+    with connection.wrap_database_errors:  # as BaseDatabaseWrapper._cursor does
+        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 
 def _instance(model: type[models.Model], row: tuple[Any, ...]) -> Any:
